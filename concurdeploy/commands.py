@@ -1,0 +1,267 @@
+"""Built-in tasks: ``push``, ``run``, ``get``, ``hosts``. Arguments in, library calls, report out.
+
+Each task takes its options after its name (``concurdeploy push haproxy --check -l lb1``).
+A project's ``tasks.py`` may compose the same library calls (see :func:`select_hosts`,
+:func:`fan_out`); a task there with the same name replaces the built-in one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+from invoke import Task, task
+
+from . import report
+from .exceptions import HostsFailed, UsageError
+from .fanout import Job, WorkerPool
+from .inventory import Host, Inventory, load
+from .results import HostResult, Status
+from .specs import connect_spec
+
+__all__ = ["push", "run", "get", "hosts", "load_inventory", "select_hosts", "fan_out", "cdtask"]
+
+
+class _Task(Task):
+    """A task whose options get the short flags we choose (``-i``, ``-l``, ``-P``), not invoke's guess."""
+
+    SHORT = {"inventory": "i", "limit": "l", "forks": "P", "check": "C"}
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        if name in self.SHORT:
+            opts["names"].append(self.SHORT[name])
+        return opts
+
+
+def cdtask(*args, **kwargs):
+    """``@invoke.task`` with concurdeploy's short flags and no auto short flags."""
+    kwargs.setdefault("auto_shortflags", False)
+    kwargs.setdefault("klass", _Task)
+    return task(*args, **kwargs)
+
+
+COMMON_HELP = {
+    "inventory": "Inventory file or folder (default: inventories/, or $CONCURDEPLOY_INVENTORY).",
+    "limit": "Only hosts matching this pattern, e.g. 'lb1', 'web*', 'eu:&haproxy', '!lb3', '@file'.",
+    "forks": "Hosts in flight at once (default 50, or $CONCURDEPLOY_FORKS).",
+    "host_key_policy": "strict (default) | accept-new | off: overrides the host_key_policy var.",
+    "connect_timeout": "Seconds per connect phase (TCP, handshake, auth); default 10.",
+    "command_timeout": "Seconds a remote command may run; default 60.",
+    "deadline": "Seconds for the whole run; unfinished hosts then fail (0 = none).",
+}
+
+
+def _project_dir(c) -> str:
+    return os.path.abspath(c.config.get("project_dir") or os.getcwd())
+
+
+def load_inventory(c, inventory: str | None = None) -> Inventory:
+    """Load the inventory named by ``inventory``, else config ``inventory`` (relative to the project root).
+
+    :raises InventoryError: see :func:`concurdeploy.inventory.load`.
+    """
+    path = inventory or c.config.get("inventory") or "inventories"
+    if not os.path.isabs(path) and not os.path.exists(path):
+        path = os.path.join(_project_dir(c), path)
+    return load(path)
+
+
+def select_hosts(inv: Inventory, group: str, limit: str | None = None) -> list[Host]:
+    """Hosts of ``group`` (any pattern), narrowed by ``limit``; inventory order.
+
+    :raises UnknownGroup, NoHostsMatched: nothing selected (never "deployed to zero hosts").
+    """
+    chosen = inv.select(group)
+    if limit:
+        allowed = {h.name for h in inv.select(limit)}
+        chosen = [h for h in chosen if h.name in allowed]
+        if not chosen:
+            from .exceptions import NoHostsMatched
+            raise NoHostsMatched(f"--limit {limit!r} leaves no host of {group!r} "
+                                 f"(its hosts: {', '.join(h.name for h in inv.select(group))})")
+    return chosen
+
+
+def _overrides(c, host_key_policy, connect_timeout, command_timeout) -> dict:
+    cfg = c.config
+    return {
+        "host_key_policy": host_key_policy or cfg.get("host_key_policy") or None,
+        "connect_timeout": connect_timeout or None,
+        "command_timeout": command_timeout or None,
+    }
+
+
+def _defaults(c) -> dict:
+    cfg = c.config
+    return {"connect_timeout": cfg.get("connect_timeout"), "command_timeout": cfg.get("command_timeout")}
+
+
+def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline: float = 0.0,
+            overrides: dict | None = None, show_output: bool = False, title: str = "") -> list[HostResult]:
+    """Run ``action(conn, payload)`` on every host through the worker pool, printing as hosts finish.
+
+    :param payloads: one payload per host (``list``), or a callable ``host -> payload``;
+        a payload that is a :class:`HostResult` is taken as that host's result as is (e.g. a
+        template that failed to render) and the host is not contacted.
+    :param forks: hosts in flight; 0 = config ``forks``.
+    :param deadline: seconds for the whole run; 0 = config ``deadline`` (0 = none).
+    :returns: ``list[HostResult]`` in host order; the recap is printed.
+    :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
+    """
+    start = time.monotonic()
+    forks = int(forks or c.config.get("forks") or 50)
+    if forks < 1:
+        raise UsageError(f"--forks must be at least 1 (got {forks})")
+    deadline = float(deadline or c.config.get("deadline") or 0)
+    payloads = [payloads(h) if callable(payloads) else p
+                for h, p in zip(hosts, payloads if not callable(payloads) else hosts)]
+    width = max(len(h.name) for h in hosts) + 1
+    printer = report.Printer(show_output=show_output, width=width)
+    if title:
+        print(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, forks {min(forks, len(hosts))}")
+    with contextlib.ExitStack() as stack:
+        specs = _connect_specs(c, hosts, overrides or {}, stack)
+        results: dict[int, HostResult] = {}
+        jobs, index = [], []
+        for i, (h, p) in enumerate(zip(hosts, payloads)):
+            if isinstance(p, HostResult):
+                results[i] = p
+                printer(p)
+            else:
+                jobs.append(Job(specs[i], action, p))
+                index.append(i)
+        if jobs:
+            processes = int(c.config.get("processes") or 0) or None
+            with WorkerPool(forks=forks, processes=processes, hosts_hint=len(jobs)) as pool:
+                end = time.monotonic() + deadline if deadline else None
+                for i, r in zip(index, pool.run(jobs, on_result=printer, deadline=end)):
+                    results[i] = r
+    ordered = [results[i] for i in range(len(hosts))]
+    print(report.recap(ordered, time.monotonic() - start))
+    failed = [r.host for r in ordered if r.status.is_failure]
+    if failed:
+        raise HostsFailed(failed)
+    return ordered
+
+
+def _connect_specs(c, hosts, overrides, stack) -> list:
+    defaults = _defaults(c)
+    sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
+    bad = next((h for h in hosts if h.vars.get("connection", "ssh") not in ("ssh", "sandbox")), None)
+    if bad:
+        raise UsageError(f"host {bad.name}: connection {bad.vars['connection']!r} is not ssh or sandbox "
+                         f"(set in {bad.origins.get('connection', bad.source)})")
+    ports = {}
+    sandbox = None
+    if sandboxed:
+        from .sandbox import Sandbox  # only when the inventory asks for sandbox hosts
+        sandbox = stack.enter_context(Sandbox(os.path.join(_project_dir(c), ".sandbox")))
+        ports = sandbox.start(sandboxed)
+    specs = []
+    for h in hosts:
+        hv = {**defaults, **h.vars}
+        if h.name in ports:
+            hv.update(host="127.0.0.1", port=ports[h.name], user=sandbox.user,
+                      key_file=sandbox.client_key_path, known_hosts=sandbox.known_hosts_path,
+                      key_env=None, password_env=None, host_key_policy="strict")
+        specs.append(connect_spec(h.name, hv, overrides))
+    if any(s.host_key_policy == "off" for s in specs):
+        print("WARNING: host_key_policy is 'off' for some hosts: their identity is NOT verified "
+              "(anyone in the middle can read what is sent)", file=sys.stderr)
+    return specs
+
+
+def _push_payload(project_dir: str, check: bool):
+    from .service import TemplateFailed, push_job
+
+    cache: dict = {}
+
+    def build(h: Host):
+        try:
+            return push_job(h, project_dir, check=check, cache=cache)
+        except TemplateFailed as e:
+            return HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e))
+    return build
+
+
+@cdtask(help={
+    "service": "The group whose 'files' are pushed to each of its hosts (e.g. haproxy).",
+    "check": "Check mode: connect and compare, report what would change, write nothing.",
+    **COMMON_HELP,
+})
+def push(c, service, inventory=None, limit=None, forks=0, check=False, host_key_policy=None,
+         connect_timeout=0.0, command_timeout=0.0, deadline=0.0):
+    """Push a service's files to every host of its group: atomic replace, reload if changed."""
+    from .operations import push as push_action
+
+    inv = load_inventory(c, inventory)
+    hosts = select_hosts(inv, service, limit)
+    build = _push_payload(_project_dir(c), check)
+    payloads = [build(h) for h in hosts]  # every declaration checked before any host is touched
+    fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+            title=f"push {service}{' (check mode)' if check else ''}")
+
+
+@cdtask(help={
+    "group": "Group or host pattern to run on.",
+    "command": "Shell command run on each host (quote it).",
+    "timeout": "Seconds the command may run per host (default: command_timeout).",
+    **COMMON_HELP,
+})
+def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, host_key_policy=None,
+        connect_timeout=0.0, command_timeout=0.0, deadline=0.0):
+    """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
+    from .operations import RunJob, run_command
+
+    inv = load_inventory(c, inventory)
+    hosts = select_hosts(inv, group, limit)
+    job = RunJob(command, timeout or None)
+    fan_out(c, hosts, run_command, [job] * len(hosts), forks=forks, deadline=deadline,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+            show_output=True)
+
+
+@cdtask(help={
+    "group": "Group or host pattern to fetch from.",
+    "remote_path": "Absolute path of the file on each host.",
+    "local_dir": "Folder receiving LOCAL_DIR/<host>/<remote path>.",
+    **COMMON_HELP,
+})
+def get(c, group, remote_path, local_dir, inventory=None, limit=None, forks=0, host_key_policy=None,
+        connect_timeout=0.0, command_timeout=0.0, deadline=0.0):
+    """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
+    from .operations import GetJob, get_file
+
+    inv = load_inventory(c, inventory)
+    hosts = select_hosts(inv, group, limit)
+    job = GetJob(remote_path, os.path.abspath(local_dir))
+    fan_out(c, hosts, get_file, [job] * len(hosts), forks=forks, deadline=deadline,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout))
+
+
+@cdtask(help={"limit": "Host pattern to list (default: all).",
+              "inventory": COMMON_HELP["inventory"],
+              "vars": "Also show each host's merged vars and where each came from."})
+def hosts(c, limit="all", inventory=None, vars=False):
+    """List the inventory's hosts with their groups and connection settings (connects to nothing)."""
+    inv = load_inventory(c, inventory)
+    chosen = inv.select(limit or "all")
+    width = max(len(h.name) for h in chosen) + 1
+    for h in chosen:
+        v = h.vars
+        addr = f"{v.get('user', '') + '@' if v.get('user') else ''}{v.get('host', h.name)}:{v.get('port', 22)}"
+        groups = ",".join(g for g in h.groups if g != "all")
+        conn = v.get("connection", "ssh")
+        print(f"{h.name:<{width}} {addr:<28} {conn:<8} groups={groups}")
+        if vars:
+            for key in sorted(v):
+                print(f"    {key} = {_mask(key, v[key])!r}   # {h.origins.get(key, 'built-in')}")
+
+
+def _mask(key: str, value):
+    return "********" if any(s in key.lower() for s in ("password", "passphrase", "secret", "token")) \
+        and not key.endswith("_env") else value

@@ -1,0 +1,238 @@
+"""Fan-out: run one action per host across a pool of worker processes.
+
+Shape: ``forks`` is how many hosts are in flight at once. They are spread over
+``processes`` worker processes (default: one per CPU, at most ``forks``), each running
+``ceil(forks / processes)`` threads, so memory does not grow with the host count
+(one paramiko process is ≈40 MiB; a thread costs almost nothing) while the CPU work of
+key exchange and hashing still spreads over every core.
+
+Work crosses the process boundary as :class:`Job` (a picklable
+:class:`~concurdeploy.specs.ConnectSpec`, a module-level action function and its payload)
+and comes back as :class:`~concurdeploy.results.HostResult`. The worker connects inside
+itself (a paramiko transport does not survive a fork). :func:`run_host` never raises:
+one host's failure, timeout or crash is that host's result, never the others'.
+
+Workers start with the ``forkserver`` method, chosen explicitly (Python 3.14 made it the
+Linux default; ``fork`` is unsafe once the controller runs threads, e.g. the sandbox's
+SSH servers), with paramiko preloaded once in the fork server.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable
+
+from .results import HostResult, Status
+from .specs import ConnectSpec
+
+__all__ = ["Job", "run_host", "WorkerPool", "run_jobs", "DEFAULT_FORKS"]
+
+#: Default number of hosts in flight at once (``--forks``).
+DEFAULT_FORKS = 50
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One host's work: connect with ``spec``, then call ``action(conn, payload)``.
+
+    :param action: a module-level function ``(Connection, payload) -> HostResult`` (it is
+        pickled by reference, so it must be importable in the worker, e.g. from ``tasks.py``).
+    :param payload: any picklable value for the action.
+    :param batch: 1-based batch number, copied into the result.
+    """
+
+    spec: ConnectSpec
+    action: Callable[[Any, Any], HostResult]
+    payload: Any = None
+    batch: int | None = None
+
+
+def run_host(job: Job) -> HostResult:
+    """Connect, run the job's action, close. Never raises: every outcome is a ``HostResult``.
+
+    ``HostError`` subclasses keep their status (``unreachable`` for
+    :class:`HostUnreachable`, else ``failed``); any other exception becomes ``failed``
+    with its class name in ``error_kind`` (a bug, reported per host, not a crash).
+    """
+    from .connection import Connection  # imported in the worker, never by the CLI
+    from .exceptions import HostError
+
+    start = time.monotonic()
+    name = job.spec.name
+    conn = Connection(job.spec)
+    try:
+        conn.open()
+        result = job.action(conn, job.payload)
+    except HostError as e:
+        result = HostResult(name, Status(e.status), output=e.output,
+                            exit_status=getattr(e, "exit_status", None),
+                            error_kind=type(e).__name__, error=e.message,
+                            warnings=tuple(conn.warnings))
+    except Exception as e:  # a bug in an action: this host fails, the others go on
+        last = traceback.extract_tb(e.__traceback__)[-1:]
+        where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+        result = HostResult(name, Status.FAILED, error_kind=type(e).__name__,
+                            error=f"{type(e).__name__}: {_first_line(e)}{where}")
+    finally:
+        conn.close()
+    return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _worker_main(tasks, results, threads: int) -> None:
+    """Worker process: ``threads`` threads pull ``(index, job)`` until a ``None`` arrives."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides what an interrupt does
+
+    def loop():
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            index, job = item
+            results.put(("start", index, os.getpid()))
+            results.put(("done", index, run_host(job)))
+
+    pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
+class WorkerPool:
+    """A pool of worker processes, each driving several hosts at once with threads.
+
+    Reusable across batches; use as a context manager so workers are always stopped::
+
+        with WorkerPool(forks=50) as pool:
+            results = pool.run(jobs, on_result=print)
+
+    :param forks: hosts in flight at once (``int`` ≥ 1).
+    :param processes: worker processes; None = ``min(os.cpu_count(), forks)``.
+    :param hosts_hint: the number of hosts to be run, to start no more workers than needed.
+    """
+
+    def __init__(self, forks: int = DEFAULT_FORKS, processes: int | None = None,
+                 hosts_hint: int | None = None):
+        self.forks = max(1, min(forks, hosts_hint or forks))
+        self.processes = max(1, min(processes or os.cpu_count() or 1, self.forks))
+        self.threads = math.ceil(self.forks / self.processes)
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["concurdeploy.connection", "concurdeploy.operations"])
+        self._tasks = self._ctx.Queue()
+        self._results = self._ctx.Queue()
+        self._procs: list = []
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        while len(self._procs) < self.processes:
+            p = self._ctx.Process(target=_worker_main, args=(self._tasks, self._results, self.threads),
+                                  daemon=True, name="concurdeploy-worker")
+            p.start()
+            self._procs.append(p)
+
+    def run(self, jobs: Iterable[Job], on_result: Callable[[HostResult], None] | None = None,
+            deadline: float | None = None) -> list[HostResult]:
+        """Run ``jobs``; return one result per job, in the order given.
+
+        :param on_result: called in the controller as each host finishes (for live output).
+        :param deadline: ``time.monotonic()`` value after which unfinished hosts are given
+            up: in flight → ``failed`` (deadline exceeded), never started → ``skipped``.
+        :returns: ``list[HostResult]`` aligned with ``jobs``.
+        """
+        jobs = list(jobs)
+        if not jobs:
+            return []
+        self._start()
+        for i, job in enumerate(jobs):
+            self._tasks.put((i, job))
+        done: dict[int, HostResult] = {}
+        started: dict[int, int] = {}
+        while len(done) < len(jobs):
+            try:
+                kind, index, value = self._results.get(timeout=_POLL_S)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    self._give_up(jobs, done, started, "deadline exceeded")
+                    break
+                self._reap_dead_workers(jobs, done, started, on_result)
+                continue
+            if kind == "start":
+                started[index] = value
+                continue
+            done[index] = value
+            if on_result:
+                on_result(value)
+        return [done[i] for i in range(len(jobs))]
+
+    def _reap_dead_workers(self, jobs, done, started, on_result) -> None:
+        dead = {p.pid: p.exitcode for p in self._procs if not p.is_alive()}
+        if not dead:
+            return
+        for index, pid in list(started.items()):
+            if pid in dead and index not in done:
+                job = jobs[index]
+                done[index] = HostResult(job.spec.name, Status.FAILED, error_kind="WorkerDied",
+                                         error=f"worker process died (exit code {dead[pid]}) "
+                                               f"while on this host", batch=job.batch)
+                if on_result:
+                    on_result(done[index])
+        self._procs = [p for p in self._procs if p.is_alive()]
+        self._start()  # replace the dead so queued hosts still run
+
+    def _give_up(self, jobs, done, started, why: str) -> None:
+        self.terminate()
+        for i, job in enumerate(jobs):
+            if i not in done:
+                status = Status.FAILED if i in started else Status.SKIPPED
+                done[i] = HostResult(job.spec.name, status, error_kind="Deadline", error=why,
+                                     batch=job.batch)
+
+    def terminate(self) -> None:
+        """Stop every worker now (SIGTERM, then SIGKILL after 2 s)."""
+        for p in self._procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self._procs:
+            p.join(2)
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        self._procs = []
+
+    def close(self) -> None:
+        """Ask workers to finish and exit; terminate any that do not within 5 s."""
+        for _ in range(len(self._procs) * self.threads):
+            self._tasks.put(None)
+        end = time.monotonic() + 5
+        for p in self._procs:
+            p.join(max(0.0, end - time.monotonic()))
+        self.terminate()
+        self._tasks.close()
+        self._results.close()
+
+
+def run_jobs(jobs: list[Job], forks: int = DEFAULT_FORKS, processes: int | None = None,
+             on_result: Callable[[HostResult], None] | None = None,
+             deadline: float | None = None) -> list[HostResult]:
+    """Run ``jobs`` on a fresh :class:`WorkerPool` and return their results in job order."""
+    with WorkerPool(forks=forks, processes=processes, hosts_hint=len(jobs)) as pool:
+        return pool.run(jobs, on_result=on_result, deadline=deadline)

@@ -1,0 +1,114 @@
+"""The ``concurdeploy`` command: an invoke ``Program`` and the one place errors become exit codes.
+
+Exit codes:
+
+- 0 — every host ``ok`` or ``changed``;
+- 1 — the run finished, some host ``failed`` or was ``unreachable``;
+- 2 — bad usage, inventory, service declaration or config (one paragraph on stderr, no
+  traceback, no host touched);
+- 130 — interrupted (Ctrl-C).
+
+Tasks come from the project's ``tasks.py`` (found as invoke finds it: the current
+directory, then its parents) plus the built-in tasks of :mod:`concurdeploy.commands`;
+a project task with the same name replaces the built-in one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import Collection, Exit, ParseError, Program
+from invoke.exceptions import CollectionNotFound, UncastableEnvVar
+
+from . import __version__
+from .config import Config
+from .exceptions import HostsFailed, UsageError
+
+__all__ = ["ConcurdeployProgram", "program"]
+
+
+def _builtins() -> Collection:
+    from . import commands
+
+    return Collection(commands.push, commands.run, commands.get, commands.hosts)
+
+
+class ConcurdeployProgram(Program):
+    """invoke ``Program`` that loads ``./tasks.py`` (if any) beside the built-in tasks."""
+
+    def load_collection(self) -> None:
+        start = self.args["search-root"].value
+        loader = self.loader_class(config=self.config, start=start)
+        try:
+            module, parent = loader.load(self.args.collection.value)
+        except CollectionNotFound:
+            module, parent = None, os.getcwd()
+        self.config.set_project_location(parent)
+        self.config.load_project()
+        self.config["project_dir"] = os.path.abspath(parent)
+        if module is None:
+            coll = Collection()
+        else:
+            coll = Collection.from_module(module, loaded_from=parent,
+                                          auto_dash_names=self.config.tasks.auto_dash_names)
+        builtins = _builtins()
+        for name in builtins.task_names:
+            if name not in coll.task_names:
+                coll.add_task(builtins[name], name=name)
+        self.collection = coll
+
+    def normalize_argv(self, argv) -> None:
+        """Turn ``concurdeploy TASK ... --help`` into invoke's ``concurdeploy --help TASK``.
+
+        invoke would otherwise take ``--help`` as the value of TASK's first positional
+        argument (``push --help`` → service "--help").
+        """
+        super().normalize_argv(argv)
+        args = list(self.argv)
+        valued = {"-c", "--collection", "-r", "--search-root", "-f", "--config"}
+        for i in range(1, len(args)):
+            if not args[i].startswith("-") and args[i - 1] not in valued:
+                rest = args[i + 1:]
+                if "--help" in rest or "-h" in rest:
+                    self.argv = args[:i] + ["--help", args[i]]
+                break
+
+    def parse_core(self, argv) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as e:
+            raise Exit(f"concurdeploy: {str(e).rstrip('.!')}. See 'concurdeploy --help'.", code=2)
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as e:
+            raise Exit(f"concurdeploy: {str(e).rstrip('.!')}. See 'concurdeploy --help' or "
+                       f"'concurdeploy TASK --help'.", code=2)
+
+    def update_config(self, merge: bool = True) -> None:
+        try:
+            super().update_config(merge)
+        except UncastableEnvVar as e:
+            raise Exit(f"concurdeploy: bad environment variable: {e}", code=2)
+
+    def execute(self) -> None:
+        try:
+            super().execute()
+        except UsageError as e:
+            raise Exit(f"concurdeploy: error: {e}", code=2)
+        except HostsFailed:
+            raise Exit(code=1)
+        except KeyboardInterrupt:
+            print("\nconcurdeploy: interrupted", file=sys.stderr)
+            raise Exit(code=130)
+
+
+program = ConcurdeployProgram(
+    name="concurdeploy",
+    binary="concurdeploy",
+    binary_names=["concurdeploy"],
+    version=__version__,
+    config_class=Config,
+)

@@ -1,0 +1,75 @@
+"""Human-readable output of a run: one line per host as it finishes, and the recap.
+
+Pure formatting from :class:`~concurdeploy.results.HostResult` records: no SSH, no I/O
+beyond the stream it is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Iterable, TextIO
+
+from .results import HostResult, Status
+
+__all__ = ["host_line", "output_lines", "recap", "Printer"]
+
+ORDER = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
+
+
+def host_line(r: HostResult, width: int = 12) -> str:
+    """``lb1          changed      /etc/haproxy/haproxy.cfg replaced, reloaded  (0.41 s)``."""
+    if r.status.is_failure or (r.status is Status.SKIPPED and r.error):
+        detail = f"{r.error_kind}: {r.error}" if r.error_kind else (r.error or "")
+    elif r.changes:
+        verb = "would be " if r.data.get("check") else ""
+        detail = ", ".join(f"{c.dest} {verb}{c.action}" for c in r.changes)
+        if r.reloaded:
+            detail += ", reloaded"
+    elif r.exit_status is not None:
+        detail = f"exit {r.exit_status}"
+    elif r.data.get("local_path"):
+        detail = f"saved {r.data['local_path']} ({r.data.get('size', 0)} bytes)"
+    else:
+        detail = "up to date" if r.status is Status.OK else ""
+    timing = f"  ({r.duration_s:.2f} s)" if r.duration_s else ""
+    return f"{r.host:<{width}} {r.status.value:<12} {detail}{timing}".rstrip()
+
+
+def output_lines(r: HostResult, prefix: str = "    | ") -> list[str]:
+    """The host's remote output (validator or command output), one prefixed line each."""
+    return [f"{prefix}{ln}" for ln in r.output.splitlines()]
+
+
+def recap(results: Iterable[HostResult], elapsed_s: float) -> str:
+    """Multi-line recap: a count per status, then each host that did not end ``ok``/``changed``."""
+    results = list(results)
+    counts = Counter(r.status for r in results)
+    width = max([len(r.host) for r in results] + [4])
+    lines = [f"RECAP  {len(results)} host{'s' if len(results) != 1 else ''} in {elapsed_s:.1f} s: "
+             + ", ".join(f"{counts.get(s, 0)} {s.value}" for s in ORDER)]
+    for r in results:
+        lines.append(f"  {r.host:<{width}}  {r.status.value}")
+    return "\n".join(lines)
+
+
+class Printer:
+    """Prints one line per host event to ``stream`` (plain text, no control characters).
+
+    :param show_output: also print each host's remote output under its line
+        (always for failed hosts, for every host when True, e.g. ``run``).
+    """
+
+    def __init__(self, stream: TextIO | None = None, show_output: bool = False, width: int = 12):
+        self.stream = stream or sys.stdout
+        self.show_output = show_output
+        self.width = width
+
+    def __call__(self, r: HostResult) -> None:
+        print(host_line(r, self.width), file=self.stream)
+        if r.output and (self.show_output or r.status.is_failure):
+            for ln in output_lines(r):
+                print(ln, file=self.stream)
+        for w in r.warnings:
+            print(f"{'':<{self.width}} warning: {w}", file=self.stream)
+        self.stream.flush()

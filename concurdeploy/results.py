@@ -1,0 +1,112 @@
+"""Frozen, picklable records that carry outcomes from worker processes to the controller.
+
+A result names its host by inventory name (``str``), never by a live connection, so it
+crosses process boundaries and lands in reports unchanged. This module imports nothing
+of concurdeploy's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["Status", "FileChange", "CommandResult", "HostResult", "tail"]
+
+#: Bytes of command output kept per host in a result (the end of it: errors come last).
+TAIL_BYTES = 8192
+
+
+class Status(str, Enum):
+    """A host's outcome. ``str`` values, so ``Status.OK == "ok"`` and JSON needs no help."""
+
+    OK = "ok"                    # reached, nothing needed changing
+    CHANGED = "changed"          # reached, something changed
+    FAILED = "failed"            # reached, something went wrong; nothing half-done is left
+    UNREACHABLE = "unreachable"  # could not connect, or the connection dropped
+    SKIPPED = "skipped"          # not attempted (stopped before its turn)
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_failure(self) -> bool:
+        """True for ``failed`` and ``unreachable``: the states that make the exit code 1."""
+        return self in (Status.FAILED, Status.UNREACHABLE)
+
+
+def tail(text: str, limit: int = TAIL_BYTES) -> str:
+    """Return the last ``limit`` characters of ``text`` (prefixed with ``…`` when cut)."""
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file replaced (or, in check mode, that would be) on one host.
+
+    :param dest: absolute destination path as declared (``str``).
+    :param sha256_before: hex digest of the file replaced, None if it did not exist.
+    :param sha256_after: hex digest of the new content.
+    :param size: bytes of the new content.
+    """
+
+    dest: str
+    sha256_before: str | None
+    sha256_after: str
+    size: int
+
+    @property
+    def action(self) -> str:
+        """``"created"`` or ``"replaced"``."""
+        return "created" if self.sha256_before is None else "replaced"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of one remote command.
+
+    :param exited: exit status (``int``), or None when killed by a timeout or no status came.
+    :param stdout: decoded as UTF-8 with invalid bytes replaced (``\\ufffd``).
+    :param duration_s: wall seconds (``float``).
+    """
+
+    command: str
+    exited: int | None
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """What happened on one host. Small and picklable; the fan-out returns one per host.
+
+    :param host: inventory name.
+    :param status: see :class:`Status`.
+    :param changes: files replaced, in declaration order.
+    :param output: tail of remote output worth showing (validator output, ``run`` output).
+    :param exit_status: exit status of the ``run`` command or of the failing command, if any.
+    :param error_kind: exception class name, e.g. ``"HostKeyMismatch"``.
+    :param error: one-line message, secrets masked.
+    :param duration_s: wall seconds spent on the host, connect included.
+    :param reloaded: the reload command ran (and succeeded).
+    :param batch: 1-based batch number (``--serial``), or None.
+    :param warnings: notes that did not fail the host (e.g. owner not kept).
+    :param data: small extra values for a user's task (``dict`` of plain values).
+    """
+
+    host: str
+    status: Status
+    changes: tuple[FileChange, ...] = ()
+    output: str = ""
+    exit_status: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    reloaded: bool = False
+    batch: int | None = None
+    warnings: tuple[str, ...] = ()
+    data: dict = field(default_factory=dict)

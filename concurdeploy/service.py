@@ -1,0 +1,167 @@
+"""A service's declaration (the ``files`` and ``reload`` vars of a group) → one PushJob per host.
+
+The public format (in a group's or host's vars; host vars override group vars)::
+
+    files:
+      - src: files/haproxy/haproxy.cfg      # relative to the project root; *.j2 = Jinja2 template
+        dest: /etc/haproxy/haproxy.cfg      # absolute path on the host
+        mode: "0644"                        # optional, a quoted octal string
+        validate: haproxy -c -f {tmp}       # optional; {tmp} = the uploaded temporary file
+        create_dirs: false                  # optional; create a missing destination directory
+        template: false                     # optional; render src with Jinja2 (default: src ends in .j2)
+    reload: systemctl reload haproxy        # optional; once per host, only if something changed
+
+``src``, ``dest``, ``validate`` and ``reload`` may use ``{{ var }}`` (Jinja2, the host's
+merged vars plus ``project_dir``; undefined variables are errors). Everything here is checked *before* any host
+is contacted: a declaration error is a :class:`ServiceError` (exit code 2), never a partial
+rollout. A template that cannot be rendered for one host fails that host only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+
+from .exceptions import ServiceError
+from .inventory import Host, where
+from .specs import FileSpec, PushJob
+
+__all__ = ["FILE_KEYS", "push_job", "TemplateFailed"]
+
+FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template")
+_MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+class TemplateFailed(Exception):
+    """A template or a ``{{ }}`` value cannot be rendered for one host (that host fails)."""
+
+
+def _err(message: str, node=None, key: str | None = None, host: Host | None = None) -> ServiceError:
+    path, line = where(node, key) if node is not None else (None, None)
+    if path is None and host is not None:
+        origin = host.origins.get("files", host.source)
+        message = f"{message} (files from {origin})"
+    return ServiceError(message, path=path, line=line, key=key)
+
+
+def _render(text: str, hvars: dict, what: str) -> str:
+    if "{{" not in text and "{%" not in text:
+        return text
+    import jinja2  # only when a value is templated: keeps start-up fast
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    try:
+        return env.from_string(text).render(hvars)
+    except jinja2.TemplateError as e:
+        raise TemplateFailed(f"{what}: {e}") from None
+
+
+def _render_file(path: str, hvars: dict, shown: str) -> bytes:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(path)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    try:
+        return env.get_template(os.path.basename(path)).render(hvars).encode("utf-8")
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateFailed(f"template {shown} line {e.lineno}: {e.message}") from None
+    except jinja2.UndefinedError as e:
+        raise TemplateFailed(f"template {shown}{_template_line(e)}: {e.message}") from None
+
+
+def _template_line(e: BaseException) -> str:
+    tb = e.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(".j2") or "template" in tb.tb_frame.f_code.co_name:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" line {line}" if line else ""
+
+
+def _digest(path: str, cache: dict) -> tuple[str, int]:
+    if path not in cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        cache[path] = (h.hexdigest(), os.path.getsize(path))
+    return cache[path]
+
+
+def _mode(entry, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and _MODE_RE.match(value):
+        return int(value, 8)
+    raise _err(f"mode {value!r} is not a quoted octal string; write it like mode: \"0644\"",
+               entry, "mode")
+
+
+def _entry(entry, index: int, host: Host, hv: dict, project_dir: str, cache: dict) -> FileSpec:
+    if not isinstance(entry, dict):
+        raise _err(f"files[{index}] must be a mapping with src and dest", host=host)
+    unknown = [k for k in entry if k not in FILE_KEYS]
+    if unknown:
+        raise _err(f"unknown key {unknown[0]!r} in files[{index}] (allowed: {', '.join(FILE_KEYS)})",
+                   entry, unknown[0])
+    for key in ("src", "dest"):
+        if not isinstance(entry.get(key), str) or not entry.get(key):
+            raise _err(f"files[{index}] needs {key!r} (a path string)", entry, key if key in entry else None,
+                       host=host)
+    src = _render(entry["src"], hv, f"files[{index}].src")
+    dest = _render(entry["dest"], hv, f"files[{index}].dest")
+    if not posixpath.isabs(dest) or any(c in dest for c in "\n\t\0"):
+        raise _err(f"dest {dest!r} must be an absolute path without tabs or newlines", entry, "dest")
+    validate = entry.get("validate")
+    if validate is not None:
+        if not isinstance(validate, str) or "{tmp}" not in validate:
+            raise _err("validate must be a command containing {tmp} (the uploaded temporary file), "
+                       "e.g. validate: haproxy -c -f {tmp}", entry, "validate")
+        validate = _render(validate, hv, f"files[{index}].validate")
+    for flag in ("create_dirs", "template"):
+        if flag in entry and not isinstance(entry[flag], bool):
+            raise _err(f"{flag} must be true or false", entry, flag)
+    local = src if os.path.isabs(src) else os.path.join(project_dir, src)
+    if not os.path.isfile(local):
+        raise _err(f"src {src!r} not found (looked for {local}; src is relative to the project "
+                   f"root {project_dir})", entry, "src")
+    mode = _mode(entry, entry.get("mode"))
+    is_template = entry.get("template", local.endswith(".j2"))
+    if is_template:
+        content = _render_file(local, hv, src)
+        return FileSpec(local, dest, hashlib.sha256(content).hexdigest(), len(content), mode,
+                        validate, bool(entry.get("create_dirs", False)), content)
+    sha, size = _digest(local, cache)
+    return FileSpec(local, dest, sha, size, mode, validate, bool(entry.get("create_dirs", False)))
+
+
+def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | None = None) -> PushJob:
+    """Build ``host``'s :class:`PushJob` from its merged ``files`` and ``reload`` vars.
+
+    :param project_dir: absolute path that relative ``src`` paths start from.
+    :param cache: ``dict`` shared across hosts so each source file is hashed once.
+    :raises ServiceError: the declaration is wrong (names file, line and key).
+    :raises TemplateFailed: a ``{{ }}`` value or a template cannot be rendered for this host.
+    """
+    cache = {} if cache is None else cache
+    files = host.vars.get("files")
+    if files is None:
+        raise _err(f"host {host.name} has no 'files' var: declare the service's files in its "
+                   f"group's vars (files: [{{src: ..., dest: ...}}])", host=host)
+    if not isinstance(files, list) or not files:
+        raise _err("'files' must be a non-empty list of {src, dest} entries", host=host)
+    hv = {**host.vars, "project_dir": project_dir}
+    specs = [_entry(e, i, host, hv, project_dir, cache) for i, e in enumerate(files)]
+    dests = [f.dest for f in specs]
+    dup = next((d for d in dests if dests.count(d) > 1), None)
+    if dup:
+        raise _err(f"destination {dup} is declared twice for host {host.name}", host=host)
+    reload = host.vars.get("reload")
+    if reload is not None:
+        if not isinstance(reload, str):
+            raise _err("reload must be a shell command string", host=host)
+        reload = _render(reload, hv, "reload")
+    return PushJob(tuple(specs), reload or None, check)

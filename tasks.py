@@ -1,0 +1,57 @@
+"""This project's own tasks: concurdeploy loads this file like invoke loads a ``tasks.py``
+(or Fabric a fabfile), beside its built-in tasks (push, run, get, hosts).
+
+``seed`` is a worked example of writing your own workflow on the library API: connect,
+upload a file under a unique (uuid) name beside its destination, rename it into place
+atomically, close — fanned out over a group by the same worker pool as ``push``::
+
+    concurdeploy seed haproxy
+    concurdeploy seed haproxy --src files/haproxy/haproxy.cfg --dest '/srv/seed/{host}/haproxy.cfg'
+
+Rules for your own tasks:
+
+- the per-host function (here :func:`seed_one`) is defined at module level: it is sent to
+  worker processes by reference and must be importable there;
+- it receives an open :class:`concurdeploy.Connection` and its payload, and returns a
+  :class:`concurdeploy.HostResult`; raising a ``concurdeploy.exceptions.HostError`` fails
+  that host only;
+- payloads are plain picklable values: paths and settings, never open files or secrets.
+"""
+
+import os
+import shlex
+
+from concurdeploy import (HostResult, Status, cdtask, fan_out, load_inventory, replace_atomically,
+                          select_hosts, temp_name)
+
+
+def seed_one(conn, payload):
+    """Runs in a worker, once per host: upload ``src`` to a temp name beside ``dest``, rename it over ``dest``."""
+    src, dest = payload
+    conn.run(f"mkdir -p -- {shlex.quote(os.path.dirname(dest))}")
+    tmp = temp_name(dest)
+    try:
+        conn.sftp.put(src, tmp)
+        how = replace_atomically(conn, tmp, dest)
+    except BaseException:
+        conn.run(f"rm -f -- {shlex.quote(tmp)}")
+        raise
+    return HostResult(conn.spec.name, Status.CHANGED, data={"dest": dest, "renamed_with": how})
+
+
+@cdtask(help={
+    "group": "Group (or host pattern) to seed.",
+    "src": "Local file, relative to the project root.",
+    "dest": "Remote path; {host} is replaced by the inventory name.",
+    "inventory": "Inventory file or folder (default: inventories/).",
+    "limit": "Only hosts matching this pattern.",
+    "forks": "Hosts in flight at once (default 50).",
+})
+def seed(c, group, src="files/haproxy/haproxy.cfg", dest="/tmp/concurdeploy-seed/{host}/haproxy.cfg",
+         inventory=None, limit=None, forks=0):
+    """Example task: upload one file to every host of GROUP under a uuid name, rename it into place."""
+    inv = load_inventory(c, inventory)
+    hosts = select_hosts(inv, group, limit)
+    local = os.path.join(c.config.project_dir, src)
+    fan_out(c, hosts, seed_one, [(local, dest.replace("{host}", h.name)) for h in hosts],
+            forks=forks, title=f"seed {group}")
