@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
+from dataclasses import replace
 
 from invoke import Task, task
 
-from . import report
-from .exceptions import HostsFailed, UsageError
+from . import batches, report
+from .exceptions import HostsFailed, RunInterrupted, UsageError
 from .fanout import Job, WorkerPool
 from .inventory import Host, Inventory, load
 from .results import HostResult, Status
@@ -100,51 +102,104 @@ def _defaults(c) -> dict:
 
 
 def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline: float = 0.0,
-            overrides: dict | None = None, show_output: bool = False, title: str = "") -> list[HostResult]:
+            overrides: dict | None = None, show_output: bool = False, title: str = "",
+            serial: str | None = None, max_fail: str | None = None, fail_fast: bool = False,
+            show_diff: bool = False) -> list[HostResult]:
     """Run ``action(conn, payload)`` on every host through the worker pool, printing as hosts finish.
 
-    :param payloads: one payload per host (``list``), or a callable ``host -> payload``;
-        a payload that is a :class:`HostResult` is taken as that host's result as is (e.g. a
-        template that failed to render) and the host is not contacted.
+    :param payloads: one payload per host (``list``); a payload that is a
+        :class:`HostResult` is taken as that host's result as is (e.g. a template that
+        failed to render) and the host is not contacted.
     :param forks: hosts in flight; 0 = config ``forks``.
     :param deadline: seconds for the whole run; 0 = config ``deadline`` (0 = none).
+    :param serial: batches, e.g. ``"2"``, ``"25%"``, ``"1,10%,100%"`` (see :mod:`.batches`).
+    :param max_fail: stop further batches past this many (``"2"``) or this share (``"10%"``)
+        of failed hosts.
+    :param fail_fast: start no new host after the first failure.
     :returns: ``list[HostResult]`` in host order; the recap is printed.
     :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
+    :raises RunInterrupted: SIGINT/SIGTERM arrived (in-flight hosts stopped at a safe point).
     """
     start = time.monotonic()
     forks = int(forks or c.config.get("forks") or 50)
     if forks < 1:
         raise UsageError(f"--forks must be at least 1 (got {forks})")
     deadline = float(deadline or c.config.get("deadline") or 0)
-    payloads = [payloads(h) if callable(payloads) else p
-                for h, p in zip(hosts, payloads if not callable(payloads) else hosts)]
+    limit = batches.parse_max_fail(max_fail)
+    groups = batches.split(list(range(len(hosts))), serial)
     width = max(len(h.name) for h in hosts) + 1
-    printer = report.Printer(show_output=show_output, width=width)
+    printer = report.Printer(show_output=show_output, width=width, show_diff=show_diff)
     if title:
-        print(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, forks {min(forks, len(hosts))}")
+        extra = f", {len(groups)} batches" if len(groups) > 1 else ""
+        print(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
+              f"forks {min(forks, len(hosts))}{extra}")
+    results: dict[int, HostResult] = {}
     with contextlib.ExitStack() as stack:
         specs = _connect_specs(c, hosts, overrides or {}, stack)
-        results: dict[int, HostResult] = {}
-        jobs, index = [], []
-        for i, (h, p) in enumerate(zip(hosts, payloads)):
-            if isinstance(p, HostResult):
-                results[i] = p
-                printer(p)
-            else:
-                jobs.append(Job(specs[i], action, p))
-                index.append(i)
-        if jobs:
-            processes = int(c.config.get("processes") or 0) or None
-            with WorkerPool(forks=forks, processes=processes, hosts_hint=len(jobs)) as pool:
-                end = time.monotonic() + deadline if deadline else None
-                for i, r in zip(index, pool.run(jobs, on_result=printer, deadline=end)):
-                    results[i] = r
-    ordered = [results[i] for i in range(len(hosts))]
-    print(report.recap(ordered, time.monotonic() - start))
-    failed = [r.host for r in ordered if r.status.is_failure]
-    if failed:
-        raise HostsFailed(failed)
+        processes = int(c.config.get("processes") or 0) or None
+        pool = stack.enter_context(WorkerPool(forks=forks, processes=processes, hosts_hint=len(hosts)))
+        signals = stack.enter_context(_Interrupts(pool))
+        end = time.monotonic() + deadline if deadline else None
+
+        def on_result(r: HostResult) -> None:
+            printer(r)
+            if fail_fast and r.status.is_failure:
+                pool.stop(f"--fail-fast: {r.host} {r.status.value}")
+
+        for number, members in enumerate(groups, 1):
+            tag = number if len(groups) > 1 else None
+            if len(groups) > 1:
+                print(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
+            jobs, index = [], []
+            for i in members:
+                p = payloads[i]
+                if isinstance(p, HostResult):
+                    results[i] = replace(p, batch=tag)
+                    printer(results[i])
+                else:
+                    jobs.append(Job(specs[i], action, p, batch=tag))
+                    index.append(i)
+            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end)):
+                results[i] = r
+            tried = [results[i] for i in results if results[i].status is not Status.SKIPPED]
+            failed = sum(1 for r in tried if r.status.is_failure)
+            if pool.stopped is None and batches.exceeded(failed, len(tried), limit):
+                pool.stop(f"--max-fail {max_fail} exceeded ({failed} of {len(tried)} hosts failed)")
+    ordered = [results.get(i) or HostResult(h.name, Status.SKIPPED, error_kind="NotStarted",
+                                             error=f"not started: {pool.stopped}")
+               for i, h in enumerate(hosts)]
+    print(report.recap(ordered, time.monotonic() - start, stopped=pool.stopped))
+    if signals.signum:
+        raise RunInterrupted(signals.signum)
+    failed_hosts = [r.host for r in ordered if r.status.is_failure]
+    if failed_hosts:
+        raise HostsFailed(failed_hosts)
     return ordered
+
+
+class _Interrupts:
+    """While active, SIGINT/SIGTERM abort the pool (hosts stop at a safe point) instead of
+    killing the controller; ``signum`` remembers the first signal."""
+
+    def __init__(self, pool: WorkerPool):
+        self.pool, self.signum, self._old = pool, 0, {}
+
+    def _handle(self, signum, frame) -> None:
+        if not self.signum:
+            self.signum = signum
+            print(f"\n{signal.Signals(signum).name}: stopping — no new hosts; in-flight hosts stop at "
+                  f"a safe point (destinations old or new, temporary files removed)…",
+                  file=sys.stderr, flush=True)
+        self.pool.abort(f"interrupted ({signal.Signals(signum).name})")
+
+    def __enter__(self) -> "_Interrupts":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _connect_specs(c, hosts, overrides, stack) -> list:
@@ -174,46 +229,59 @@ def _connect_specs(c, hosts, overrides, stack) -> list:
     return specs
 
 
-def _push_payload(project_dir: str, check: bool):
+def _push_payload(project_dir: str, check: bool, diff: bool = False):
     from .service import TemplateFailed, push_job
 
     cache: dict = {}
 
     def build(h: Host):
         try:
-            return push_job(h, project_dir, check=check, cache=cache)
+            return push_job(h, project_dir, check=check, cache=cache, diff=diff)
         except TemplateFailed as e:
             return HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e))
     return build
 
 
+ROLLOUT_HELP = {
+    "serial": "Roll out in batches: a count (2), a share (25%) or a list (1,10%,100%: canary first).",
+    "max_fail": "Stop further batches once more than N hosts (2) or P% of hosts tried (10%) failed.",
+    "fail_fast": "Start no new host after the first failure.",
+}
+
+
 @cdtask(help={
     "service": "The group whose 'files' are pushed to each of its hosts (e.g. haproxy).",
     "check": "Check mode: connect and compare, report what would change, write nothing.",
+    "diff": "Show a unified diff of each changed file (secret_vars masked); with --check or not.",
+    **ROLLOUT_HELP,
     **COMMON_HELP,
 })
-def push(c, service, inventory=None, limit=None, forks=0, check=False, host_key_policy=None,
-         connect_timeout=0.0, command_timeout=0.0, deadline=0.0):
+def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=False, serial=None,
+         max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
+         command_timeout=0.0, deadline=0.0):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
     from .operations import push as push_action
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, service, limit)
-    build = _push_payload(_project_dir(c), check)
+    build = _push_payload(_project_dir(c), check, diff)
     payloads = [build(h) for h in hosts]  # every declaration checked before any host is touched
     fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
-            title=f"push {service}{' (check mode)' if check else ''}")
+            title=f"push {service}{' (check mode)' if check else ''}", serial=serial,
+            max_fail=max_fail, fail_fast=fail_fast, show_diff=diff)
 
 
 @cdtask(help={
     "group": "Group or host pattern to run on.",
     "command": "Shell command run on each host (quote it).",
     "timeout": "Seconds the command may run per host (default: command_timeout).",
+    **ROLLOUT_HELP,
     **COMMON_HELP,
 })
-def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, host_key_policy=None,
-        connect_timeout=0.0, command_timeout=0.0, deadline=0.0):
+def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, serial=None,
+        max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
+        command_timeout=0.0, deadline=0.0):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
     from .operations import RunJob, run_command
 
@@ -222,7 +290,7 @@ def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, hos
     job = RunJob(command, timeout or None)
     fan_out(c, hosts, run_command, [job] * len(hosts), forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
-            show_output=True)
+            show_output=True, serial=serial, max_fail=max_fail, fail_fast=fail_fast)
 
 
 @cdtask(help={

@@ -16,6 +16,7 @@ the worker, and never appear in a message.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import os
@@ -26,7 +27,8 @@ import time
 import paramiko
 
 from . import hostkeys
-from .exceptions import (AuthFailed, CommandTimeout, CredentialsMissing, HostUnreachable)
+from .exceptions import (AuthFailed, CommandTimeout, CredentialsMissing, HostUnreachable,
+                         Interrupted)
 from .results import CommandResult
 from .specs import ConnectSpec
 
@@ -37,6 +39,8 @@ _DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 #: Key exchange preferred first: curve25519 is ≈6x cheaper for the controller than
 #: OpenSSH 9's default sntrup761x25519 (see bench/), and is what OpenSSH offers everywhere.
 _KEX_FIRST = ("curve25519-sha256@libssh.org", "curve25519-sha256")
+#: Host key algorithms that verify an "ssh-rsa" known_hosts entry, best first.
+_RSA_HOST_KEY_ALGS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 #: Ciphers preferred first: AES-GCM is hardware-accelerated and needs no separate MAC.
 _CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
@@ -77,10 +81,13 @@ class Connection:
 
     :ivar spec: the :class:`ConnectSpec` it was built from.
     :ivar warnings: list of notes for the host's result (e.g. a host key recorded).
+    :ivar abort: an ``Event``-like object or None; once set, :meth:`run` and
+        :meth:`check_abort` raise :class:`Interrupted`.
     """
 
-    def __init__(self, spec: ConnectSpec):
+    def __init__(self, spec: ConnectSpec, abort=None):
         self.spec = spec
+        self.abort = abort
         self.warnings: list[str] = []
         self.transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -116,12 +123,24 @@ class Connection:
         self._prefer_algorithms(t)
         try:
             t.start_client(timeout=spec.connect_timeout)
+            # start_client returns quietly (no exception) when its timeout passes before the
+            # banner or the key exchange completed: check that it did.
+            server_key = t.get_remote_server_key() if t.is_active() and t.initial_kex_done else None
         except (paramiko.SSHException, EOFError, OSError) as e:
             self.close()
-            raise HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}") from None
+            err = HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}")
+            # Reset or closed before/at the banner: typically sshd's MaxStartups shedding load.
+            err.transient = not isinstance(e, socket.timeout) and "timeout" not in str(e).lower()
+            raise err from None
+        if server_key is None:
+            self.close()
+            err = HostUnreachable(f"SSH handshake with {where} timed out after "
+                                  f"{spec.connect_timeout:g} s (no SSH banner or key exchange)")
+            err.transient = False
+            raise err
         try:
             note = hostkeys.verify(spec.known_hosts, spec.host_key_policy, spec.hostname,
-                                   spec.port, t.get_remote_server_key())
+                                   spec.port, server_key)
             if note:
                 self.warnings.append(note)
             self._authenticate(t)
@@ -145,6 +164,9 @@ class Connection:
     def _prefer_algorithms(self, t: paramiko.Transport) -> None:
         opts = t.get_security_options()
         known = hostkeys.known_key_types(self.spec.known_hosts, self.spec.hostname, self.spec.port)
+        # known_hosts names every RSA key "ssh-rsa", but it is negotiated as rsa-sha2-512/256
+        # (OpenSSH ≥ 8.8 and paramiko ≥ 4 no longer offer SHA-1 "ssh-rsa" at all).
+        known = list(dict.fromkeys(a for k in known for a in (_RSA_HOST_KEY_ALGS if k == "ssh-rsa" else (k,))))
         if known:
             opts.key_types = tuple(k for k in known if k in opts.key_types) + tuple(
                 k for k in opts.key_types if k not in known)
@@ -217,6 +239,22 @@ class Connection:
                          f"failed; tried: {offered}")
 
     # -- operations ------------------------------------------------------------
+    def check_abort(self) -> None:
+        """Raise :class:`Interrupted` if the run is being interrupted (call between steps)."""
+        if self.abort is not None and self.abort.is_set():
+            raise Interrupted("interrupted; stopped at a safe point (destinations unchanged "
+                              "unless reported replaced)")
+
+    @contextlib.contextmanager
+    def shielded(self):
+        """Within this block, an interrupt does not stop remote steps (used for the short
+        critical section: renames, reload, rollback), so a host ends finished, not half-done."""
+        abort, self.abort = self.abort, None
+        try:
+            yield
+        finally:
+            self.abort = abort
+
     def _channel(self) -> paramiko.Channel:
         if self.transport is None or not self.transport.is_active():
             raise HostUnreachable("connection is closed")
@@ -238,6 +276,7 @@ class Connection:
         :raises HostUnreachable: the transport dropped.
         """
         timeout = self.spec.command_timeout if timeout is None else timeout
+        self.check_abort()
         start = time.monotonic()
         deadline = start + timeout
         chan = self._channel()
@@ -276,6 +315,7 @@ class Connection:
                         output=_decode(bytes(out + err))[-4096:])
                 if not self.transport.is_active():
                     raise HostUnreachable(f"connection dropped while running: {_short(command)}")
+                self.check_abort()
                 select.select([chan], [], [], min(remaining, 0.5))
             status = chan.recv_exit_status()
         except (paramiko.SSHException, EOFError, OSError) as e:
@@ -285,6 +325,51 @@ class Connection:
         return CommandResult(command=command, exited=None if status == -1 else status,
                              stdout=_decode(bytes(out)), stderr=_decode(bytes(err)),
                              duration_s=time.monotonic() - start)
+
+    def hold(self, command: str, ready: str, timeout: float) -> tuple["HeldCommand", str]:
+        """Start ``command`` and read its stdout until a line equal to ``ready`` appears.
+
+        The command keeps running (e.g. holding a lock) until :meth:`HeldCommand.release`
+        closes its stdin, or the connection closes.
+
+        :param timeout: seconds to wait for ``ready``.
+        :returns: ``(held, stdout_before_ready)``.
+        :raises CommandTimeout: ``ready`` did not come in time (the command is closed).
+        :raises RemoteCommandFailed: the command exited before ``ready``; its output attached.
+        """
+        from .exceptions import RemoteCommandFailed
+
+        self.check_abort()
+        chan = self._channel()
+        marker = ready.encode() + b"\n"
+        buf, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            chan.exec_command(command)
+            while marker not in buf:
+                if chan.recv_ready():
+                    buf += chan.recv(65536)
+                    continue
+                if chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    continue
+                if chan.exit_status_ready() or chan.closed:
+                    status = chan.recv_exit_status()
+                    raise RemoteCommandFailed(f"remote step exited {status} early", exit_status=status,
+                                              output=_decode(bytes(buf + err)))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CommandTimeout(f"no answer within {timeout:g} s: {_short(command)}",
+                                         output=_decode(bytes(buf + err))[-4096:])
+                self.check_abort()
+                select.select([chan], [], [], min(remaining, 0.5))
+        except BaseException as e:
+            chan.close()
+            if isinstance(e, (paramiko.SSHException, EOFError, OSError)) and not isinstance(e, HostUnreachable):
+                raise HostUnreachable(f"connection dropped: {_one_line(e)}") from None
+            raise
+        before = bytes(buf[:buf.index(marker)])
+        return HeldCommand(chan), _decode(before)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -302,6 +387,24 @@ class Connection:
                 raise HostUnreachable(f"cannot start SFTP: {_one_line(e)}") from None
             self._sftp.get_channel().settimeout(self.spec.command_timeout)
         return self._sftp
+
+
+class HeldCommand:
+    """A remote command left running on purpose (see :meth:`Connection.hold`)."""
+
+    def __init__(self, chan: paramiko.Channel):
+        self._chan = chan
+
+    def release(self) -> None:
+        """Close the command's stdin and its channel (it then exits). Idempotent; never raises."""
+        try:
+            self._chan.shutdown_write()
+        except Exception:
+            pass
+        try:
+            self._chan.close()
+        except Exception:
+            pass
 
 
 def _decode(data: bytes) -> str:

@@ -21,8 +21,12 @@
         │   └── ReloadFailed            the ``reload`` command failed
         ├── DestinationError            missing directory, not a regular file, …
         ├── UploadCorrupted             size or SHA-256 on the host differs from what was sent
-        └── RenameUnsupported           no atomic rename available; destination untouched
+        ├── RenameUnsupported           no atomic rename available; destination untouched
+        ├── LockBusy                    another run holds the destination's lock past lock_timeout
+        ├── RollbackFailed              a failed reload could not be undone: the host needs a person
+        └── Interrupted                 the run was interrupted; this host stopped at a safe point
     HostsFailed (ConcurdeployError)     the run ended with failed/unreachable hosts → exit code 1
+    RunInterrupted (ConcurdeployError)  SIGINT/SIGTERM: recap printed → exit code 130 / 143
 
 Every class pickles, whatever its constructor takes (``__reduce__`` below), so an
 error raised in a worker process can be sent to the controller as plain data.
@@ -36,7 +40,8 @@ __all__ = [
     "ServiceError", "HostError", "HostUnreachable", "AuthFailed", "CredentialsMissing",
     "HostKeyError", "HostKeyUnknown", "HostKeyMismatch", "CommandTimeout",
     "RemoteCommandFailed", "ValidateFailed", "ReloadFailed", "DestinationError",
-    "UploadCorrupted", "RenameUnsupported", "HostsFailed",
+    "UploadCorrupted", "RenameUnsupported", "LockBusy", "RollbackFailed", "Interrupted",
+    "HostsFailed", "RunInterrupted",
 ]
 
 
@@ -191,3 +196,35 @@ class HostsFailed(ConcurdeployError):
 
     def __str__(self) -> str:
         return f"{len(self.hosts)} host(s) failed or unreachable: {', '.join(self.hosts)}"
+
+
+class LockBusy(HostError):
+    """Another run holds the lock of a destination directory for longer than ``lock_timeout`` seconds."""
+
+
+class RollbackFailed(HostError):
+    """The reload failed and restoring the previous files (or reloading them) failed too.
+
+    The host may now run on, or hold, a configuration its own reload rejected: look at it.
+    """
+
+
+class Interrupted(HostError):
+    """The run was interrupted (SIGINT/SIGTERM); this host stopped between two steps.
+
+    Destinations are either untouched or fully replaced; temporary files were removed.
+    """
+
+
+class RunInterrupted(ConcurdeployError):
+    """The controller received SIGINT or SIGTERM; the CLI exits ``128 + signum`` (130 / 143).
+
+    :param signum: the signal number (``int``).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by signal {self.signum}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import pickle
 import queue
 import threading
 import time
@@ -55,35 +56,59 @@ class Job:
     batch: int | None = None
 
 
-def run_host(job: Job) -> HostResult:
+def run_host(job: Job, abort=None) -> HostResult:
     """Connect, run the job's action, close. Never raises: every outcome is a ``HostResult``.
 
     ``HostError`` subclasses keep their status (``unreachable`` for
     :class:`HostUnreachable`, else ``failed``); any other exception becomes ``failed``
     with its class name in ``error_kind`` (a bug, reported per host, not a crash).
+    Transient connect failures (reset, dropped at the server's ``MaxStartups`` limit) are
+    retried ``spec.connect_retries`` times with exponential backoff (0.5 s, 1 s, 2 s …
+    plus jitter); authentication and host key failures never are.
+
+    :param abort: an ``Event``-like object; once set, the action stops at its next safe
+        point (see :class:`~concurdeploy.exceptions.Interrupted`).
     """
     from .connection import Connection  # imported in the worker, never by the CLI
     from .exceptions import HostError
 
     start = time.monotonic()
     name = job.spec.name
-    conn = Connection(job.spec)
+    conn = Connection(job.spec, abort=abort)
     try:
-        conn.open()
+        _open_with_retries(conn, abort)
         result = job.action(conn, job.payload)
     except HostError as e:
         result = HostResult(name, Status(e.status), output=e.output,
                             exit_status=getattr(e, "exit_status", None),
                             error_kind=type(e).__name__, error=e.message,
-                            warnings=tuple(conn.warnings))
+                            warnings=tuple(conn.warnings),
+                            rolled_back=bool(getattr(e, "rolled_back", False)))
     except Exception as e:  # a bug in an action: this host fails, the others go on
         last = traceback.extract_tb(e.__traceback__)[-1:]
         where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
         result = HostResult(name, Status.FAILED, error_kind=type(e).__name__,
-                            error=f"{type(e).__name__}: {_first_line(e)}{where}")
+                            error=f"{_first_line(e)}{where}")
     finally:
         conn.close()
     return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
+
+
+def _open_with_retries(conn, abort) -> None:
+    import random
+
+    from .exceptions import HostUnreachable
+
+    for attempt in range(conn.spec.connect_retries + 1):
+        try:
+            conn.open()
+            return
+        except HostUnreachable as e:
+            last = attempt == conn.spec.connect_retries
+            if last or not getattr(e, "transient", False) or (abort is not None and abort.is_set()):
+                raise
+            conn.close()
+            time.sleep(0.5 * 2 ** attempt + random.uniform(0, 0.25))
 
 
 def _first_line(e: BaseException) -> str:
@@ -91,7 +116,49 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def _worker_main(tasks, results, threads: int) -> None:
+def _safe_str(e: BaseException) -> str:
+    try:
+        return _first_line(e)
+    except Exception:  # an exception whose __str__ itself fails
+        return repr(type(e))
+
+
+def _run_sendable(job: Job, abort=None) -> HostResult:
+    """:func:`run_host`, guaranteed to produce a result the worker can send back.
+
+    ``multiprocessing.Queue.put`` pickles in a background thread and only prints a
+    pickling error, and a ``BaseException`` (``sys.exit()`` in an action) would end the
+    worker thread: either way the controller would wait for that host forever.
+    """
+    try:
+        result = run_host(job, abort)
+    except BaseException as e:  # SystemExit from an action, or an unprintable exception
+        result = HostResult(job.spec.name, Status.FAILED, error_kind=type(e).__name__,
+                            error=f"{type(e).__name__} raised on this host: {_safe_str(e)}",
+                            batch=job.batch)
+    try:
+        pickle.dumps(result)
+    except Exception as e:
+        result = HostResult(job.spec.name, Status.FAILED, error_kind="ResultNotPicklable",
+                            error=f"the action's HostResult cannot be pickled ({type(e).__name__}: "
+                                  f"{_safe_str(e)}); keep plain values in its data",
+                            duration_s=result.duration_s, batch=job.batch)
+    return result
+
+
+def _pickle_problem(job: Job) -> str | None:
+    """Why ``job`` cannot be sent to a worker, or None (checked in the controller, where
+    ``Queue.put`` would otherwise drop it silently)."""
+    try:
+        pickle.dumps(job)
+    except Exception as e:
+        return (f"cannot send this host's job to a worker process ({type(e).__name__}: "
+                f"{_safe_str(e)}); the action must be a function defined at module level "
+                f"(e.g. in tasks.py) and its payload plain picklable values")
+    return None
+
+
+def _worker_main(tasks, results, threads: int, abort=None) -> None:
     """Worker process: ``threads`` threads pull ``(index, job)`` until a ``None`` arrives."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides what an interrupt does
@@ -103,7 +170,7 @@ def _worker_main(tasks, results, threads: int) -> None:
                 return
             index, job = item
             results.put(("start", index, os.getpid()))
-            results.put(("done", index, run_host(job)))
+            results.put(("done", index, _run_sendable(job, abort)))
 
     pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
     for t in pool:
@@ -134,7 +201,9 @@ class WorkerPool:
         self._ctx.set_forkserver_preload(["concurdeploy.connection", "concurdeploy.operations"])
         self._tasks = self._ctx.Queue()
         self._results = self._ctx.Queue()
+        self._abort = self._ctx.Event()
         self._procs: list = []
+        self._stop_reason: str | None = None
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -144,34 +213,80 @@ class WorkerPool:
 
     def _start(self) -> None:
         while len(self._procs) < self.processes:
-            p = self._ctx.Process(target=_worker_main, args=(self._tasks, self._results, self.threads),
+            p = self._ctx.Process(target=_worker_main, args=(self._tasks, self._results, self.threads, self._abort),
                                   daemon=True, name="concurdeploy-worker")
             p.start()
             self._procs.append(p)
 
+    def stop(self, reason: str) -> None:
+        """Start no more hosts in the current :meth:`run`; those not started end ``skipped``.
+
+        Hosts in flight finish normally. Safe to call from ``on_result`` or a signal handler.
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    def abort(self, reason: str) -> None:
+        """:meth:`stop`, and ask in-flight hosts to stop at their next safe point."""
+        self.stop(reason)
+        self._abort.set()
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the pool was stopped, or None."""
+        return self._stop_reason
+
     def run(self, jobs: Iterable[Job], on_result: Callable[[HostResult], None] | None = None,
-            deadline: float | None = None) -> list[HostResult]:
+            deadline: float | None = None, grace_s: float = 30.0) -> list[HostResult]:
         """Run ``jobs``; return one result per job, in the order given.
+
+        Jobs are handed out as capacity frees up (never more than ``forks`` in flight), so
+        :meth:`stop` takes effect at once.
 
         :param on_result: called in the controller as each host finishes (for live output).
         :param deadline: ``time.monotonic()`` value after which unfinished hosts are given
             up: in flight → ``failed`` (deadline exceeded), never started → ``skipped``.
+        :param grace_s: after :meth:`abort`, seconds to wait for in-flight hosts to reach a
+            safe point before their workers are terminated.
         :returns: ``list[HostResult]`` aligned with ``jobs``.
         """
         jobs = list(jobs)
         if not jobs:
             return []
         self._start()
-        for i, job in enumerate(jobs):
-            self._tasks.put((i, job))
         done: dict[int, HostResult] = {}
         started: dict[int, int] = {}
+        fed = 0
+        capacity = self.processes * self.threads
+        aborted_at = None
         while len(done) < len(jobs):
+            while self._stop_reason is None and fed < len(jobs) and fed - len(done) < capacity:
+                problem = _pickle_problem(jobs[fed])
+                if problem is None:
+                    self._tasks.put((fed, jobs[fed]))
+                else:
+                    done[fed] = HostResult(jobs[fed].spec.name, Status.FAILED,
+                                           error_kind="JobNotPicklable", error=problem,
+                                           batch=jobs[fed].batch)
+                    if on_result:
+                        on_result(done[fed])
+                fed += 1
+            if deadline is not None and time.monotonic() > deadline:
+                self._give_up(jobs, done, started, "deadline exceeded")
+                break  # checked every turn: hosts finishing back to back must not defer it
+            if self._stop_reason is not None and len(done) >= fed:
+                break  # nothing in flight; the rest was never started
+            if self._abort.is_set() and aborted_at is None:
+                aborted_at = time.monotonic()
             try:
                 kind, index, value = self._results.get(timeout=_POLL_S)
             except queue.Empty:
-                if deadline is not None and time.monotonic() > deadline:
+                now = time.monotonic()
+                if deadline is not None and now > deadline:
                     self._give_up(jobs, done, started, "deadline exceeded")
+                    break
+                if aborted_at is not None and now - aborted_at > grace_s:
+                    self._give_up(jobs, done, started, f"{self._stop_reason}; worker terminated")
                     break
                 self._reap_dead_workers(jobs, done, started, on_result)
                 continue
@@ -181,7 +296,20 @@ class WorkerPool:
             done[index] = value
             if on_result:
                 on_result(value)
+        for i in range(len(jobs)):
+            if i not in done:
+                done[i] = HostResult(jobs[i].spec.name, Status.SKIPPED, error_kind="NotStarted",
+                                     error=f"not started: {self._stop_reason}", batch=jobs[i].batch)
+        if fed > len(jobs) or self._stop_reason is not None:
+            self._drain_queue()
         return [done[i] for i in range(len(jobs))]
+
+    def _drain_queue(self) -> None:
+        try:
+            while True:
+                self._tasks.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            pass
 
     def _reap_dead_workers(self, jobs, done, started, on_result) -> None:
         dead = {p.pid: p.exitcode for p in self._procs if not p.is_alive()}
@@ -200,6 +328,8 @@ class WorkerPool:
 
     def _give_up(self, jobs, done, started, why: str) -> None:
         self.terminate()
+        self._tasks = self._ctx.Queue()  # a terminated worker may have left the queue locked
+        self._results = self._ctx.Queue()
         for i, job in enumerate(jobs):
             if i not in done:
                 status = Status.FAILED if i in started else Status.SKIPPED

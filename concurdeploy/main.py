@@ -6,7 +6,8 @@ Exit codes:
 - 1 — the run finished, some host ``failed`` or was ``unreachable``;
 - 2 — bad usage, inventory, service declaration or config (one paragraph on stderr, no
   traceback, no host touched);
-- 130 — interrupted (Ctrl-C).
+- 130 / 143 — interrupted by SIGINT (Ctrl-C) / SIGTERM: no new host was started, hosts in
+  flight stopped at a safe point, the recap was printed.
 
 Tasks come from the project's ``tasks.py`` (found as invoke finds it: the current
 directory, then its parents) plus the built-in tasks of :mod:`concurdeploy.commands`;
@@ -23,7 +24,7 @@ from invoke.exceptions import CollectionNotFound, UncastableEnvVar
 
 from . import __version__
 from .config import Config
-from .exceptions import HostsFailed, UsageError
+from .exceptions import HostsFailed, RunInterrupted, UsageError
 
 __all__ = ["ConcurdeployProgram", "program"]
 
@@ -100,9 +101,14 @@ class ConcurdeployProgram(Program):
             raise Exit(f"concurdeploy: error: {e}", code=2)
         except HostsFailed:
             raise Exit(code=1)
+        except RunInterrupted as e:
+            raise Exit(code=128 + e.signum)
         except KeyboardInterrupt:
             print("\nconcurdeploy: interrupted", file=sys.stderr)
             raise Exit(code=130)
+        except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
+            sys.stderr.close()
+            raise Exit(code=1)
 
 
 program = ConcurdeployProgram(

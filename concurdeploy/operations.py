@@ -6,9 +6,11 @@ and coreutils (``sha256sum``, ``stat``, ``readlink``, ``mv``), as on every Linux
 
 The push (:func:`push`), per host:
 
-1. **facts** — one command reports, per destination, whether it exists, its resolved
-   target (a symlink is followed: the file it points to is replaced, the link kept), its
-   mode, owner, size and SHA-256;
+1. **lock and facts** — one command takes an exclusive ``flock`` on each destination
+   directory (waiting at most ``lock_timeout`` seconds; held until the push ends, so two
+   runs never interleave on a host) and reports, per destination, whether it exists, its
+   resolved target (a symlink is followed: the file it points to is replaced, the link
+   kept), its mode, owner, size and SHA-256, and whether a reload is still owed;
 2. **compare** — files whose SHA-256 (and mode, when one is declared) already match are
    left alone; nothing to do → ``ok``; check mode stops here and reports ``changed``;
 3. **upload** each changed file over SFTP to a unique name beside its target,
@@ -17,9 +19,14 @@ The push (:func:`push`), per host:
 4. **prepare** — one command checks each upload's size and SHA-256 on the host (a full
    disk fails here), sets the mode (declared, else the replaced file's, else 0644) and the
    replaced file's owner where permitted, and runs ``validate`` from the destination's
-   directory; any failure → every temporary file removed, destinations untouched;
+   directory; any failure → every temporary file removed, destinations untouched. Then it
+   keeps a backup of each file to be replaced (``<name>.concurdeploy-<UTC time>-<id>.bak``,
+   a hard link where possible) and records the reload as owed;
 5. **replace** each target atomically (:func:`replace_atomically`);
-6. **reload** once, if anything changed (the handler).
+6. **reload** once, if anything changed (the handler), then the optional ``healthcheck``;
+   if either fails, the backups are restored atomically and the reload runs again
+   (``rolled back``); a failed restore is reported as :class:`RollbackFailed`;
+7. old backups beyond ``backups`` (default 3) per file are removed.
 
 Any error removes the temporary files that remain; a destination is only ever the old
 file or the new one.
@@ -28,6 +35,7 @@ file or the new one.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import posixpath
 import shlex
@@ -35,17 +43,23 @@ import uuid
 from dataclasses import dataclass
 
 from .connection import Connection
-from .exceptions import (DestinationError, HostUnreachable, ReloadFailed, RemoteCommandFailed,
-                         RenameUnsupported, UploadCorrupted, ValidateFailed)
+from .exceptions import (CommandTimeout, DestinationError, HostError, HostUnreachable, LockBusy,
+                         ReloadFailed, RemoteCommandFailed, RenameUnsupported, RollbackFailed,
+                         UploadCorrupted, ValidateFailed)
 from .results import FileChange, HostResult, Status, tail
 from .specs import FileSpec, PushJob
 
-__all__ = ["DestFacts", "gather_facts", "push", "replace_atomically", "temp_name",
+__all__ = ["DestFacts", "gather_facts", "push", "replace_atomically", "temp_name", "mask",
            "RunJob", "run_command", "GetJob", "get_file"]
 
 CHUNK = 32768  # bytes per SFTP write request (OpenSSH's sftp-server limit is 256 KiB)
+DIFF_LIMIT = 1 << 20  # bytes: larger files are not diffed
 _FAIL = "@@concurdeploy-fail"
 _WARN = "@@concurdeploy-warn"
+_BUSY = "@@concurdeploy-busy"
+_READY = "@@concurdeploy-ready"
+_PENDING = "@@concurdeploy-pending"
+_BACKUP = "@@concurdeploy-backup"
 
 _FACTS_FN = r"""cd_fact() {
   t=$1
@@ -166,6 +180,7 @@ def _check_dest(f: FileSpec, fact: DestFacts) -> None:
 
 
 def _upload(conn: Connection, f: FileSpec, tmp: str) -> None:
+    conn.check_abort()
     try:
         with conn.sftp.open(tmp, "wb") as fh:
             fh.set_pipelined(True)
@@ -183,8 +198,60 @@ def _upload(conn: Connection, f: FileSpec, tmp: str) -> None:
         raise UploadCorrupted(f"upload of {f.dest} to {tmp} failed: {e.strerror or e}") from None
 
 
-def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]]) -> str:
-    lines = ["set -u"]
+def _marker_path(job: PushJob) -> str | None:
+    """Where a host remembers a reload it owes: beside the first destination, one per reload command."""
+    if not job.reload:
+        return None
+    digest = hashlib.sha1(job.reload.encode()).hexdigest()[:12]
+    return posixpath.join(posixpath.dirname(job.files[0].dest), f".concurdeploy-reload-pending.{digest}")
+
+
+def _lock_and_facts_script(job: PushJob) -> str:
+    """Lock each destination directory (``flock``, held until we close stdin), then report facts."""
+    dirs = sorted({posixpath.dirname(f.dest) or "/" for f in job.files})
+    lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
+    for fd, d in zip(range(3, 10), dirs):
+        lines.append(f"  [ -d {q(d)} ] && {{ exec {fd}<{q(d)} && flock -w {job.lock_timeout:g} {fd} "
+                     f"|| {{ echo {_BUSY} {q(d)}; exit 75; }}; }}")
+    lines.append(f"else echo '{_WARN} - noflock'; fi")
+    lines += [f"cd_fact {q(f.dest)}" for f in job.files]
+    marker = _marker_path(job)
+    if marker:
+        lines.append(f"[ -e {q(marker)} ] && echo {_PENDING}")
+    lines += [f"echo {_READY}", "exec cat >/dev/null"]
+    return "\n".join(lines) + "\n"
+
+
+def _parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, list[str]]:
+    facts, pending, notes = [], False, []
+    rows = []
+    for ln in text.splitlines():
+        if ln == _PENDING:
+            pending = True
+        elif ln.startswith(_WARN):
+            notes.append("flock is not installed on the host: concurrent runs are not kept apart")
+        elif ln:
+            rows.append(ln)
+    if len(rows) != len(dests):
+        raise RemoteCommandFailed(
+            "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
+            output=tail(text, 2000))
+    for dest, line in zip(dests, rows):
+        parts = line.split("\t")
+        if parts[0] == "file" and len(parts) == 4:
+            mode, uid, gid, size = parts[1].split(":")
+            facts.append(DestFacts(dest, "file", parts[3], int(mode, 8), int(uid), int(gid),
+                                   int(size), parts[2]))
+        else:
+            facts.append(DestFacts(dest, parts[0], parts[-1]))
+    return facts, pending, notes
+
+
+def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]], marker: str | None = None,
+                    run_id: str = "") -> str:
+    """Verify, chmod/chown and validate every upload; then back up the files to be replaced and
+    record the owed reload. Exits at the first failure with a ``@@concurdeploy-fail`` line."""
+    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)"]
     for i, (f, fact, tmp) in enumerate(items):
         fail = f"{{ echo '{_FAIL} {i}'"
         mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
@@ -202,13 +269,21 @@ def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]]) -> str:
             cmd = f.validate.replace("{tmp}", q(tmp))
             lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && {cmd}) "
                          f"|| {fail} validate $?; exit 1; }}")
+    for i, (f, fact, tmp) in enumerate(items):
+        if fact.state == "file":
+            b = f"{q(fact.target)}.concurdeploy-\"$ts\"-{run_id}.bak"
+            lines.append(f"{{ ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}; }} "
+                         f"|| {{ echo '{_FAIL} {i}' backup; exit 1; }}")
+            lines.append(f"echo {_BACKUP} {i} {b}")
+    if marker:
+        lines.append(f": > {q(marker)} || {{ echo '{_FAIL} 0' marker; exit 1; }}")
     return "\n".join(lines) + "\n"
 
 
 def _raise_prepare_failure(res, items) -> None:
     marker = next((ln for ln in reversed(res.stdout.splitlines()) if ln.startswith(_FAIL)), None)
     output = "\n".join(ln for ln in (res.stdout + res.stderr).splitlines()
-                       if not ln.startswith((_FAIL, _WARN)))
+                       if not ln.startswith((_FAIL, _WARN, _BACKUP)))
     if marker is None:
         raise RemoteCommandFailed("preparing the uploaded files failed", output=tail(output),
                                   exit_status=res.exited)
@@ -222,30 +297,188 @@ def _raise_prepare_failure(res, items) -> None:
         raise UploadCorrupted(f"{f.dest}: the uploaded copy differs from {f.src} "
                               f"({step} mismatch; disk full?); destination left unchanged",
                               output=tail(output))
+    if step == "backup":
+        raise DestinationError(f"{f.dest}: cannot write a backup beside it; destination left unchanged",
+                               output=tail(output))
+    if step == "marker":
+        raise DestinationError("cannot record the pending reload beside the destination; "
+                               "destinations left unchanged", output=tail(output))
     raise DestinationError(f"{f.dest}: cannot set mode on the uploaded file", output=tail(output))
+
+
+def _install(conn: Connection, f: FileSpec, fact: DestFacts, tmp: str) -> None:
+    """Put one validated upload in place: atomic rename, or (``replace: in-place``) a rewrite."""
+    if f.replace == "in-place" and fact.state == "file":
+        chmod = f" && chmod {f.mode:04o} -- {q(fact.target)}" if f.mode is not None else ""
+        res = conn.run(f"cat -- {q(tmp)} > {q(fact.target)}{chmod} && rm -f -- {q(tmp)}")
+        if res.exited != 0:
+            raise DestinationError(f"in-place write of {f.dest} failed; the file may be partly "
+                                   f"written (restore it from its backup)",
+                                   output=tail(res.stdout + res.stderr))
+        return
+    try:
+        replace_atomically(conn, tmp, fact.target)
+    except DestinationError as e:
+        if "busy" in e.message:
+            raise DestinationError(e.message + ". Set 'replace: in-place' on this file to rewrite "
+                                   "it in place instead (not atomic)", output=e.output) from None
+        raise
+
+
+def _rollback(conn: Connection, done: list, backups: dict, job: PushJob, why: str, output: str,
+              marker: str | None = None):
+    """Restore the files replaced by this run from their backups, reload, and raise."""
+    lines = ["set -u", "rc=0"]
+    for i, (f, fact, tmp) in done:
+        b = backups.get(i)
+        if b is None:  # the file did not exist before this run
+            lines.append(f"rm -f -- {q(fact.target)} || rc=1")
+        elif f.replace == "in-place":
+            lines.append(f"cat -- {q(b)} > {q(fact.target)} || rc=1")
+        else:
+            r = temp_name(fact.target)
+            lines.append(f"{{ cp -p -- {q(b)} {q(r)} && mv -f -- {q(r)} {q(fact.target)}; }} "
+                         f"|| {{ rm -f -- {q(r)}; rc=1; }}")
+    lines.append("exit $rc")
+    try:
+        res = conn.run("\n".join(lines) + "\n")
+        restored = res.exited == 0
+        detail = tail(res.stdout + res.stderr, 2000)
+    except HostError as e:
+        restored, detail = False, str(e)
+    if not restored:
+        raise RollbackFailed(f"{why}; ROLLBACK FAILED: the previous files could not all be restored "
+                             f"— this host needs attention", output=tail(output + "\n" + detail))
+    if job.reload:
+        clear = f"\nrc=$?; [ $rc -eq 0 ] && rm -f -- {q(marker)}; exit $rc" if marker else ""
+        res = conn.run(f"( {job.reload}\n){clear}")
+        if res.exited != 0:
+            raise RollbackFailed(f"{why}; previous files restored but reloading them failed too "
+                                 f"(exit {res.exited}) — this host needs attention",
+                                 output=tail(output + "\n" + res.stdout + res.stderr))
+    err = ReloadFailed(f"{why}; rolled back: previous files restored"
+                       f"{' and reloaded' if job.reload else ''}", output=tail(output))
+    err.rolled_back = True
+    raise err
+
+
+def _reload_and_check(conn: Connection, job: PushJob, marker: str | None) -> None:
+    """Run the handler (then the healthcheck); raise ReloadFailed/… on failure (caller rolls back)."""
+    if job.reload:
+        clear = f"\nrc=$?; [ $rc -eq 0 ] && rm -f -- {q(marker)}; exit $rc" if marker else ""
+        res = conn.run(f"( {job.reload}\n){clear}")
+        if res.exited != 0:
+            raise ReloadFailed(f"reload failed (exit {res.exited}): {job.reload}",
+                               output=tail(res.stdout + res.stderr), exit_status=res.exited)
+    if job.healthcheck:
+        res = conn.run(job.healthcheck)
+        if res.exited != 0:
+            raise ReloadFailed(f"healthcheck failed (exit {res.exited}): {job.healthcheck}",
+                               output=tail(res.stdout + res.stderr), exit_status=res.exited)
+
+
+def _prune_backups(conn: Connection, items, keep: int) -> None:
+    lines = []
+    for f, fact, _ in items:
+        if fact.state != "file":
+            continue
+        d, base = posixpath.split(fact.target)
+        lines.append(f'set -- {q(d)}/{q(base)}.concurdeploy-*.bak; n=$#; '
+                     f'for b; do [ $n -gt {keep} ] && [ -e "$b" ] && rm -f -- "$b"; n=$((n-1)); done')
+    if lines:
+        conn.run("\n".join(lines) + "\ntrue\n")
+
+
+def _diff(conn: Connection, f: FileSpec, fact: DestFacts, secrets: tuple[str, ...]) -> str:
+    """Unified diff of the host's file against the new content; binary/oversized files say so."""
+    import difflib
+
+    if fact.state == "file" and (fact.size or 0) > DIFF_LIMIT or f.size > DIFF_LIMIT:
+        return f"--- {f.dest}\n(diff not shown: larger than {DIFF_LIMIT} bytes)\n"
+    old = b""
+    if fact.state == "file":
+        with conn.sftp.open(fact.target, "rb") as fh:
+            old = fh.read()
+    if f.content is not None:
+        new = f.content
+    else:
+        with open(f.src, "rb") as fh:
+            new = fh.read()
+    try:
+        if b"\0" in old or b"\0" in new:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL")
+        a, b = old.decode("utf-8").splitlines(True), new.decode("utf-8").splitlines(True)
+    except UnicodeDecodeError:
+        return f"--- {f.dest}\n(binary file: {fact.size or 0} → {f.size} bytes; diff not shown)\n"
+    text = "".join(difflib.unified_diff(a, b, f"{f.dest} (on host)", f"{f.dest} (new)"))
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return mask(text, secrets)
+
+
+def mask(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every occurrence of each secret value (longest first) with ``********``."""
+    for value in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(value, "********")
+    return text
 
 
 def push(conn: Connection, job: PushJob) -> HostResult:
     """Push ``job.files`` to the host, atomically per file, then reload once if any changed.
 
+    Steps (see the module docstring): lock the destination directories and read facts
+    (one held command) → compare → upload → verify/validate/back up (one command) →
+    replace → reload (+ healthcheck) → on reload failure, restore the backups and reload
+    again (``rolled back``) → prune old backups → unlock.
+
+    A reload owed by an earlier run that changed files but did not reload (failure,
+    interrupt) is remembered on the host (a marker beside the first destination) and
+    run now even when nothing changed.
+
     :returns: ``ok`` (nothing to do), or ``changed`` with a :class:`FileChange` per file
         replaced (in check mode: that would be).
-    :raises DestinationError, UploadCorrupted, ValidateFailed, ReloadFailed, HostUnreachable:
+    :raises LockBusy, DestinationError, UploadCorrupted, ValidateFailed, ReloadFailed,
+        RollbackFailed, Interrupted, HostUnreachable:
     """
-    facts = gather_facts(conn, [f.dest for f in job.files])
-    todo, changes, warnings = [], [], list(conn.warnings)
+    marker = _marker_path(job)
+    dests = [f.dest for f in job.files]
+    wait = job.lock_timeout + conn.spec.command_timeout
+    try:
+        held, text = conn.hold(_lock_and_facts_script(job), _READY, timeout=wait)
+    except RemoteCommandFailed as e:
+        busy = next((ln for ln in e.output.splitlines() if ln.startswith(_BUSY)), None)
+        if busy:
+            raise LockBusy(f"{busy.split(' ', 1)[1]} is locked by another concurdeploy run "
+                           f"(waited {job.lock_timeout:g} s, lock_timeout); try again when it "
+                           f"has finished") from None
+        raise
+    try:
+        return _push_locked(conn, job, marker, *_parse_facts(dests, text))
+    finally:
+        held.release()
+
+
+def _push_locked(conn, job, marker, facts, pending, notes) -> HostResult:
+    todo, changes, warnings = [], [], list(conn.warnings) + notes
     for f, fact in zip(job.files, facts):
         _check_dest(f, fact)
         if fact.state == "file" and fact.sha256 == f.sha256 and (f.mode is None or f.mode == fact.mode):
             continue
         todo.append((f, fact))
         changes.append(FileChange(f.dest, fact.sha256, f.sha256, f.size))
-    if not todo:
-        return HostResult(conn.spec.name, Status.OK, warnings=tuple(warnings))
+    if pending:
+        warnings.append("a reload owed by an earlier run that did not finish is run now")
+    name = conn.spec.name
+    if not todo and not pending:
+        return HostResult(name, Status.OK, warnings=tuple(warnings))
+    diff = "".join(_diff(conn, f, fact, job.secrets) for f, fact in todo) if job.diff else ""
     if job.check:
-        return HostResult(conn.spec.name, Status.CHANGED, changes=tuple(changes),
-                          warnings=tuple(warnings), data={"check": True})
+        return HostResult(name, Status.CHANGED, changes=tuple(changes), warnings=tuple(warnings),
+                          data={"check": True, "reload_pending": pending}, diff=diff)
     items: list[tuple[FileSpec, DestFacts, str]] = []
+    done: list = []
+    backups: dict[int, str] = {}
+    run_id = uuid.uuid4().hex[:6]
     try:
         missing_dirs = sorted({posixpath.dirname(fact.target) for f, fact in todo if fact.state == "nodir"})
         if missing_dirs:
@@ -257,38 +490,42 @@ def push(conn: Connection, job: PushJob) -> HostResult:
             tmp = temp_name(fact.target)
             items.append((f, fact, tmp))
             _upload(conn, f, tmp)
-        res = conn.run(_prepare_script(items))
-        if res.exited != 0:
-            _raise_prepare_failure(res, items)
-        for ln in res.stdout.splitlines():
-            if ln.startswith(_WARN):
-                f = items[int(ln.split()[1])][0]
-                warnings.append(f"{f.dest}: owner of the replaced file not kept "
-                                f"(the connecting user may not chown)")
-        while items:
-            f, fact, tmp = items[0]
-            replace_atomically(conn, tmp, fact.target)
-            items.pop(0)
+        if items or marker:
+            res = conn.run(_prepare_script(items, marker, run_id))
+            if res.exited != 0:
+                _raise_prepare_failure(res, items)
+            for ln in res.stdout.splitlines():
+                if ln.startswith(_WARN):
+                    f = items[int(ln.split()[1])][0]
+                    warnings.append(f"{f.dest}: owner of the replaced file not kept "
+                                    f"(the connecting user may not chown)")
+                elif ln.startswith(_BACKUP):
+                    _, i, path = ln.split(" ", 2)
+                    backups[int(i)] = path
+        conn.check_abort()  # last safe point: from here on the host is finished, not abandoned
+        with conn.shielded():
+            for i, (f, fact, tmp) in enumerate(items):
+                _install(conn, f, fact, tmp)
+                done.append((i, (f, fact, tmp)))
+            try:
+                _reload_and_check(conn, job, marker)
+            except (ReloadFailed, CommandTimeout) as e:
+                _rollback(conn, done, backups, job, e.message, e.output, marker)
+            _prune_backups(conn, [it for _, it in done], job.backups)
     finally:
-        _remove_quietly(conn, [tmp for _, _, tmp in items])
-    reloaded = False
-    if job.reload:
-        res = conn.run(job.reload)
-        if res.exited != 0:
-            raise ReloadFailed(f"reload failed (exit {res.exited}): {job.reload}; "
-                               f"the new files are in place", output=tail(res.stdout + res.stderr),
-                               exit_status=res.exited)
-        reloaded = True
-    return HostResult(conn.spec.name, Status.CHANGED, changes=tuple(changes), reloaded=reloaded,
-                      warnings=tuple(warnings))
+        installed = {id(it) for _, it in done}
+        _remove_quietly(conn, [tmp for it in items if id(it) not in installed for tmp in [it[2]]])
+    return HostResult(name, Status.CHANGED, changes=tuple(changes), reloaded=bool(job.reload),
+                      warnings=tuple(warnings), diff=diff)
 
 
 def _remove_quietly(conn: Connection, paths: list[str]) -> None:
-    """Remove leftover temporary files; a dead connection cannot, and that is reported by the caller."""
+    """Remove leftover temporary files; a dead connection cannot (the caller reports the host)."""
     if not paths or conn.transport is None or not conn.transport.is_active():
         return
     try:
-        conn.run("rm -f -- " + " ".join(q(p) for p in paths), timeout=conn.spec.connect_timeout)
+        with conn.shielded():
+            conn.run("rm -f -- " + " ".join(q(p) for p in paths), timeout=conn.spec.connect_timeout)
     except Exception:
         pass
 

@@ -21,11 +21,15 @@ def host_line(r: HostResult, width: int = 12) -> str:
     """``lb1          changed      /etc/haproxy/haproxy.cfg replaced, reloaded  (0.41 s)``."""
     if r.status.is_failure or (r.status is Status.SKIPPED and r.error):
         detail = f"{r.error_kind}: {r.error}" if r.error_kind else (r.error or "")
+        if r.status is Status.SKIPPED:
+            detail = r.error or ""
     elif r.changes:
         verb = "would be " if r.data.get("check") else ""
         detail = ", ".join(f"{c.dest} {verb}{c.action}" for c in r.changes)
         if r.reloaded:
             detail += ", reloaded"
+    elif r.reloaded:
+        detail = "reloaded (owed by an earlier run)"
     elif r.exit_status is not None:
         detail = f"exit {r.exit_status}"
     elif r.data.get("local_path"):
@@ -41,15 +45,29 @@ def output_lines(r: HostResult, prefix: str = "    | ") -> list[str]:
     return [f"{prefix}{ln}" for ln in r.output.splitlines()]
 
 
-def recap(results: Iterable[HostResult], elapsed_s: float) -> str:
-    """Multi-line recap: a count per status, then each host that did not end ``ok``/``changed``."""
-    results = list(results)
+def _counts(results) -> str:
     counts = Counter(r.status for r in results)
+    return ", ".join(f"{counts.get(s, 0)} {s.value}" for s in ORDER)
+
+
+def recap(results: Iterable[HostResult], elapsed_s: float, stopped: str | None = None) -> str:
+    """Multi-line recap: counts per status, per batch when batched, then every host's status.
+
+    :param stopped: why the run stopped early (``--max-fail``, ``--fail-fast``, a signal), if it did.
+    """
+    results = list(results)
     width = max([len(r.host) for r in results] + [4])
     lines = [f"RECAP  {len(results)} host{'s' if len(results) != 1 else ''} in {elapsed_s:.1f} s: "
-             + ", ".join(f"{counts.get(s, 0)} {s.value}" for s in ORDER)]
+             + _counts(results)]
+    if stopped:
+        lines.append(f"  stopped early: {stopped}")
+    numbers = sorted({r.batch for r in results if r.batch is not None})
+    for n in numbers:
+        members = [r for r in results if r.batch == n]
+        lines.append(f"  batch {n}: {len(members)} host{'s' if len(members) != 1 else ''}: {_counts(members)}")
     for r in results:
-        lines.append(f"  {r.host:<{width}}  {r.status.value}")
+        note = " (rolled back)" if r.rolled_back else ""
+        lines.append(f"  {r.host:<{width}}  {r.status.value}{note}")
     return "\n".join(lines)
 
 
@@ -60,9 +78,11 @@ class Printer:
         (always for failed hosts, for every host when True, e.g. ``run``).
     """
 
-    def __init__(self, stream: TextIO | None = None, show_output: bool = False, width: int = 12):
+    def __init__(self, stream: TextIO | None = None, show_output: bool = False, width: int = 12,
+                 show_diff: bool = False):
         self.stream = stream or sys.stdout
         self.show_output = show_output
+        self.show_diff = show_diff
         self.width = width
 
     def __call__(self, r: HostResult) -> None:
@@ -70,6 +90,9 @@ class Printer:
         if r.output and (self.show_output or r.status.is_failure):
             for ln in output_lines(r):
                 print(ln, file=self.stream)
+        if self.show_diff and r.diff:
+            for ln in r.diff.splitlines():
+                print(f"    {ln}", file=self.stream)
         for w in r.warnings:
             print(f"{'':<{self.width}} warning: {w}", file=self.stream)
         self.stream.flush()

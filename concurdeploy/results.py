@@ -96,6 +96,8 @@ class HostResult:
     :param batch: 1-based batch number (``--serial``), or None.
     :param warnings: notes that did not fail the host (e.g. owner not kept).
     :param data: small extra values for a user's task (``dict`` of plain values).
+    :param diff: unified diff of the changed files (``--diff``), secrets masked; "" if none.
+    :param rolled_back: the reload failed and the previous files were restored.
     """
 
     host: str
@@ -110,3 +112,5 @@ class HostResult:
     batch: int | None = None
     warnings: tuple[str, ...] = ()
     data: dict = field(default_factory=dict)
+    diff: str = ""
+    rolled_back: bool = False

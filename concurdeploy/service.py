@@ -9,7 +9,12 @@ The public format (in a group's or host's vars; host vars override group vars)::
         validate: haproxy -c -f {tmp}       # optional; {tmp} = the uploaded temporary file
         create_dirs: false                  # optional; create a missing destination directory
         template: false                     # optional; render src with Jinja2 (default: src ends in .j2)
+        replace: atomic                     # optional; in-place = rewrite the file (bind mounts; NOT atomic)
     reload: systemctl reload haproxy        # optional; once per host, only if something changed
+    healthcheck: curl -fsS localhost:8404/stats   # optional; after reload; failure → rollback
+    backups: 3                              # optional; backups kept per file (0 = none)
+    lock_timeout: 30                        # optional; seconds to wait for another run's lock
+    secret_vars: [db_password]              # optional; these vars' values are masked in diffs/output
 
 ``src``, ``dest``, ``validate`` and ``reload`` may use ``{{ var }}`` (Jinja2, the host's
 merged vars plus ``project_dir``; undefined variables are errors). Everything here is checked *before* any host
@@ -28,9 +33,9 @@ from .exceptions import ServiceError
 from .inventory import Host, where
 from .specs import FileSpec, PushJob
 
-__all__ = ["FILE_KEYS", "push_job", "TemplateFailed"]
+__all__ = ["FILE_KEYS", "push_job", "secret_values", "TemplateFailed"]
 
-FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template")
+FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template", "replace")
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 
 
@@ -129,16 +134,39 @@ def _entry(entry, index: int, host: Host, hv: dict, project_dir: str, cache: dic
         raise _err(f"src {src!r} not found (looked for {local}; src is relative to the project "
                    f"root {project_dir})", entry, "src")
     mode = _mode(entry, entry.get("mode"))
+    replace = entry.get("replace", "atomic")
+    if replace not in ("atomic", "in-place"):
+        raise _err(f"replace must be atomic or in-place, not {replace!r}", entry, "replace")
     is_template = entry.get("template", local.endswith(".j2"))
     if is_template:
         content = _render_file(local, hv, src)
         return FileSpec(local, dest, hashlib.sha256(content).hexdigest(), len(content), mode,
-                        validate, bool(entry.get("create_dirs", False)), content)
+                        validate, bool(entry.get("create_dirs", False)), content, replace)
     sha, size = _digest(local, cache)
-    return FileSpec(local, dest, sha, size, mode, validate, bool(entry.get("create_dirs", False)))
+    return FileSpec(local, dest, sha, size, mode, validate, bool(entry.get("create_dirs", False)),
+                    replace=replace)
 
 
-def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | None = None) -> PushJob:
+def _number(host: Host, key: str, default, kind):
+    value = host.vars.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _err(f"{key} must be a number ≥ 0, not {value!r}", host.vars, key, host=host)
+    return kind(value)
+
+
+def secret_values(host: Host) -> tuple[str, ...]:
+    """Values of the vars named in the host's ``secret_vars`` list (to mask), as strings.
+
+    :raises ServiceError: ``secret_vars`` is not a list of var names.
+    """
+    names = host.vars.get("secret_vars") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _err("secret_vars must be a list of var names", host.vars, "secret_vars", host=host)
+    return tuple(str(host.vars[n]) for n in names if n in host.vars and host.vars[n] not in (None, ""))
+
+
+def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | None = None,
+             diff: bool = False) -> PushJob:
     """Build ``host``'s :class:`PushJob` from its merged ``files`` and ``reload`` vars.
 
     :param project_dir: absolute path that relative ``src`` paths start from.
@@ -164,4 +192,11 @@ def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | No
         if not isinstance(reload, str):
             raise _err("reload must be a shell command string", host=host)
         reload = _render(reload, hv, "reload")
-    return PushJob(tuple(specs), reload or None, check)
+    healthcheck = host.vars.get("healthcheck")
+    if healthcheck is not None and not isinstance(healthcheck, str):
+        raise _err("healthcheck must be a shell command string", host.vars, "healthcheck", host=host)
+    return PushJob(tuple(specs), reload or None, check, diff=diff,
+                   healthcheck=_render(healthcheck, hv, "healthcheck") if healthcheck else None,
+                   backups=_number(host, "backups", 3, int),
+                   lock_timeout=_number(host, "lock_timeout", 30.0, float),
+                   secrets=secret_values(host))

@@ -22,6 +22,7 @@ DEFAULTS = {
     "host_key_policy": "strict",
     "connect_timeout": 10.0,
     "command_timeout": 60.0,
+    "connect_retries": 2,
 }
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "off")
@@ -45,6 +46,9 @@ class ConnectSpec:
     :param connect_timeout: seconds for TCP connect, SSH banner, key exchange and auth, each.
     :param command_timeout: seconds a remote command or SFTP request may take.
     :param allow_agent: offer keys from ssh-agent (``SSH_AUTH_SOCK``).
+    :param connect_retries: extra attempts after a transient connect failure (reset or
+        dropped during the handshake, as at sshd's ``MaxStartups``); never after auth or
+        host key failures.
     """
 
     name: str
@@ -60,6 +64,7 @@ class ConnectSpec:
     connect_timeout: float = DEFAULTS["connect_timeout"]
     command_timeout: float = DEFAULTS["command_timeout"]
     allow_agent: bool = True
+    connect_retries: int = 2
 
     @property
     def address(self) -> str:
@@ -82,6 +87,9 @@ class FileSpec:
         its quoted path, run from the destination's directory; None = no validation.
     :param create_dirs: create a missing destination directory (``mkdir -p``) instead of failing.
     :param content: the bytes to install when rendered in memory (templates); None = read ``src``.
+    :param replace: ``"atomic"`` (rename over the destination) or ``"in-place"`` (rewrite the
+        existing file's content: NOT atomic, for destinations that cannot be renamed over,
+        such as a file bind-mounted into a container).
     """
 
     src: str
@@ -92,6 +100,7 @@ class FileSpec:
     validate: str | None = None
     create_dirs: bool = False
     content: bytes | None = None
+    replace: str = "atomic"
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,22 @@ class PushJob:
     """The push of one service to one host: its files and the reload (handler) to run once if any changed.
 
     :param check: check mode: compare and report, write nothing, run nothing with side effects.
+    :param diff: compute a unified diff of each changed file (``--diff``).
+    :param healthcheck: command run after the reload; failing → roll back like a failed reload.
+    :param backups: backups kept per file after a successful push (0 = none kept; a backup
+        always exists while the push runs, for rollback).
+    :param lock_timeout: seconds to wait for another run's lock on a destination directory.
+    :param secrets: values to mask as ``********`` in diffs and output.
     """
 
     files: tuple[FileSpec, ...]
     reload: str | None = None
     check: bool = False
+    diff: bool = False
+    healthcheck: str | None = None
+    backups: int = 3
+    lock_timeout: float = 30.0
+    secrets: tuple[str, ...] = ()
 
 
 def _opt(value, kind):
@@ -121,11 +141,19 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None) -> Conne
     merged = dict(DEFAULTS)
     merged.update({k: v for k, v in hvars.items() if v is not None})
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    policy = str(merged["host_key_policy"])
+    policy = str(merged["host_key_policy"]).lower() if merged["host_key_policy"] is not False else "off"
     if policy not in HOST_KEY_POLICIES:
         raise InventoryError(
             f"host {name}: host_key_policy {policy!r} is not one of {', '.join(HOST_KEY_POLICIES)}",
             key="host_key_policy")
+    try:
+        return _build(name, merged, policy)
+    except (TypeError, ValueError) as e:
+        raise InventoryError(f"host {name}: a connection var has the wrong type ({e}); ports, "
+                             f"timeouts and retries are numbers") from None
+
+
+def _build(name: str, merged: dict, policy: str) -> ConnectSpec:
     return ConnectSpec(
         name=name,
         hostname=str(merged.get("host") or name),
@@ -140,4 +168,5 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None) -> Conne
         connect_timeout=float(merged["connect_timeout"]),
         command_timeout=float(merged["command_timeout"]),
         allow_agent=bool(merged.get("allow_agent", True)) and "SSH_AUTH_SOCK" in os.environ,
+        connect_retries=int(merged["connect_retries"]),
     )

@@ -183,9 +183,12 @@ def test_reload_runs_once_for_several_changed_files(fleet):
     assert hashlib.sha256((f.root("h1") / "etc/haproxy/extra.cfg").read_bytes()).hexdigest() == digest
 
 
-def test_failed_reload_is_reported(fleet):
+def test_reload_failing_even_after_rollback_is_reported_loudly(fleet):
     f = fleet(1)
+    f.dest("h1").write_bytes(b"old\n")
     f.write_inventory(reload="echo 'reload said no' >&2; exit 3")
     res = f.run("push", "haproxy")
     assert res.returncode == 1
-    assert "ReloadFailed" in res.stdout and "reload said no" in res.stdout
+    assert "RollbackFailed" in res.stdout and "reload said no" in res.stdout
+    assert "needs attention" in res.stdout
+    assert f.dest("h1").read_bytes() == b"old\n"  # the previous file was restored all the same
