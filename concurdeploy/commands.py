@@ -16,11 +16,11 @@ from dataclasses import replace
 
 from invoke import Task, task
 
-from . import batches, report
+from . import batches, console
 from .exceptions import HostsFailed, RunInterrupted, UsageError
 from .fanout import Job, WorkerPool
 from .inventory import Host, Inventory, load
-from .results import HostResult, Status
+from .results import HostResult, RunRecord, Status, utc_now
 from .specs import connect_spec
 
 __all__ = ["push", "run", "get", "hosts", "load_inventory", "select_hosts", "fan_out", "cdtask"]
@@ -29,7 +29,7 @@ __all__ = ["push", "run", "get", "hosts", "load_inventory", "select_hosts", "fan
 class _Task(Task):
     """A task whose options get the short flags we choose (``-i``, ``-l``, ``-P``), not invoke's guess."""
 
-    SHORT = {"inventory": "i", "limit": "l", "forks": "P", "check": "C"}
+    SHORT = {"inventory": "i", "limit": "l", "forks": "P", "check": "C", "verbose": "v", "quiet": "q"}
 
     def arg_opts(self, name, default, taken_names):
         opts = super().arg_opts(name, default, taken_names)
@@ -53,6 +53,14 @@ COMMON_HELP = {
     "connect_timeout": "Seconds per connect phase (TCP, handshake, auth); default 10.",
     "command_timeout": "Seconds a remote command may run; default 60.",
     "deadline": "Seconds for the whole run; unfinished hosts then fail (0 = none).",
+    "report_json": "Write a JSON report of the run to this path (written even if the run fails).",
+    "junit": "Write a JUnit XML report (one test case per host) to this path.",
+}
+
+OUTPUT_HELP = {
+    "no_progress": "No live progress display, plain lines only (the default when stdout is not a terminal).",
+    "verbose": "Show every host's remote output (-v); also each changed file's checksums (-vv).",
+    "quiet": "Print only failed/unreachable hosts and the recap.",
 }
 
 
@@ -104,7 +112,9 @@ def _defaults(c) -> dict:
 def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline: float = 0.0,
             overrides: dict | None = None, show_output: bool = False, title: str = "",
             serial: str | None = None, max_fail: str | None = None, fail_fast: bool = False,
-            show_diff: bool = False) -> list[HostResult]:
+            show_diff: bool = False, report_json: str | None = None,
+            junit: str | None = None, progress: bool = True, verbose: int = 0,
+            quiet: bool = False) -> list[HostResult]:
     """Run ``action(conn, payload)`` on every host through the worker pool, printing as hosts finish.
 
     :param payloads: one payload per host (``list``); a payload that is a
@@ -116,11 +126,16 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     :param max_fail: stop further batches past this many (``"2"``) or this share (``"10%"``)
         of failed hosts.
     :param fail_fast: start no new host after the first failure.
+    :param report_json: write the JSON report here (also when the run fails or is interrupted).
+    :param junit: write a JUnit XML report here (one test case per host).
+    :param progress: live progress display when stdout is a terminal (False: plain lines).
+    :param verbose: 1 = every host's output, 2 = also file checksums; ``quiet``: failures and recap only.
     :returns: ``list[HostResult]`` in host order; the recap is printed.
     :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
     :raises RunInterrupted: SIGINT/SIGTERM arrived (in-flight hosts stopped at a safe point).
     """
     start = time.monotonic()
+    started = utc_now()
     forks = int(forks or c.config.get("forks") or 50)
     if forks < 1:
         raise UsageError(f"--forks must be at least 1 (got {forks})")
@@ -128,13 +143,15 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     limit = batches.parse_max_fail(max_fail)
     groups = batches.split(list(range(len(hosts))), serial)
     width = max(len(h.name) for h in hosts) + 1
-    printer = report.Printer(show_output=show_output, width=width, show_diff=show_diff)
-    if title:
-        extra = f", {len(groups)} batches" if len(groups) > 1 else ""
-        print(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
-              f"forks {min(forks, len(hosts))}{extra}")
+    out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=show_diff,
+                          progress=progress, verbosity=console.verbosity(verbose, quiet))
     results: dict[int, HostResult] = {}
     with contextlib.ExitStack() as stack:
+        stack.enter_context(out)
+        if title:
+            extra = f", {len(groups)} batches" if len(groups) > 1 else ""
+            out.line(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
+                     f"forks {min(forks, len(hosts))}{extra}")
         specs = _connect_specs(c, hosts, overrides or {}, stack)
         processes = int(c.config.get("processes") or 0) or None
         pool = stack.enter_context(WorkerPool(forks=forks, processes=processes, hosts_hint=len(hosts)))
@@ -142,20 +159,20 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
         end = time.monotonic() + deadline if deadline else None
 
         def on_result(r: HostResult) -> None:
-            printer(r)
+            out.host_done(r)
             if fail_fast and r.status.is_failure:
                 pool.stop(f"--fail-fast: {r.host} {r.status.value}")
 
         for number, members in enumerate(groups, 1):
             tag = number if len(groups) > 1 else None
             if len(groups) > 1:
-                print(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
+                out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
             jobs, index = [], []
             for i in members:
                 p = payloads[i]
                 if isinstance(p, HostResult):
                     results[i] = replace(p, batch=tag)
-                    printer(results[i])
+                    out.host_done(results[i])
                 else:
                     jobs.append(Job(specs[i], action, p, batch=tag))
                     index.append(i)
@@ -168,13 +185,29 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     ordered = [results.get(i) or HostResult(h.name, Status.SKIPPED, error_kind="NotStarted",
                                              error=f"not started: {pool.stopped}")
                for i, h in enumerate(hosts)]
-    print(report.recap(ordered, time.monotonic() - start, stopped=pool.stopped))
+    out.finish(ordered, time.monotonic() - start, stopped=pool.stopped)
+    record = RunRecord(" ".join(["concurdeploy", *sys.argv[1:]]), started, utc_now(),
+                       tuple(ordered), pool.stopped, signals.signum)
+    _write_reports(record, report_json, junit)
     if signals.signum:
         raise RunInterrupted(signals.signum)
     failed_hosts = [r.host for r in ordered if r.status.is_failure]
     if failed_hosts:
         raise HostsFailed(failed_hosts)
     return ordered
+
+
+def _write_reports(record: RunRecord, report_json: str | None, junit: str | None) -> None:
+    if not (report_json or junit):
+        return
+    from . import reports
+
+    if report_json:
+        reports.write_json(report_json, record)
+        print(f"JSON report: {report_json}")
+    if junit:
+        reports.write_junit(junit, record)
+        print(f"JUnit report: {junit}")
 
 
 class _Interrupts:
@@ -229,14 +262,14 @@ def _connect_specs(c, hosts, overrides, stack) -> list:
     return specs
 
 
-def _push_payload(project_dir: str, check: bool, diff: bool = False):
+def _push_payload(project_dir: str, check: bool, diff: bool = False, service: str = ""):
     from .service import TemplateFailed, push_job
 
     cache: dict = {}
 
     def build(h: Host):
         try:
-            return push_job(h, project_dir, check=check, cache=cache, diff=diff)
+            return push_job(h, project_dir, check=check, cache=cache, diff=diff, service=service)
         except TemplateFailed as e:
             return HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e))
     return build
@@ -255,21 +288,24 @@ ROLLOUT_HELP = {
     "diff": "Show a unified diff of each changed file (secret_vars masked); with --check or not.",
     **ROLLOUT_HELP,
     **COMMON_HELP,
-})
+    **OUTPUT_HELP,
+}, incrementable=["verbose"])
 def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=False, serial=None,
          max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
-         command_timeout=0.0, deadline=0.0):
+         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
+         quiet=False):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
     from .operations import push as push_action
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, service, limit)
-    build = _push_payload(_project_dir(c), check, diff)
+    build = _push_payload(_project_dir(c), check, diff, service)
     payloads = [build(h) for h in hosts]  # every declaration checked before any host is touched
     fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
             title=f"push {service}{' (check mode)' if check else ''}", serial=serial,
-            max_fail=max_fail, fail_fast=fail_fast, show_diff=diff)
+            max_fail=max_fail, fail_fast=fail_fast, show_diff=diff, report_json=report_json,
+            junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
 
 
 @cdtask(help={
@@ -278,10 +314,12 @@ def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=Fals
     "timeout": "Seconds the command may run per host (default: command_timeout).",
     **ROLLOUT_HELP,
     **COMMON_HELP,
-})
+    **OUTPUT_HELP,
+}, incrementable=["verbose"])
 def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, serial=None,
         max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
-        command_timeout=0.0, deadline=0.0):
+        command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
+        quiet=False):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
     from .operations import RunJob, run_command
 
@@ -290,7 +328,8 @@ def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, ser
     job = RunJob(command, timeout or None)
     fan_out(c, hosts, run_command, [job] * len(hosts), forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
-            show_output=True, serial=serial, max_fail=max_fail, fail_fast=fail_fast)
+            show_output=True, serial=serial, max_fail=max_fail, fail_fast=fail_fast,
+            report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
 
 
 @cdtask(help={
@@ -298,9 +337,11 @@ def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, ser
     "remote_path": "Absolute path of the file on each host.",
     "local_dir": "Folder receiving LOCAL_DIR/<host>/<remote path>.",
     **COMMON_HELP,
-})
+    **OUTPUT_HELP,
+}, incrementable=["verbose"])
 def get(c, group, remote_path, local_dir, inventory=None, limit=None, forks=0, host_key_policy=None,
-        connect_timeout=0.0, command_timeout=0.0, deadline=0.0):
+        connect_timeout=0.0, command_timeout=0.0, deadline=0.0, report_json=None, junit=None,
+        no_progress=False, verbose=0, quiet=False):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
     from .operations import GetJob, get_file
 
@@ -308,7 +349,8 @@ def get(c, group, remote_path, local_dir, inventory=None, limit=None, forks=0, h
     hosts = select_hosts(inv, group, limit)
     job = GetJob(remote_path, os.path.abspath(local_dir))
     fan_out(c, hosts, get_file, [job] * len(hosts), forks=forks, deadline=deadline,
-            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout))
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+            report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
 
 
 @cdtask(help={"limit": "Host pattern to list (default: all).",

@@ -128,10 +128,12 @@ class Connection:
             server_key = t.get_remote_server_key() if t.is_active() and t.initial_kex_done else None
         except (paramiko.SSHException, EOFError, OSError) as e:
             self.close()
-            err = HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}")
-            # Reset or closed before/at the banner: typically sshd's MaxStartups shedding load.
-            err.transient = not isinstance(e, socket.timeout) and "timeout" not in str(e).lower()
-            raise err from None
+            if not _timed_out(e):
+                err = HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}")
+                # Reset or closed before/at the banner: typically sshd's MaxStartups shedding load.
+                err.transient = True
+                raise err from None
+            server_key = None  # paramiko's banner timeout: the same as start_client's, below
         if server_key is None:
             self.close()
             err = HostUnreachable(f"SSH handshake with {where} timed out after "
@@ -198,11 +200,15 @@ class Connection:
             yield label, load_private_key(path=spec.key_file, passphrase=passphrase, what=label), None
         if spec.allow_agent:
             try:
-                agent_keys = paramiko.Agent().get_keys()
+                agent = paramiko.Agent()
             except paramiko.SSHException:
-                agent_keys = ()
-            for i, key in enumerate(agent_keys):
-                yield f"agent key {i + 1} ({key.get_name()})", key, None
+                agent = None
+            try:  # close the agent's socket once its keys are done with (not at some GC)
+                for i, key in enumerate(agent.get_keys() if agent else ()):
+                    yield f"agent key {i + 1} ({key.get_name()})", key, None
+            finally:
+                if agent is not None:
+                    agent.close()
         if not explicit:
             for path in _DEFAULT_IDENTITIES:
                 if os.path.isfile(os.path.expanduser(path)):
@@ -219,21 +225,25 @@ class Connection:
     def _authenticate(self, t: paramiko.Transport) -> None:
         user = self.spec.user or getpass.getuser()
         tried = []
-        for label, pkey, password in self._credentials():
-            tried.append(label)
-            try:
-                if pkey is not None:
-                    t.auth_publickey(user, pkey)
-                else:
-                    t.auth_password(user, password)
-            except paramiko.BadAuthenticationType:
-                continue
-            except paramiko.AuthenticationException:
-                continue
-            except (paramiko.SSHException, EOFError, OSError) as e:
-                raise HostUnreachable(f"connection dropped during authentication: {_one_line(e)}") from None
-            if t.is_authenticated():
-                return
+        credentials = self._credentials()
+        try:
+            for label, pkey, password in credentials:
+                tried.append(label)
+                try:
+                    if pkey is not None:
+                        t.auth_publickey(user, pkey)
+                    else:
+                        t.auth_password(user, password)
+                except paramiko.BadAuthenticationType:
+                    continue
+                except paramiko.AuthenticationException:
+                    continue
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    raise HostUnreachable(f"connection dropped during authentication: {_one_line(e)}") from None
+                if t.is_authenticated():
+                    return
+        finally:
+            credentials.close()  # runs the generator's clean-up (closes the agent) now
         offered = ", ".join(tried) if tried else "no key or password (set key_file, key_env or password_env)"
         raise AuthFailed(f"authentication as {user!r} on {self.spec.hostname}:{self.spec.port} "
                          f"failed; tried: {offered}")
@@ -414,6 +424,21 @@ def _decode(data: bytes) -> str:
 def _short(command: str, limit: int = 120) -> str:
     first = command.strip().splitlines()[0] if command.strip() else ""
     return first if len(first) <= limit else first[:limit] + "…"
+
+
+def _timed_out(e: BaseException | None) -> bool:
+    """True if ``e`` is, or was raised while handling, a timeout.
+
+    paramiko reports a banner that never came as ``SSHException("Error reading SSH protocol
+    banner")``, the same text as for a closed connection; only its ``__context__`` tells.
+    """
+    for _ in range(10):
+        if e is None:
+            return False
+        if isinstance(e, socket.timeout) or "timeout" in str(e).lower():
+            return True
+        e = e.__context__
+    return False
 
 
 def _one_line(e: BaseException) -> str:

@@ -38,6 +38,7 @@ import errno
 import hashlib
 import os
 import posixpath
+import re
 import shlex
 import uuid
 from dataclasses import dataclass
@@ -199,11 +200,12 @@ def _upload(conn: Connection, f: FileSpec, tmp: str) -> None:
 
 
 def _marker_path(job: PushJob) -> str | None:
-    """Where a host remembers a reload it owes: beside the first destination, one per reload command."""
+    """Where a host remembers a reload it owes: beside the first destination, one per service
+    (so a reload command fixed between runs still runs)."""
     if not job.reload:
         return None
-    digest = hashlib.sha1(job.reload.encode()).hexdigest()[:12]
-    return posixpath.join(posixpath.dirname(job.files[0].dest), f".concurdeploy-reload-pending.{digest}")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", job.service) or hashlib.sha1(job.reload.encode()).hexdigest()[:12]
+    return posixpath.join(posixpath.dirname(job.files[0].dest), f".concurdeploy-reload-pending.{name}")
 
 
 def _lock_and_facts_script(job: PushJob) -> str:
@@ -505,7 +507,12 @@ def _push_locked(conn, job, marker, facts, pending, notes) -> HostResult:
         conn.check_abort()  # last safe point: from here on the host is finished, not abandoned
         with conn.shielded():
             for i, (f, fact, tmp) in enumerate(items):
-                _install(conn, f, fact, tmp)
+                try:
+                    _install(conn, f, fact, tmp)
+                except HostError:
+                    if not done and marker and not pending:  # nothing replaced: no reload owed
+                        _remove_quietly(conn, [marker])
+                    raise
                 done.append((i, (f, fact, tmp)))
             try:
                 _reload_and_check(conn, job, marker)

@@ -6,15 +6,25 @@ beyond the stream it is given.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from typing import Iterable, TextIO
 
 from .results import HostResult, Status
 
-__all__ = ["host_line", "output_lines", "recap", "Printer"]
+__all__ = ["host_line", "output_lines", "detail_lines", "recap", "clean", "Printer"]
 
 ORDER = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
+
+# Control characters (C0 but tab, DEL, C1) that remote output may carry: shown escaped, never sent
+# to the terminal or a CI log as is (a host's ESC sequences could otherwise repaint the screen).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    r"""``text`` with control characters shown as ``\xNN`` (ESC ``[31m`` → ``\x1b[31m``); tab, newline kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def host_line(r: HostResult, width: int = 12) -> str:
@@ -37,12 +47,28 @@ def host_line(r: HostResult, width: int = 12) -> str:
     else:
         detail = "up to date" if r.status is Status.OK else ""
     timing = f"  ({r.duration_s:.2f} s)" if r.duration_s else ""
-    return f"{r.host:<{width}} {r.status.value:<12} {detail}{timing}".rstrip()
+    return clean(f"{r.host:<{width}} {r.status.value:<12} {detail}{timing}".rstrip())
 
 
 def output_lines(r: HostResult, prefix: str = "    | ") -> list[str]:
     """The host's remote output (validator or command output), one prefixed line each."""
-    return [f"{prefix}{ln}" for ln in r.output.splitlines()]
+    return [f"{prefix}{clean(ln)}" for ln in r.output.splitlines()]
+
+
+def diff_lines(r: HostResult, prefix: str = "    ") -> list[str]:
+    """The host's unified diff (``--diff``), one prefixed line each."""
+    return [f"{prefix}{clean(ln)}" for ln in r.diff.splitlines()]
+
+
+def detail_lines(r: HostResult, prefix: str = "    ") -> list[str]:
+    """Extra lines for ``-vv``: each changed file's checksums and size, the batch, the exit status."""
+    lines = [f"{prefix}{clean(c.dest)}: sha256 {(c.sha256_before or '-')[:12]} -> {c.sha256_after[:12]}, "
+             f"{c.size} bytes" for c in r.changes]
+    if r.batch is not None:
+        lines.append(f"{prefix}batch {r.batch}")
+    if r.exit_status is not None and r.changes:
+        lines.append(f"{prefix}exit status {r.exit_status}")
+    return lines
 
 
 def _counts(results) -> str:
@@ -68,7 +94,7 @@ def recap(results: Iterable[HostResult], elapsed_s: float, stopped: str | None =
     for r in results:
         note = " (rolled back)" if r.rolled_back else ""
         lines.append(f"  {r.host:<{width}}  {r.status.value}{note}")
-    return "\n".join(lines)
+    return clean("\n".join(lines))
 
 
 class Printer:
@@ -91,8 +117,8 @@ class Printer:
             for ln in output_lines(r):
                 print(ln, file=self.stream)
         if self.show_diff and r.diff:
-            for ln in r.diff.splitlines():
-                print(f"    {ln}", file=self.stream)
+            for ln in diff_lines(r):
+                print(ln, file=self.stream)
         for w in r.warnings:
-            print(f"{'':<{self.width}} warning: {w}", file=self.stream)
+            print(clean(f"{'':<{self.width}} warning: {w}"), file=self.stream)
         self.stream.flush()

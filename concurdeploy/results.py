@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-__all__ = ["Status", "FileChange", "CommandResult", "HostResult", "tail"]
+__all__ = ["Status", "FileChange", "CommandResult", "HostResult", "RunRecord", "tail", "utc_now"]
 
 #: Bytes of command output kept per host in a result (the end of it: errors come last).
 TAIL_BYTES = 8192
@@ -114,3 +114,37 @@ class HostResult:
     data: dict = field(default_factory=dict)
     diff: str = ""
     rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One whole run, as the reports see it.
+
+    :param command: the command line, e.g. ``"concurdeploy push haproxy --serial 2"``.
+    :param started: ISO 8601 UTC start time, e.g. ``"2026-11-29T09:00:00.123Z"``.
+    :param ended: ISO 8601 UTC end time.
+    :param results: one :class:`HostResult` per selected host, in inventory order.
+    :param stopped: why the run stopped early (``--max-fail``, ``--fail-fast``, a signal), or None.
+    :param signal: the signal number that interrupted the run (2, 15), or 0.
+    """
+
+    command: str
+    started: str
+    ended: str
+    results: tuple[HostResult, ...]
+    stopped: str | None = None
+    signal: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        from datetime import datetime
+
+        fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+        return round((datetime.strptime(self.ended, fmt) - datetime.strptime(self.started, fmt)).total_seconds(), 3)
+
+
+def utc_now() -> str:
+    """Current time as ISO 8601 UTC with milliseconds: ``2026-11-29T09:00:00.123Z``."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -166,7 +166,7 @@ def secret_values(host: Host) -> tuple[str, ...]:
 
 
 def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | None = None,
-             diff: bool = False) -> PushJob:
+             diff: bool = False, service: str = "") -> PushJob:
     """Build ``host``'s :class:`PushJob` from its merged ``files`` and ``reload`` vars.
 
     :param project_dir: absolute path that relative ``src`` paths start from.
@@ -199,4 +199,4 @@ def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | No
                    healthcheck=_render(healthcheck, hv, "healthcheck") if healthcheck else None,
                    backups=_number(host, "backups", 3, int),
                    lock_timeout=_number(host, "lock_timeout", 30.0, float),
-                   secrets=secret_values(host))
+                   secrets=secret_values(host), service=service)

@@ -114,6 +114,7 @@ class PushJob:
         always exists while the push runs, for rollback).
     :param lock_timeout: seconds to wait for another run's lock on a destination directory.
     :param secrets: values to mask as ``********`` in diffs and output.
+    :param service: the service (group) name: it names the owed-reload marker on the host.
     """
 
     files: tuple[FileSpec, ...]
@@ -124,6 +125,7 @@ class PushJob:
     backups: int = 3
     lock_timeout: float = 30.0
     secrets: tuple[str, ...] = ()
+    service: str = ""
 
 
 def _opt(value, kind):

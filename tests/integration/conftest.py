@@ -65,8 +65,10 @@ class Fleet:
                               stdin=stdin)
 
     def temp_files(self) -> list[Path]:
-        """Every concurdeploy temporary file left anywhere under ``roots/``."""
-        return [p for p in (self.project / "roots").rglob("*") if ".concurdeploy-" in p.name]
+        """Every concurdeploy temporary upload left anywhere under ``roots/`` (backups excluded)."""
+        return [p for p in (self.project / "roots").rglob("*")
+                if ".concurdeploy-" in p.name and p.name.startswith(".") and not p.name.endswith(".bak")
+                and not p.name.startswith(".concurdeploy-reload-pending.")]
 
 
 @pytest.fixture

@@ -1,0 +1,288 @@
+"""Machine-readable reports of a run: JSON (``--report-json``) and JUnit XML (``--junit``).
+
+Both are built from a :class:`~concurdeploy.results.RunRecord` and written atomically: the
+document goes to a temporary file in the destination's directory, is flushed to disk, then
+``os.replace``-d over the destination, so a reader (a CI step, a later ``--retry-failed``)
+sees the previous file or the complete new one, never a truncated one. Missing parent
+directories are created.
+
+**JSON** (schema ``concurdeploy.report/1``, described by ``report.schema.json`` beside this
+module, JSON Schema draft 2020-12)::
+
+    {"schema": "concurdeploy.report/1", "concurdeploy_version": "0.1.0",
+     "command": "concurdeploy push haproxy", "task": "push",
+     "started": "2026-11-29T09:00:00.123Z", "ended": "2026-11-29T09:00:02.456Z",
+     "duration_s": 2.333, "stopped": null, "signal": 0, "exit_code": 1,
+     "totals": {"hosts": 2, "ok": 0, "changed": 1, "failed": 1, "unreachable": 0, "skipped": 0},
+     "failed_hosts": ["lb2"],
+     "hosts": [{"host": "lb1", "status": "changed", "batch": null, "duration_s": 0.41,
+                "changes": [{"dest": "/etc/haproxy/haproxy.cfg", "sha256_before": "…",
+                             "sha256_after": "…", "size": 1234, "action": "replaced"}],
+                "reloaded": true, "rolled_back": false, "error_kind": null, "error": null,
+                "exit_status": null, "output": "", "warnings": [], "data": {}}, …]}
+
+``exit_code`` is the CLI's: 128 + signal when interrupted (130, 143), else 1 when any
+host is ``failed`` or ``unreachable``, else 0.
+
+**JUnit XML**: ``<testsuites>`` holding one ``<testsuite name="concurdeploy push haproxy">``
+with one ``<testcase name=HOST classname="concurdeploy.push">`` per host, ``time`` in
+seconds. A ``failed`` host *and* an ``unreachable`` one carry a ``<failure>`` (CI systems
+count both as failed tests; ``type`` is the error kind, e.g. ``HostUnreachable``, and the
+message starts with the status); nothing is reported as ``<error>``. A ``skipped`` host
+(not started: the run stopped first) carries ``<skipped message=…>``. The host's output
+tail is the test case's ``<system-out>``, its warnings ``<system-err>``.
+
+This module imports no SSH code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+
+from . import __version__
+from .exceptions import UsageError
+from .results import HostResult, RunRecord, Status
+
+__all__ = ["SCHEMA_ID", "exit_code", "to_dict", "write_json", "write_junit", "read_json",
+           "failed_hosts", "schema", "task_name"]
+
+#: The value of a JSON report's ``"schema"`` key; the number changes only on an incompatible change.
+SCHEMA_ID = "concurdeploy.report/1"
+
+_STATUSES = [s.value for s in Status]
+_FAILURES = {s.value for s in Status if s.is_failure}
+
+# Core options of the ``concurdeploy`` program that take a value (skipped when finding the task name).
+_VALUED_CORE = {"-c", "--collection", "-r", "--search-root", "-f", "--config", "-T", "--command-timeout",
+                "--print-completion-script", "--hide", "-D", "--list-depth", "-F", "--list-format"}
+
+
+def exit_code(record: RunRecord) -> int:
+    """The CLI's exit code for this run: 128+signal if interrupted, 1 if a host failed, else 0."""
+    if record.signal:
+        return 128 + record.signal
+    return 1 if any(r.status.is_failure for r in record.results) else 0
+
+
+def task_name(command: str) -> str:
+    """The task of a recorded command line: ``"concurdeploy -r . push haproxy"`` → ``"push"``."""
+    words = command.split()[1:]
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in _VALUED_CORE:
+            i += 2
+            continue
+        if not w.startswith("-"):
+            return w
+        i += 1
+    return "run"
+
+
+def _plain(value):
+    """``value`` as plain JSON data (unknown objects become their ``str``)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _host(r: HostResult) -> dict:
+    return {
+        "host": r.host,
+        "status": r.status.value,
+        "batch": r.batch,
+        "duration_s": round(float(r.duration_s or 0.0), 3),
+        "changes": [{"dest": c.dest, "sha256_before": c.sha256_before, "sha256_after": c.sha256_after,
+                     "size": c.size, "action": c.action} for c in r.changes],
+        "reloaded": bool(r.reloaded),
+        "rolled_back": bool(r.rolled_back),
+        "error_kind": r.error_kind,
+        "error": r.error,
+        "exit_status": r.exit_status,
+        "output": r.output or "",
+        "warnings": list(r.warnings),
+        "data": _plain(dict(r.data or {})),
+    }
+
+
+def to_dict(record: RunRecord) -> dict:
+    """The JSON report of ``record`` as a ``dict`` (see the module docstring and the schema)."""
+    counts = Counter(r.status.value for r in record.results)
+    totals = {"hosts": len(record.results), **{s: counts.get(s, 0) for s in _STATUSES}}
+    return {
+        "schema": SCHEMA_ID,
+        "concurdeploy_version": __version__,
+        "command": record.command,
+        "task": task_name(record.command),
+        "started": record.started,
+        "ended": record.ended,
+        "duration_s": record.duration_s,
+        "stopped": record.stopped,
+        "signal": int(record.signal or 0),
+        "exit_code": exit_code(record),
+        "totals": totals,
+        "failed_hosts": [r.host for r in record.results if r.status.is_failure],
+        "hosts": [_host(r) for r in record.results],
+    }
+
+
+def _atomic_write(path, data: bytes, what: str) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory + ``os.replace``.
+
+    :raises UsageError: the file or its directory cannot be written (the message names it).
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    tmp = None
+    try:
+        os.makedirs(parent, exist_ok=True)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a directory")
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise UsageError(f"cannot write the {what} {path}: {e.strerror or e}") from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def write_json(path, record: RunRecord) -> None:
+    """Write the JSON report of ``record`` to ``path``, atomically (parent directories created).
+
+    :raises UsageError: the file cannot be written.
+    """
+    text = json.dumps(to_dict(record), indent=2, ensure_ascii=False) + "\n"
+    _atomic_write(path, text.encode("utf-8"), "JSON report")
+
+
+# Characters XML 1.0 cannot carry at all (even escaped): C0 controls but tab/LF/CR, surrogates, U+FFFE/F.
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text) -> str:
+    """``text`` with characters XML cannot hold shown as ``\\xNN`` (e.g. a remote ESC → ``\\x1b``)."""
+    return _XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", str(text or ""))
+
+
+def _failure_message(r: HostResult) -> str:
+    detail = f"{r.error_kind}: {r.error}" if r.error_kind and r.error else (r.error or r.error_kind or "")
+    if not detail and r.exit_status is not None:
+        detail = f"exit {r.exit_status}"
+    return f"{r.status.value}: {detail}" if detail else r.status.value
+
+
+def write_junit(path, record: RunRecord) -> None:
+    """Write a JUnit XML report of ``record`` to ``path``, atomically (parent directories created).
+
+    One ``<testcase>`` per host; ``failed`` and ``unreachable`` hosts are ``<failure>``\\ s,
+    ``skipped`` ones ``<skipped>`` (see the module docstring).
+
+    :raises UsageError: the file cannot be written.
+    """
+    import xml.etree.ElementTree as ET
+
+    results = record.results
+    counts = Counter(r.status for r in results)
+    failures = sum(1 for r in results if r.status.is_failure)
+    attrs = {"tests": str(len(results)), "failures": str(failures), "errors": "0",
+             "skipped": str(counts.get(Status.SKIPPED, 0)), "time": f"{record.duration_s:.3f}"}
+    root = ET.Element("testsuites", {"name": "concurdeploy", **attrs})
+    suite = ET.SubElement(root, "testsuite", {"name": _xml_text(record.command), **attrs,
+                                              "timestamp": record.started[:19], "hostname": "controller"})
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("schema", SCHEMA_ID), ("exit_code", exit_code(record)),
+                        ("signal", record.signal or 0), ("stopped", record.stopped or ""),
+                        ("started", record.started), ("ended", record.ended)):
+        ET.SubElement(props, "property", {"name": name, "value": _xml_text(value)})
+    classname = f"concurdeploy.{task_name(record.command)}"
+    for r in results:
+        case = ET.SubElement(suite, "testcase", {"name": _xml_text(r.host), "classname": classname,
+                                                 "time": f"{float(r.duration_s or 0):.3f}"})
+        if r.status.is_failure:
+            message = _failure_message(r)
+            el = ET.SubElement(case, "failure", {"message": _xml_text(message),
+                                                 "type": _xml_text(r.error_kind or r.status.value)})
+            body = [message]
+            if r.exit_status is not None:
+                body.append(f"exit status: {r.exit_status}")
+            if r.rolled_back:
+                body.append("rolled back: the previous files were restored")
+            el.text = _xml_text("\n".join(body))
+        elif r.status is Status.SKIPPED:
+            ET.SubElement(case, "skipped", {"message": _xml_text(r.error or "not started")})
+        out = []
+        for c in r.changes:
+            out.append(f"{c.dest} {c.action} (sha256 {c.sha256_before or '-'} -> {c.sha256_after}, "
+                       f"{c.size} bytes)")
+        if r.reloaded:
+            out.append("reloaded")
+        if r.output:
+            out.append(r.output)
+        if out:
+            ET.SubElement(case, "system-out").text = _xml_text("\n".join(out))
+        if r.warnings:
+            ET.SubElement(case, "system-err").text = _xml_text("\n".join(f"warning: {w}" for w in r.warnings))
+    ET.indent(root)
+    data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    _atomic_write(path, data, "JUnit report")
+
+
+def read_json(path) -> dict:
+    """Load a JSON report written by :func:`write_json`.
+
+    :raises UsageError: the file is missing or unreadable, is not JSON, or is not a
+        concurdeploy report of a schema version this concurdeploy reads.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"report {path} does not exist (write one with --report-json {path})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read report {path}: {getattr(e, 'strerror', None) or e}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path} is not a concurdeploy JSON report: not JSON ({e})") from None
+    schema_id = doc.get("schema") if isinstance(doc, dict) else None
+    if not isinstance(schema_id, str) or not schema_id.startswith("concurdeploy.report/"):
+        raise UsageError(f"{path} is not a concurdeploy JSON report (no \"schema\": \"{SCHEMA_ID}\"; "
+                         f"write one with --report-json)")
+    if schema_id != SCHEMA_ID:
+        raise UsageError(f"{path} is a report of schema {schema_id!r}; this concurdeploy reads {SCHEMA_ID!r}")
+    hosts = doc.get("hosts")
+    if not isinstance(hosts, list) or not all(isinstance(h, dict) and isinstance(h.get("host"), str)
+                                              and h.get("status") in _STATUSES for h in hosts):
+        raise UsageError(f"{path} is not a complete concurdeploy JSON report (bad \"hosts\" list)")
+    return doc
+
+
+def failed_hosts(path) -> list[str]:
+    """Names of the hosts a JSON report lists as ``failed`` or ``unreachable``, in report order.
+
+    For ``--retry-failed REPORT``. An empty list means the reported run had no failed host.
+
+    :raises UsageError: see :func:`read_json`.
+    """
+    return [h["host"] for h in read_json(path)["hosts"] if h["status"] in _FAILURES]
+
+
+def schema() -> dict:
+    """The JSON Schema (draft 2020-12) of the JSON report, shipped as ``report.schema.json``."""
+    from importlib import resources
+
+    return json.loads(resources.files(__package__).joinpath("report.schema.json").read_text("utf-8"))
