@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-from invoke import Collection, Exit, ParseError, Program
+from invoke import Argument, Collection, Exit, ParseError, Program
 from invoke.exceptions import CollectionNotFound, UncastableEnvVar
 
 from . import __version__
@@ -37,6 +37,13 @@ def _builtins() -> Collection:
 
 class ConcurdeployProgram(Program):
     """invoke ``Program`` that loads ``./tasks.py`` (if any) beside the built-in tasks."""
+
+    def core_args(self):
+        return super().core_args() + [
+            Argument(names=("print-config",), kind=bool, default=False,
+                     help="Print the effective concurdeploy settings (defaults < config files "
+                          "< CONCURDEPLOY_* env vars) and exit."),
+        ]
 
     def load_collection(self) -> None:
         start = self.args["search-root"].value
@@ -91,8 +98,22 @@ class ConcurdeployProgram(Program):
     def update_config(self, merge: bool = True) -> None:
         try:
             super().update_config(merge)
-        except UncastableEnvVar as e:
-            raise Exit(f"concurdeploy: bad environment variable: {e}", code=2)
+            self.config.load_shell_env()  # invoke loads it at execution; we want it checked now
+        except (UncastableEnvVar, ValueError) as e:
+            raise Exit(f"concurdeploy: a CONCURDEPLOY_* environment variable has the wrong type "
+                       f"({e}); see 'concurdeploy --print-config' for the settings and their types",
+                       code=2)
+        if self.args["print-config"].value:
+            from .config import DEFAULTS
+
+            for key in DEFAULTS:
+                print(f"{key}: {self.config.get(key)!r}")
+            raise Exit
+
+    def no_tasks_given(self) -> None:
+        if self.args["print-config"].value:
+            return  # handled once the config is complete (update_config)
+        super().no_tasks_given()
 
     def execute(self) -> None:
         try:
