@@ -328,6 +328,11 @@ class Connection:
                 self.check_abort()
                 select.select([chan], [], [], min(remaining, 0.5))
             status = chan.recv_exit_status()
+            if status == -1 and (self.transport is None or not self.transport.is_active()):
+                # The channel closed because the transport died, not because the command ended.
+                raise HostUnreachable(f"connection dropped while running: {_short(command)}")
+        except HostUnreachable:
+            raise  # (an OSError too) already says what happened
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise HostUnreachable(f"connection dropped while running {_short(command)}: {_one_line(e)}") from None
         finally:

@@ -160,8 +160,12 @@ def _pickle_problem(job: Job) -> str | None:
 
 def _worker_main(tasks, results, threads: int, abort=None) -> None:
     """Worker process: ``threads`` threads pull ``(index, job)`` until a ``None`` arrives."""
+    import logging
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides what an interrupt does
+    # paramiko logs transport-thread errors (e.g. a banner timeout) that we already report
+    # per host; without a handler Python would print them to stderr as tracebacks.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
     def loop():
         while True:

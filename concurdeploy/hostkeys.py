@@ -38,14 +38,47 @@ def _lookup_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
-def _load(paths: list[str]) -> paramiko.HostKeys:
+def _entry(line: str):
+    """A ``HostKeyEntry`` for one plain known_hosts line, or None for a line it cannot use."""
+    try:
+        return paramiko.hostkeys.HostKeyEntry.from_line(line)
+    except Exception:  # InvalidHostKey (bad base64) is not an SSHException; bad key data is
+        return None
+
+
+def _parse(text: str, keys: paramiko.HostKeys, revoked: list | None = None) -> None:
+    """Add the entries of known_hosts ``text`` to ``keys``, skipping what OpenSSH skips.
+
+    Comments, blank and unparseable lines are ignored (paramiko's ``HostKeys.load``
+    raises on bad base64 and on ``@marker`` lines). ``@cert-authority`` lines are ignored
+    (certificates are not supported); the keys of ``@revoked`` lines go to ``revoked``.
+    """
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            marker, _, rest = line.partition(" ")
+            if marker == "@revoked" and revoked is not None:
+                entry = _entry(rest.strip())
+                if entry is not None and entry.key is not None:
+                    revoked.append(entry.key)
+            continue
+        entry = _entry(line)
+        if entry is not None and entry.key is not None:
+            keys._entries.append(entry)  # as HostKeys.load does: the first line for a host wins
+
+
+def _load(paths: list[str], revoked: list | None = None) -> paramiko.HostKeys:
     keys = paramiko.HostKeys()
     for path in paths:
         if os.path.isfile(path):
             try:
-                keys.load(path)
-            except (OSError, paramiko.SSHException):
-                continue  # an unreadable or odd file verifies nothing; strict then refuses
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue  # an unreadable file verifies nothing; strict then refuses
+            _parse(text, keys, revoked)
     return keys
 
 
@@ -76,7 +109,12 @@ def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramik
     got_type, got_fp = key.get_name(), fingerprint(key)
     if policy == "off":
         return f"host key not verified (host_key_policy: off): {got_type} {got_fp}"
-    entry = _load(_files(known_hosts)).lookup(name)
+    revoked: list = []
+    entry = _load(_files(known_hosts), revoked).lookup(name)
+    if key in revoked:
+        raise HostKeyMismatch(
+            f"{name}: server offered {got_type} {got_fp}, which known_hosts ({known_hosts}) "
+            f"marks @revoked; connection refused")
     if entry:
         expected = entry.get(got_type)
         if expected is not None and expected == key:
@@ -106,16 +144,12 @@ def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramik
 def _append(path: str, name: str, key: paramiko.PKey) -> None:
     """Append ``name keytype base64`` to ``path`` under an exclusive lock; re-check first."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as f:
+    with open(path, "a+", encoding="utf-8", errors="replace") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             f.seek(0)
             current = paramiko.HostKeys()
-            for line in f.read().splitlines():
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-                if entry is not None:
-                    for host in entry.hostnames:
-                        current.add(host, entry.key.get_name(), entry.key)
+            _parse(f.read(), current)
             known = current.lookup(name)
             if known and known.get(key.get_name()) is not None:
                 if known[key.get_name()] != key:  # another worker recorded a different key

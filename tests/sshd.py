@@ -395,6 +395,14 @@ class OpenSSHServer:
         """One ``"[127.0.0.1]:PORT ssh-ed25519 <base64>"`` line per port."""
         return [f"[127.0.0.1]:{p} {self.host_public_key_line}" for p in self.ports]
 
+    def authorize(self, private_key_path: str | Path) -> None:
+        """Append the public key ``<private_key_path>.pub`` to ``authorized_keys``.
+
+        sshd reads the file at each login, so this works on a running server too.
+        """
+        with open(self.authorized_keys_path, "a", encoding="utf-8") as f:
+            f.write(_public_key_line(private_key_path) + "\n")
+
     def stderr_text(self) -> str:
         """What sshd has written to stderr so far (its log, ``LogLevel ERROR``)."""
         try:

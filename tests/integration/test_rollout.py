@@ -280,13 +280,14 @@ def test_concurrent_runs_with_enough_lock_timeout_both_succeed(fleet):
 
 def test_stalled_host_times_out_without_delaying_the_others(fleet, stalling_server):
     f = fleet(3)
-    f.host_vars = {"h2": {"port": stalling_server.port, "connect_timeout": 2}}
+    f.host_vars = {"h2": {"port": stalling_server.port, "connect_timeout": 6}}
     f.write_inventory()
     t0 = time.monotonic()
     res = f.run("push", "haproxy")
     took = time.monotonic() - t0
     assert res.returncode == 1
     assert _statuses(res.stdout) == {"h1": "changed", "h2": "unreachable", "h3": "changed"}
-    assert took < 15, took
+    assert took < 20, took
+    # the healthy hosts finished on their own time, not after the stalled host's 6 s timeout
     done_lines = [ln for ln in res.stdout.splitlines() if ln.startswith(("h1 ", "h3 "))]
-    assert all(float(ln.rsplit("(", 1)[1].split()[0]) < 2 for ln in done_lines)
+    assert all(float(ln.rsplit("(", 1)[1].split()[0]) < 5 for ln in done_lines), done_lines
