@@ -312,21 +312,29 @@ def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=Fals
     "group": "Group or host pattern to run on.",
     "command": "Shell command run on each host (quote it).",
     "timeout": "Seconds the command may run per host (default: command_timeout).",
+    "sudo": "Run the command as root through sudo (password from the become_password_env var).",
     **ROLLOUT_HELP,
     **COMMON_HELP,
     **OUTPUT_HELP,
 }, incrementable=["verbose"])
-def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, serial=None,
-        max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
+def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sudo=False,
+        serial=None, max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
         quiet=False):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
+    from .become import Become
     from .operations import RunJob, run_command
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, group, limit)
-    job = RunJob(command, timeout or None)
-    fan_out(c, hosts, run_command, [job] * len(hosts), forks=forks, deadline=deadline,
+    jobs = []
+    for h in hosts:
+        become = None
+        if sudo or h.vars.get("become") is True:
+            become = Become(user=str(h.vars.get("become_user") or "root"),
+                            password_env=h.vars.get("become_password_env"))
+        jobs.append(RunJob(command, timeout or None, become))
+    fan_out(c, hosts, run_command, jobs, forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
             show_output=True, serial=serial, max_fail=max_fail, fail_fast=fail_fast,
             report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)

@@ -341,13 +341,15 @@ class Connection:
                              stdout=_decode(bytes(out)), stderr=_decode(bytes(err)),
                              duration_s=time.monotonic() - start)
 
-    def hold(self, command: str, ready: str, timeout: float) -> tuple["HeldCommand", str]:
+    def hold(self, command: str, ready: str, timeout: float,
+             stdin: bytes | None = None) -> tuple["HeldCommand", str]:
         """Start ``command`` and read its stdout until a line equal to ``ready`` appears.
 
         The command keeps running (e.g. holding a lock) until :meth:`HeldCommand.release`
         closes its stdin, or the connection closes.
 
         :param timeout: seconds to wait for ``ready``.
+        :param stdin: bytes sent first (e.g. a sudo password line); stdin then stays open.
         :returns: ``(held, stdout_before_ready)``.
         :raises CommandTimeout: ``ready`` did not come in time (the command is closed).
         :raises RemoteCommandFailed: the command exited before ``ready``; its output attached.
@@ -361,6 +363,8 @@ class Connection:
         deadline = time.monotonic() + timeout
         try:
             chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
             while marker not in buf:
                 if chan.recv_ready():
                     buf += chan.recv(65536)

@@ -43,6 +43,7 @@ import shlex
 import uuid
 from dataclasses import dataclass
 
+from .become import Become, BecomeShell
 from .connection import Connection
 from .exceptions import (CommandTimeout, DestinationError, HostError, HostUnreachable, LockBusy,
                          ReloadFailed, RemoteCommandFailed, RenameUnsupported, RollbackFailed,
@@ -141,18 +142,20 @@ def replace_atomically(conn: Connection, tmp: str, dest: str) -> str:
     ``posix-rename@openssh.com`` SFTP extension (paramiko ``posix_rename``): plain SFTP
     ``rename`` refuses an existing target. Where the server lacks the extension (e.g.
     mock-ssh-server, some appliances) it falls back to ``mv -f`` over the same connection,
-    which is the same ``rename(2)`` on the same filesystem. It never deletes ``dest`` first.
+    which is the same ``rename(2)`` on the same filesystem (and always ``mv`` under
+    ``become``, as root). It never deletes ``dest`` first.
 
     :returns: ``"posix-rename"`` or ``"mv"``: which way was used.
     :raises DestinationError: the target is busy (EBUSY: a bind mount) or not writable.
     :raises RenameUnsupported: neither way is available; ``dest`` untouched.
     """
-    try:
-        conn.sftp.posix_rename(tmp, dest)
-        return "posix-rename"
-    except OSError as e:
-        if getattr(e, "errno", None) in (errno.EACCES, errno.ENOENT):
-            raise DestinationError(f"cannot rename into {dest}: {os.strerror(e.errno)}") from None
+    if not isinstance(conn, BecomeShell):  # as root through sudo, SFTP (the login user) cannot
+        try:
+            conn.sftp.posix_rename(tmp, dest)
+            return "posix-rename"
+        except OSError as e:
+            if getattr(e, "errno", None) in (errno.EACCES, errno.ENOENT):
+                raise DestinationError(f"cannot rename into {dest}: {os.strerror(e.errno)}") from None
     res = conn.run(f"mv -f -- {q(tmp)} {q(dest)}")
     if res.exited == 0:
         return "mv"
@@ -182,8 +185,14 @@ def _check_dest(f: FileSpec, fact: DestFacts) -> None:
 
 def _upload(conn: Connection, f: FileSpec, tmp: str) -> None:
     conn.check_abort()
+    target = tmp
+    if isinstance(conn, BecomeShell):  # the login user writes a private staging file
+        target = f"/tmp/.concurdeploy-stage-{uuid.uuid4().hex}"
+        conn.staged[tmp] = target
     try:
-        with conn.sftp.open(tmp, "wb") as fh:
+        with conn.sftp.open(target, "wb") as fh:
+            if target != tmp:
+                fh.chmod(0o600)
             fh.set_pipelined(True)
             if f.content is not None:
                 for i in range(0, len(f.content), CHUNK):
@@ -250,13 +259,19 @@ def _parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, li
 
 
 def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]], marker: str | None = None,
-                    run_id: str = "") -> str:
+                    run_id: str = "", staged: dict | None = None) -> str:
     """Verify, chmod/chown and validate every upload; then back up the files to be replaced and
-    record the owed reload. Exits at the first failure with a ``@@concurdeploy-fail`` line."""
+    record the owed reload. Exits at the first failure with a ``@@concurdeploy-fail`` line.
+
+    :param staged: temporary path → staging upload to copy there first (``become``).
+    """
     lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)"]
     for i, (f, fact, tmp) in enumerate(items):
         fail = f"{{ echo '{_FAIL} {i}'"
         mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
+        if staged and tmp in staged:
+            lines.append(f"cp -- {q(staged[tmp])} {q(tmp)} && rm -f -- {q(staged[tmp])} "
+                         f"|| {fail} upload; exit 1; }}")
         lines += [
             f"s=$(stat -c %s -- {q(tmp)}) || {fail} upload; exit 1; }}",
             f"[ \"$s\" = {f.size} ] || {fail} size $s; exit 1; }}",
@@ -398,7 +413,12 @@ def _diff(conn: Connection, f: FileSpec, fact: DestFacts, secrets: tuple[str, ..
     if fact.state == "file" and (fact.size or 0) > DIFF_LIMIT or f.size > DIFF_LIMIT:
         return f"--- {f.dest}\n(diff not shown: larger than {DIFF_LIMIT} bytes)\n"
     old = b""
-    if fact.state == "file":
+    if fact.state == "file" and isinstance(conn, BecomeShell):
+        import base64
+
+        res = conn.run(f"base64 -- {q(fact.target)}")
+        old = base64.b64decode(res.stdout) if res.exited == 0 else b""
+    elif fact.state == "file":
         with conn.sftp.open(fact.target, "rb") as fh:
             old = fh.read()
     if f.content is not None:
@@ -442,6 +462,8 @@ def push(conn: Connection, job: PushJob) -> HostResult:
     :raises LockBusy, DestinationError, UploadCorrupted, ValidateFailed, ReloadFailed,
         RollbackFailed, Interrupted, HostUnreachable:
     """
+    if job.become is not None:
+        conn = BecomeShell(conn, job.become)
     marker = _marker_path(job)
     dests = [f.dest for f in job.files]
     wait = job.lock_timeout + conn.spec.command_timeout
@@ -493,7 +515,7 @@ def _push_locked(conn, job, marker, facts, pending, notes) -> HostResult:
             items.append((f, fact, tmp))
             _upload(conn, f, tmp)
         if items or marker:
-            res = conn.run(_prepare_script(items, marker, run_id))
+            res = conn.run(_prepare_script(items, marker, run_id, getattr(conn, "staged", None)))
             if res.exited != 0:
                 _raise_prepare_failure(res, items)
             for ln in res.stdout.splitlines():
@@ -521,7 +543,8 @@ def _push_locked(conn, job, marker, facts, pending, notes) -> HostResult:
             _prune_backups(conn, [it for _, it in done], job.backups)
     finally:
         installed = {id(it) for _, it in done}
-        _remove_quietly(conn, [tmp for it in items if id(it) not in installed for tmp in [it[2]]])
+        leftovers = [it[2] for it in items if id(it) not in installed]
+        _remove_quietly(conn, leftovers + list(getattr(conn, "staged", {}).values()))
     return HostResult(name, Status.CHANGED, changes=tuple(changes), reloaded=bool(job.reload),
                       warnings=tuple(warnings), diff=diff)
 
@@ -539,10 +562,15 @@ def _remove_quietly(conn: Connection, paths: list[str]) -> None:
 
 @dataclass(frozen=True)
 class RunJob:
-    """An ad-hoc command. :param timeout: seconds, None = the host's ``command_timeout``."""
+    """An ad-hoc command.
+
+    :param timeout: seconds, None = the host's ``command_timeout``.
+    :param become: run it through sudo (``--sudo``), or None.
+    """
 
     command: str
     timeout: float | None = None
+    become: Become | None = None
 
 
 def run_command(conn: Connection, job: RunJob) -> HostResult:
@@ -551,6 +579,8 @@ def run_command(conn: Connection, job: RunJob) -> HostResult:
     The result's ``output`` holds the tail of stdout followed by stderr; ``data`` holds
     ``{"stdout": …, "stderr": …}`` tails separately.
     """
+    if job.become is not None:
+        conn = BecomeShell(conn, job.become)
     res = conn.run(job.command, timeout=job.timeout)
     status = Status.OK if res.exited == 0 else Status.FAILED
     output = res.stdout + res.stderr

@@ -15,6 +15,8 @@ The public format (in a group's or host's vars; host vars override group vars)::
     backups: 3                              # optional; backups kept per file (0 = none)
     lock_timeout: 30                        # optional; seconds to wait for another run's lock
     secret_vars: [db_password]              # optional; these vars' values are masked in diffs/output
+    become: true                            # optional; every remote step as root through sudo
+    become_password_env: SUDO_PASSWORD      # optional; env var holding the sudo password
 
 ``src``, ``dest``, ``validate`` and ``reload`` may use ``{{ var }}`` (Jinja2, the host's
 merged vars plus ``project_dir``; undefined variables are errors). Everything here is checked *before* any host
@@ -154,6 +156,26 @@ def _number(host: Host, key: str, default, kind):
     return kind(value)
 
 
+def become_of(host: Host):
+    """The host's :class:`~concurdeploy.become.Become` from vars ``become`` (bool),
+    ``become_user`` (default root) and ``become_password_env``; None when ``become`` is false.
+
+    :raises ServiceError: wrong types.
+    """
+    from .become import Become
+
+    flag = host.vars.get("become", False)
+    if not isinstance(flag, bool):
+        raise _err("become must be true or false", host.vars, "become", host=host)
+    if not flag:
+        return None
+    user = host.vars.get("become_user", "root")
+    env = host.vars.get("become_password_env")
+    if not isinstance(user, str) or (env is not None and not isinstance(env, str)):
+        raise _err("become_user and become_password_env must be strings", host.vars, "become_user", host=host)
+    return Become(user=user, password_env=env)
+
+
 def secret_values(host: Host) -> tuple[str, ...]:
     """Values of the vars named in the host's ``secret_vars`` list (to mask), as strings.
 
@@ -195,7 +217,7 @@ def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | No
     healthcheck = host.vars.get("healthcheck")
     if healthcheck is not None and not isinstance(healthcheck, str):
         raise _err("healthcheck must be a shell command string", host.vars, "healthcheck", host=host)
-    return PushJob(tuple(specs), reload or None, check, diff=diff,
+    return PushJob(tuple(specs), reload or None, check, diff=diff, become=become_of(host),
                    healthcheck=_render(healthcheck, hv, "healthcheck") if healthcheck else None,
                    backups=_number(host, "backups", 3, int),
                    lock_timeout=_number(host, "lock_timeout", 30.0, float),

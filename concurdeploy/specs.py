@@ -115,6 +115,8 @@ class PushJob:
     :param lock_timeout: seconds to wait for another run's lock on a destination directory.
     :param secrets: values to mask as ``********`` in diffs and output.
     :param service: the service (group) name: it names the owed-reload marker on the host.
+    :param become: a :class:`concurdeploy.become.Become` to run every remote step as root
+        through sudo (var ``become: true``), or None.
     """
 
     files: tuple[FileSpec, ...]
@@ -126,6 +128,7 @@ class PushJob:
     lock_timeout: float = 30.0
     secrets: tuple[str, ...] = ()
     service: str = ""
+    become: object = None  # concurdeploy.become.Become, or None: run remote steps through sudo
 
 
 def _opt(value, kind):
