@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from invoke import Task, task
 
-from . import batches, console
+from . import batches, console, report
 from .exceptions import HostsFailed, RunInterrupted, UsageError
 from .fanout import Job, WorkerPool
 from .inventory import Host, Inventory, load
@@ -112,7 +112,7 @@ def _defaults(c) -> dict:
 def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline: float = 0.0,
             overrides: dict | None = None, show_output: bool = False, title: str = "",
             serial: str | None = None, max_fail: str | None = None, fail_fast: bool = False,
-            show_diff: bool = False, report_json: str | None = None,
+            show_diff: bool = False, stream: bool = False, report_json: str | None = None,
             junit: str | None = None, progress: bool = True, verbose: int = 0,
             quiet: bool = False) -> list[HostResult]:
     """Run ``action(conn, payload)`` on every host through the worker pool, printing as hosts finish.
@@ -130,6 +130,8 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     :param junit: write a JUnit XML report here (one test case per host).
     :param progress: live progress display when stdout is a terminal (False: plain lines).
     :param verbose: 1 = every host's output, 2 = also file checksums; ``quiet``: failures and recap only.
+    :param stream: print output streamed by the action (``run``) as it arrives, each line
+        prefixed by its host.
     :returns: ``list[HostResult]`` in host order; the recap is printed.
     :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
     :raises RunInterrupted: SIGINT/SIGTERM arrived (in-flight hosts stopped at a safe point).
@@ -158,7 +160,11 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
         signals = stack.enter_context(_Interrupts(pool))
         end = time.monotonic() + deadline if deadline else None
 
+        streamer = _Streamer(out, width) if stream else None
+
         def on_result(r: HostResult) -> None:
+            if streamer:
+                streamer.flush(r.host)
             out.host_done(r)
             if fail_fast and r.status.is_failure:
                 pool.stop(f"--fail-fast: {r.host} {r.status.value}")
@@ -176,7 +182,7 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
                 else:
                     jobs.append(Job(specs[i], action, p, batch=tag))
                     index.append(i)
-            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end)):
+            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=streamer)):
                 results[i] = r
             tried = [results[i] for i in results if results[i].status is not Status.SKIPPED]
             failed = sum(1 for r in tried if r.status.is_failure)
@@ -195,6 +201,25 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     if failed_hosts:
         raise HostsFailed(failed_hosts)
     return ordered
+
+
+class _Streamer:
+    """Prints streamed output line by line as ``host | line``, holding partial lines per host."""
+
+    def __init__(self, out, width: int):
+        self.out, self.width, self.partial = out, width, {}
+
+    def __call__(self, host: str, stream: str, data: bytes) -> None:
+        text = self.partial.pop((host, stream), "") + data.decode("utf-8", "replace")
+        *lines, rest = text.split("\n")
+        if rest:
+            self.partial[(host, stream)] = rest
+        for ln in lines:
+            self.out.line(f"{host:<{self.width}}| {report.clean(ln)}")
+
+    def flush(self, host: str) -> None:
+        for key in [k for k in self.partial if k[0] == host]:
+            self.out.line(f"{host:<{self.width}}| {report.clean(self.partial.pop(key))}")
 
 
 def _write_reports(record: RunRecord, report_json: str | None, junit: str | None) -> None:
@@ -313,11 +338,12 @@ def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=Fals
     "command": "Shell command run on each host (quote it).",
     "timeout": "Seconds the command may run per host (default: command_timeout).",
     "sudo": "Run the command as root through sudo (password from the become_password_env var).",
+    "collect": "Print each host's output grouped under its line when it finishes, instead of live.",
     **ROLLOUT_HELP,
     **COMMON_HELP,
     **OUTPUT_HELP,
 }, incrementable=["verbose"])
-def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sudo=False,
+def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sudo=False, collect=False,
         serial=None, max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
         quiet=False):
@@ -333,10 +359,10 @@ def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sud
         if sudo or h.vars.get("become") is True:
             become = Become(user=str(h.vars.get("become_user") or "root"),
                             password_env=h.vars.get("become_password_env"))
-        jobs.append(RunJob(command, timeout or None, become))
+        jobs.append(RunJob(command, timeout or None, become, stream=not collect))
     fan_out(c, hosts, run_command, jobs, forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
-            show_output=True, serial=serial, max_fail=max_fail, fail_fast=fail_fast,
+            show_output=collect, stream=not collect, serial=serial, max_fail=max_fail, fail_fast=fail_fast,
             report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
 
 

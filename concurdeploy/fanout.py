@@ -56,7 +56,7 @@ class Job:
     batch: int | None = None
 
 
-def run_host(job: Job, abort=None) -> HostResult:
+def run_host(job: Job, abort=None, emit=None) -> HostResult:
     """Connect, run the job's action, close. Never raises: every outcome is a ``HostResult``.
 
     ``HostError`` subclasses keep their status (``unreachable`` for
@@ -68,6 +68,8 @@ def run_host(job: Job, abort=None) -> HostResult:
 
     :param abort: an ``Event``-like object; once set, the action stops at its next safe
         point (see :class:`~concurdeploy.exceptions.Interrupted`).
+    :param emit: ``callable(stream: str, data: bytes)`` for live output, set as
+        ``conn.emit`` for actions that stream (``run``); None = no streaming.
     """
     from .connection import Connection  # imported in the worker, never by the CLI
     from .exceptions import HostError
@@ -75,6 +77,7 @@ def run_host(job: Job, abort=None) -> HostResult:
     start = time.monotonic()
     name = job.spec.name
     conn = Connection(job.spec, abort=abort)
+    conn.emit = emit
     try:
         _open_with_retries(conn, abort)
         result = job.action(conn, job.payload)
@@ -123,7 +126,7 @@ def _safe_str(e: BaseException) -> str:
         return repr(type(e))
 
 
-def _run_sendable(job: Job, abort=None) -> HostResult:
+def _run_sendable(job: Job, abort=None, emit=None) -> HostResult:
     """:func:`run_host`, guaranteed to produce a result the worker can send back.
 
     ``multiprocessing.Queue.put`` pickles in a background thread and only prints a
@@ -131,7 +134,7 @@ def _run_sendable(job: Job, abort=None) -> HostResult:
     worker thread: either way the controller would wait for that host forever.
     """
     try:
-        result = run_host(job, abort)
+        result = run_host(job, abort, emit)
     except BaseException as e:  # SystemExit from an action, or an unprintable exception
         result = HostResult(job.spec.name, Status.FAILED, error_kind=type(e).__name__,
                             error=f"{type(e).__name__} raised on this host: {_safe_str(e)}",
@@ -174,7 +177,10 @@ def _worker_main(tasks, results, threads: int, abort=None) -> None:
                 return
             index, job = item
             results.put(("start", index, os.getpid()))
-            results.put(("done", index, _run_sendable(job, abort)))
+
+            def emit(stream, data, index=index):
+                results.put(("output", index, (stream, data)))
+            results.put(("done", index, _run_sendable(job, abort, emit)))
 
     pool = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
     for t in pool:
@@ -241,7 +247,8 @@ class WorkerPool:
         return self._stop_reason
 
     def run(self, jobs: Iterable[Job], on_result: Callable[[HostResult], None] | None = None,
-            deadline: float | None = None, grace_s: float = 30.0) -> list[HostResult]:
+            deadline: float | None = None, grace_s: float = 30.0,
+            on_output: Callable[[str, str, bytes], None] | None = None) -> list[HostResult]:
         """Run ``jobs``; return one result per job, in the order given.
 
         Jobs are handed out as capacity frees up (never more than ``forks`` in flight), so
@@ -252,6 +259,8 @@ class WorkerPool:
             up: in flight → ``failed`` (deadline exceeded), never started → ``skipped``.
         :param grace_s: after :meth:`abort`, seconds to wait for in-flight hosts to reach a
             safe point before their workers are terminated.
+        :param on_output: ``callable(host, stream, data)`` for output streamed by actions
+            as it arrives (``stream`` is ``"stdout"`` or ``"stderr"``, ``data`` bytes).
         :returns: ``list[HostResult]`` aligned with ``jobs``.
         """
         jobs = list(jobs)
@@ -296,6 +305,10 @@ class WorkerPool:
                 continue
             if kind == "start":
                 started[index] = value
+                continue
+            if kind == "output":
+                if on_output:
+                    on_output(jobs[index].spec.name, *value)
                 continue
             done[index] = value
             if on_result:

@@ -566,11 +566,13 @@ class RunJob:
 
     :param timeout: seconds, None = the host's ``command_timeout``.
     :param become: run it through sudo (``--sudo``), or None.
+    :param stream: send output to the controller as it comes (``conn.emit``), not only at the end.
     """
 
     command: str
     timeout: float | None = None
     become: Become | None = None
+    stream: bool = False
 
 
 def run_command(conn: Connection, job: RunJob) -> HostResult:
@@ -581,7 +583,8 @@ def run_command(conn: Connection, job: RunJob) -> HostResult:
     """
     if job.become is not None:
         conn = BecomeShell(conn, job.become)
-    res = conn.run(job.command, timeout=job.timeout)
+    emit = getattr(conn, "emit", None) if job.stream else None
+    res = conn.run(job.command, timeout=job.timeout, on_output=emit)
     status = Status.OK if res.exited == 0 else Status.FAILED
     output = res.stdout + res.stderr
     return HostResult(conn.spec.name, status, output=tail(output), exit_status=res.exited,
