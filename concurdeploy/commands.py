@@ -1,4 +1,5 @@
-"""Built-in tasks: ``push``, ``run``, ``get``, ``hosts``. Arguments in, library calls, report out.
+"""Built-in tasks: ``push``, ``put``, ``run``, ``get``, ``hosts``, ``inventory``. Arguments in,
+library calls, report out.
 
 Each task takes its options after its name (``concurdeploy push haproxy --check -l lb1``).
 A project's ``tasks.py`` may compose the same library calls (see :func:`select_hosts`,
@@ -54,6 +55,7 @@ COMMON_HELP = {
     "command_timeout": "Seconds a remote command may run; default 60.",
     "deadline": "Seconds for the whole run; unfinished hosts then fail (0 = none).",
     "report_json": "Write a JSON report of the run to this path (written even if the run fails).",
+    "retry_failed": "Only the hosts that failed or were unreachable in this JSON report (--report-json).",
     "junit": "Write a JUnit XML report (one test case per host) to this path.",
 }
 
@@ -79,19 +81,31 @@ def load_inventory(c, inventory: str | None = None) -> Inventory:
     return load(path)
 
 
-def select_hosts(inv: Inventory, group: str, limit: str | None = None) -> list[Host]:
-    """Hosts of ``group`` (any pattern), narrowed by ``limit``; inventory order.
+def select_hosts(inv: Inventory, group: str, limit: str | None = None,
+                 retry_failed: str | None = None) -> list[Host]:
+    """Hosts of ``group`` (any pattern), narrowed by ``limit`` and by the failed hosts of a
+    JSON report (``retry_failed``); inventory order.
 
     :raises UnknownGroup, NoHostsMatched: nothing selected (never "deployed to zero hosts").
+    :raises UsageError: ``retry_failed`` is not a readable concurdeploy JSON report.
     """
+    from .exceptions import NoHostsMatched
+
     chosen = inv.select(group)
     if limit:
         allowed = {h.name for h in inv.select(limit)}
         chosen = [h for h in chosen if h.name in allowed]
         if not chosen:
-            from .exceptions import NoHostsMatched
             raise NoHostsMatched(f"--limit {limit!r} leaves no host of {group!r} "
                                  f"(its hosts: {', '.join(h.name for h in inv.select(group))})")
+    if retry_failed:
+        from .reports import failed_hosts
+
+        failed = set(failed_hosts(retry_failed))
+        chosen = [h for h in chosen if h.name in failed]
+        if not chosen:
+            raise NoHostsMatched(f"--retry-failed {retry_failed}: the report lists no failed or "
+                                 f"unreachable host of {group!r}; nothing to retry")
     return chosen
 
 
@@ -315,7 +329,8 @@ ROLLOUT_HELP = {
     **COMMON_HELP,
     **OUTPUT_HELP,
 }, incrementable=["verbose"])
-def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=False, serial=None,
+def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, check=False, diff=False,
+         serial=None,
          max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
          command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
          quiet=False):
@@ -323,7 +338,7 @@ def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=Fals
     from .operations import push as push_action
 
     inv = load_inventory(c, inventory)
-    hosts = select_hosts(inv, service, limit)
+    hosts = select_hosts(inv, service, limit, retry_failed)
     build = _push_payload(_project_dir(c), check, diff, service)
     payloads = [build(h) for h in hosts]  # every declaration checked before any host is touched
     fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
@@ -343,7 +358,7 @@ def push(c, service, inventory=None, limit=None, forks=0, check=False, diff=Fals
     **COMMON_HELP,
     **OUTPUT_HELP,
 }, incrementable=["verbose"])
-def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sudo=False, collect=False,
+def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=0, timeout=0.0, sudo=False, collect=False,
         serial=None, max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
         quiet=False):
@@ -352,7 +367,7 @@ def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sud
     from .operations import RunJob, run_command
 
     inv = load_inventory(c, inventory)
-    hosts = select_hosts(inv, group, limit)
+    hosts = select_hosts(inv, group, limit, retry_failed)
     jobs = []
     for h in hosts:
         become = None
@@ -373,18 +388,77 @@ def run(c, group, command, inventory=None, limit=None, forks=0, timeout=0.0, sud
     **COMMON_HELP,
     **OUTPUT_HELP,
 }, incrementable=["verbose"])
-def get(c, group, remote_path, local_dir, inventory=None, limit=None, forks=0, host_key_policy=None,
+def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_failed=None, forks=0,
+        host_key_policy=None,
         connect_timeout=0.0, command_timeout=0.0, deadline=0.0, report_json=None, junit=None,
         no_progress=False, verbose=0, quiet=False):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
     from .operations import GetJob, get_file
 
     inv = load_inventory(c, inventory)
-    hosts = select_hosts(inv, group, limit)
+    hosts = select_hosts(inv, group, limit, retry_failed)
     job = GetJob(remote_path, os.path.abspath(local_dir))
     fan_out(c, hosts, get_file, [job] * len(hosts), forks=forks, deadline=deadline,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
             report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
+
+
+@cdtask(help={
+    "group": "Group or host pattern to put the file on.",
+    "src": "Local file (relative to the project root, or absolute).",
+    "dest": "Absolute path on each host ({{ var }} allowed).",
+    "mode": "Octal mode, e.g. 0640 (default: keep the replaced file's, 0644 for a new one).",
+    "validate": "Command run on the uploaded temporary file, {tmp} = its path.",
+    "check": "Check mode: report what would change, write nothing.",
+    "diff": "Show a unified diff of the file on each host against the new one.",
+    **ROLLOUT_HELP,
+    **COMMON_HELP,
+    **OUTPUT_HELP,
+}, incrementable=["verbose"])
+def put(c, group, src, dest, mode=None, validate=None, inventory=None, limit=None, retry_failed=None,
+        forks=0, check=False, diff=False, serial=None, max_fail=None, fail_fast=False,
+        host_key_policy=None, connect_timeout=0.0, command_timeout=0.0, deadline=0.0,
+        report_json=None, junit=None, no_progress=False, verbose=0, quiet=False):
+    """Put one file on every host with the same atomic replace as push (no reload)."""
+    from .operations import push as push_action
+    from .service import TemplateFailed, put_job
+
+    inv = load_inventory(c, inventory)
+    hosts = select_hosts(inv, group, limit, retry_failed)
+    project_dir, cache, payloads = _project_dir(c), {}, []
+    for h in hosts:  # every host's job is built before any host is touched
+        try:
+            payloads.append(put_job(h, project_dir, src, dest, mode, validate, check, diff, cache))
+        except TemplateFailed as e:
+            payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+    fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+            title=f"put {src} -> {dest}{' (check mode)' if check else ''}", serial=serial,
+            max_fail=max_fail, fail_fast=fail_fast, show_diff=diff, report_json=report_json,
+            junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
+
+
+@cdtask(help={"inventory": COMMON_HELP["inventory"],
+              "graph": "Show the group tree with each group's hosts (the default view)."})
+def inventory(c, inventory=None, graph=False):
+    """Show the inventory's group tree: groups, child groups and hosts (connects to nothing)."""
+    inv = load_inventory(c, inventory)
+    for line in _graph(inv, "all", 0, frozenset({"all"})):
+        print(line)
+
+
+def _graph(inv: Inventory, name: str, depth: int, seen: frozenset) -> list[str]:
+    """Ansible-style tree: ``@group:`` lines, children indented under ``|--``, hosts last."""
+    def pad(d: int) -> str:
+        return "" if d == 0 else "  " + "|  " * (d - 1) + "|--"
+
+    group = inv.groups[name]
+    lines = [f"{pad(depth)}@{name}:"]
+    for child in sorted(group.children):
+        if child in inv.groups and child not in seen:
+            lines += _graph(inv, child, depth + 1, seen | {child})
+    lines += [f"{pad(depth + 1)}{h}" for h in group.hosts]
+    return lines
 
 
 @cdtask(help={"limit": "Host pattern to list (default: all).",

@@ -12,27 +12,40 @@ paramiko and socket errors become concurdeploy errors:
 
 Secret values (passwords, key text, passphrases) are read from the environment here, in
 the worker, and never appear in a message.
+
+Jump hosts (``spec.jump``): the first hop is connected to directly, each next hop and
+finally the host through a ``direct-tcpip`` channel of the previous one, passed as the
+socket of the next ``Transport``. Every hop's host key is verified under its own
+known_hosts and policy, exactly like a host's. A bastion connection is shared by all the
+hosts behind it in the process (:class:`_Bastions`: keyed by the bastion's full spec,
+including the hops before it; thread-safe; kept for the life of the process, replaced if
+it drops, closed at process exit or by :func:`close_bastions`). A failure on a hop is
+reported on the host behind it, with the same class (``unreachable``, auth, host key…) and
+a message that starts with ``bastion NAME (user@addr:port):``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import getpass
 import io
 import os
 import select
 import socket
+import threading
 import time
+from dataclasses import replace
 
 import paramiko
 
 from . import hostkeys
-from .exceptions import (AuthFailed, CommandTimeout, CredentialsMissing, HostUnreachable,
-                         Interrupted)
+from .exceptions import (AuthFailed, CommandTimeout, CredentialsMissing, HostError,
+                         HostUnreachable, Interrupted)
 from .results import CommandResult
 from .specs import ConnectSpec
 
-__all__ = ["Connection", "load_private_key"]
+__all__ = ["Connection", "load_private_key", "close_bastions"]
 
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 _DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
@@ -100,7 +113,7 @@ class Connection:
         self.close()
 
     def open(self) -> "Connection":
-        """Connect, verify the host key, authenticate.
+        """Connect (through ``spec.jump`` if any), verify the host key, authenticate.
 
         Each phase (TCP connect, banner + key exchange, authentication) gets
         ``spec.connect_timeout`` seconds.
@@ -108,15 +121,55 @@ class Connection:
         :raises HostUnreachable, HostKeyUnknown, HostKeyMismatch, AuthFailed, CredentialsMissing:
         """
         spec = self.spec
+        t, server_key = self._handshake()
+        try:
+            note = hostkeys.verify(spec.known_hosts, spec.host_key_policy, spec.hostname,
+                                   spec.port, server_key)
+            if note:
+                self.warnings.append(note)
+            self._authenticate(t)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def host_key(self) -> paramiko.PKey:
+        """Only connect and exchange keys (no verification, no authentication), close, and
+        return the server's host key (for ``keyscan``). Hops are verified as usual.
+
+        :raises HostUnreachable: and, from a jump host, any error of :meth:`open`.
+        """
+        try:
+            return self._handshake()[1]
+        finally:
+            self.close()
+
+    def _where(self) -> str:
+        spec = self.spec
+        via = f" (via bastion {spec.jump[-1].name})" if spec.jump else ""
+        return f"{spec.hostname}:{spec.port}{via}"
+
+    def _socket(self):
+        """A connected socket to the host, or a ``direct-tcpip`` channel through its last hop."""
+        spec = self.spec
+        if spec.jump:
+            return _tunnel(spec, self.warnings)
         where = f"{spec.hostname}:{spec.port}"
         try:
-            sock = socket.create_connection((spec.hostname, spec.port), timeout=spec.connect_timeout)
+            return socket.create_connection((spec.hostname, spec.port), timeout=spec.connect_timeout)
         except socket.timeout:
             raise HostUnreachable(f"connect to {where} timed out after {spec.connect_timeout:g} s") from None
         except socket.gaierror as e:
             raise HostUnreachable(f"cannot resolve {spec.hostname}: {e.strerror}") from None
         except OSError as e:
             raise HostUnreachable(f"connect to {where}: {e.strerror or e}") from None
+
+    def _handshake(self) -> tuple[paramiko.Transport, paramiko.PKey]:
+        """Connect and run the SSH banner exchange and key exchange; return the transport and
+        the server's host key (not yet verified)."""
+        spec = self.spec
+        where = self._where()
+        sock = self._socket()
         t = paramiko.Transport(sock)
         self.transport = t
         t.banner_timeout = t.handshake_timeout = t.auth_timeout = spec.connect_timeout
@@ -140,16 +193,7 @@ class Connection:
                                   f"{spec.connect_timeout:g} s (no SSH banner or key exchange)")
             err.transient = False
             raise err
-        try:
-            note = hostkeys.verify(spec.known_hosts, spec.host_key_policy, spec.hostname,
-                                   spec.port, server_key)
-            if note:
-                self.warnings.append(note)
-            self._authenticate(t)
-        except BaseException:
-            self.close()
-            raise
-        return self
+        return t, server_key
 
     def close(self) -> None:
         """Close SFTP and the transport. Idempotent; never raises."""
@@ -453,3 +497,124 @@ def _timed_out(e: BaseException | None) -> bool:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+# -- jump hosts --------------------------------------------------------------------
+
+class _Entry:
+    """One bastion connection of the cache, with its own lock (one connect at a time)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.conn: Connection | None = None
+        self.failed_at = 0.0
+        self.error: HostError | None = None
+
+
+class _Bastions:
+    """Process-wide cache of open bastion connections, keyed by the bastion's full spec.
+
+    Threads of a worker that go through the same bastion share one authenticated
+    transport (one TCP connection, one login on the bastion), each host using its own
+    ``direct-tcpip`` channel. A connection that dropped is replaced on next use. When
+    several threads wait for the same bastion and the attempt fails, they all get that
+    failure instead of trying again one after the other (a later retry tries afresh).
+    Connections are kept for the life of the process and closed at its exit
+    (``multiprocessing.util.Finalize``, which also runs in worker processes).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[ConnectSpec, _Entry] = {}
+        self._pid = os.getpid()
+        self._finalizer = None
+
+    def get(self, spec: ConnectSpec, warnings: list) -> Connection:
+        """The open, authenticated connection to bastion ``spec`` (``spec.jump`` = its own hops).
+
+        :raises HostError: the bastion's error, message prefixed ``bastion NAME (addr):``.
+        """
+        asked = time.monotonic()
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's transports are not ours
+                self._entries, self._pid, self._finalizer = {}, os.getpid(), None
+            if self._finalizer is None:
+                import multiprocessing.util
+                self._finalizer = multiprocessing.util.Finalize(None, self.close_all, exitpriority=10)
+            entry = self._entries.setdefault(spec, _Entry())
+        with entry.lock:
+            conn = entry.conn
+            if conn is not None and conn.transport is not None and conn.transport.is_active():
+                return conn
+            if entry.error is not None and entry.failed_at >= asked:
+                raise copy.copy(entry.error)
+            if conn is not None:
+                conn.close()
+                entry.conn = None
+            conn = Connection(spec)
+            try:
+                conn.open()
+            except HostError as e:
+                entry.error, entry.failed_at = _bastion_error(spec, e), time.monotonic()
+                raise copy.copy(entry.error) from None
+            entry.conn, entry.error = conn, None
+            warnings.extend(f"bastion {spec.name}: {w}" for w in conn.warnings)
+            return conn
+
+    def drop(self, spec: ConnectSpec, conn: Connection) -> None:
+        """Forget ``conn`` (it failed to open a channel) so the next use reconnects."""
+        with self._lock:
+            entry = self._entries.get(spec)
+        if entry is not None:
+            with entry.lock:
+                if entry.conn is conn:
+                    entry.conn = None
+        conn.close()
+
+    def close_all(self) -> None:
+        """Close every cached bastion connection (idempotent; never raises)."""
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), {}
+        for entry in entries:
+            if entry.conn is not None:
+                entry.conn.close()
+
+
+_BASTIONS = _Bastions()
+
+
+def close_bastions() -> None:
+    """Close every bastion connection this process holds (they are also closed at exit)."""
+    _BASTIONS.close_all()
+
+
+def _bastion_error(spec: ConnectSpec, e: HostError) -> HostError:
+    """``e`` (raised connecting to bastion ``spec``), its message naming the bastion."""
+    if e.message.startswith("bastion "):
+        return e  # from an earlier hop: already names it
+    err = copy.copy(e)
+    err.message = f"bastion {spec.name} ({spec.address}): {e.message}"
+    err.args = (err.message, *e.args[1:])
+    return err
+
+
+def _tunnel(spec: ConnectSpec, warnings: list) -> paramiko.Channel:
+    """A ``direct-tcpip`` channel from ``spec``'s last hop to ``spec.hostname:spec.port``."""
+    hop = replace(spec.jump[-1], jump=spec.jump[:-1])
+    target = (spec.hostname, spec.port)
+    for attempt in (1, 2):
+        bastion = _BASTIONS.get(hop, warnings)
+        try:
+            return bastion.transport.open_channel("direct-tcpip", target, ("127.0.0.1", 0),
+                                                  timeout=spec.connect_timeout)
+        except paramiko.ChannelException as e:
+            reason = {1: "forwarding administratively prohibited (AllowTcpForwarding/PermitOpen)",
+                      2: "connect failed", 4: "resource shortage"}.get(e.code, e.text)
+            raise HostUnreachable(f"bastion {hop.name} ({hop.address}) could not open a tunnel to "
+                                  f"{spec.hostname}:{spec.port}: {reason}") from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            _BASTIONS.drop(hop, bastion)  # the shared connection died under us
+            if attempt == 2 or _timed_out(e):
+                raise HostUnreachable(f"bastion {hop.name} ({hop.address}): no tunnel to "
+                                      f"{spec.hostname}:{spec.port}: {_one_line(e)}") from None
+    raise AssertionError("unreachable")

@@ -32,7 +32,8 @@ __all__ = ["ConcurdeployProgram", "program"]
 def _builtins() -> Collection:
     from . import commands
 
-    return Collection(commands.push, commands.run, commands.get, commands.hosts)
+    return Collection(commands.push, commands.put, commands.run, commands.get, commands.hosts,
+                      commands.inventory)
 
 
 class ConcurdeployProgram(Program):

@@ -35,7 +35,7 @@ from .exceptions import ServiceError
 from .inventory import Host, where
 from .specs import FileSpec, PushJob
 
-__all__ = ["FILE_KEYS", "push_job", "secret_values", "TemplateFailed"]
+__all__ = ["FILE_KEYS", "push_job", "put_job", "secret_values", "become_of", "TemplateFailed"]
 
 FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template", "replace")
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
@@ -222,3 +222,24 @@ def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | No
                    backups=_number(host, "backups", 3, int),
                    lock_timeout=_number(host, "lock_timeout", 30.0, float),
                    secrets=secret_values(host), service=service)
+
+
+def put_job(host: Host, project_dir: str, src: str, dest: str, mode: str | None = None,
+            validate: str | None = None, check: bool = False, diff: bool = False,
+            cache: dict | None = None) -> PushJob:
+    """A :class:`PushJob` for one file given on the command line (``concurdeploy put``):
+    the same checks and atomic replace as ``push``, no reload.
+
+    :raises ServiceError: bad ``dest``/``mode``/``validate`` or missing ``src``.
+    """
+    entry = {"src": src, "dest": dest}
+    if mode:
+        entry["mode"] = mode
+    if validate:
+        entry["validate"] = validate
+    hv = {**host.vars, "project_dir": project_dir}
+    spec = _entry(entry, 0, host, hv, project_dir, {} if cache is None else cache)
+    return PushJob((spec,), None, check, diff=diff, become=become_of(host),
+                   backups=_number(host, "backups", 3, int),
+                   lock_timeout=_number(host, "lock_timeout", 30.0, float),
+                   secrets=secret_values(host), service="put")

@@ -3,15 +3,22 @@ put there (:class:`FileSpec`, :class:`PushJob`).
 
 Specs carry *parameters*, never live objects or secret values: a worker process builds
 its own connection from a ``ConnectSpec`` and reads ``key_env``/``password_env`` from its
-own environment. No paramiko import here, so building specs costs no start-up time.
+own environment. No paramiko import here, so building specs costs no start-up time
+(:mod:`concurdeploy.sshconfig` imports it only when an ssh_config file exists).
+
+:func:`connect_spec` resolves everything in the controller: the OpenSSH client config
+(``~/.ssh/config``, ``--ssh-config``), jump hosts (``jump`` var, ``ProxyJump``) and the
+precedence between defaults, ssh_config, inventory vars and flags, documented in
+:mod:`concurdeploy.sshconfig`. A worker never reads ssh_config.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .exceptions import InventoryError
+from . import sshconfig
+from .exceptions import InventoryError, UsageError
 
 __all__ = ["ConnectSpec", "FileSpec", "PushJob", "DEFAULTS", "connect_spec"]
 
@@ -49,6 +56,10 @@ class ConnectSpec:
     :param connect_retries: extra attempts after a transient connect failure (reset or
         dropped during the handshake, as at sshd's ``MaxStartups``); never after auth or
         host key failures.
+    :param jump: the jump hosts (bastions) to tunnel through, first hop first, each a
+        ``ConnectSpec`` whose own ``jump`` is empty (the chain is this tuple). The first
+        hop is connected to directly, each next one (and finally this host) through a
+        ``direct-tcpip`` channel of the previous one. Empty = connect directly.
     """
 
     name: str
@@ -65,12 +76,20 @@ class ConnectSpec:
     command_timeout: float = DEFAULTS["command_timeout"]
     allow_agent: bool = True
     connect_retries: int = 2
+    jump: tuple["ConnectSpec", ...] = ()
 
     @property
     def address(self) -> str:
         """``user@host:port`` for messages."""
         user = f"{self.user}@" if self.user else ""
         return f"{user}{self.hostname}:{self.port}"
+
+    @property
+    def route(self) -> str:
+        """``user@host:port``, followed by `` via hop1, hop2`` when it has jump hosts."""
+        if not self.jump:
+            return self.address
+        return f"{self.address} via {', '.join(h.address for h in self.jump)}"
 
 
 @dataclass(frozen=True)
@@ -135,33 +154,144 @@ def _opt(value, kind):
     return None if value is None else kind(value)
 
 
-def connect_spec(name: str, hvars: dict, overrides: dict | None = None) -> ConnectSpec:
+#: Settings a ``[user@]host[:port]`` jump hop takes from the host behind it unless the
+#: hop (its string or its ssh_config block) sets them itself.
+INHERITED_BY_HOPS = ("user", "key_file", "key_env", "passphrase_env", "password_env",
+                     "known_hosts", "host_key_policy", "connect_timeout", "command_timeout",
+                     "connect_retries", "allow_agent")
+
+#: Most jump hops a host may have (a longer chain is surely a configuration loop).
+MAX_HOPS = 8
+
+#: ``overrides`` keys that are not connection vars.
+_OVERRIDE_ONLY = ("ssh_config",)
+
+
+def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
+                 defaults: dict | None = None, inventory=None) -> ConnectSpec:
     """Build a :class:`ConnectSpec` from a host's merged vars.
 
-    Precedence (lowest first): :data:`DEFAULTS` < host vars < ``overrides`` (CLI flags, only
-    keys whose value is not None).
+    Precedence (lowest first): :data:`DEFAULTS` < ``defaults`` (concurdeploy settings,
+    e.g. config ``connect_timeout``; None values ignored) < the host's ssh_config block
+    (see :mod:`concurdeploy.sshconfig`) < host vars < ``overrides`` (CLI flags, only keys
+    whose value is not None).
 
-    :raises InventoryError: ``host_key_policy`` is not one of strict / accept-new / off.
+    :param overrides: CLI-level values; besides connection vars it may hold
+        ``ssh_config`` (``--ssh-config PATH``: the OpenSSH client config to read instead of
+        the ``ssh_config`` var / ``~/.ssh/config``; ``"none"`` = read none).
+    :param defaults: concurdeploy settings below ssh_config (pass them here rather than
+        merged into ``hvars``, or they would beat ssh_config's ``ConnectTimeout``).
+    :param inventory: an :class:`~concurdeploy.inventory.Inventory` (or a mapping of host
+        name to ``Host``/vars dict) so that a ``jump`` naming an inventory host uses that
+        host's connection vars; None = every hop is read as ``[user@]host[:port]``.
+    :raises InventoryError: ``host_key_policy`` is not one of strict / accept-new / off, a
+        var has the wrong type, a jump chain loops; ``ssh_config`` var names a missing file.
+    :raises UsageError: ``--ssh-config`` names a missing file; ssh_config sets
+        ``ProxyCommand`` (unsupported) for a host with no ``jump`` var.
     """
-    merged = dict(DEFAULTS)
-    merged.update({k: v for k, v in hvars.items() if v is not None})
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    policy = str(merged["host_key_policy"]).lower() if merged["host_key_policy"] is not False else "off"
+    return _Resolver(overrides, defaults, inventory).host(name, hvars, ())
+
+
+class _Resolver:
+    def __init__(self, overrides, defaults, inventory):
+        self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self.defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
+        hosts = getattr(inventory, "hosts", inventory) or {}
+        self.inventory = {n: getattr(h, "vars", h) for n, h in hosts.items()}
+
+    def _config(self, name: str, hvars: dict):
+        from .inventory import where
+
+        path, explicit, origin = sshconfig.choose(name, hvars, self.overrides)
+        location = where(hvars, "ssh_config") if origin.startswith("host ") else (None, None)
+        return sshconfig.load(path, explicit, origin, location), path
+
+    def host(self, name: str, hvars: dict, stack: tuple) -> ConnectSpec:
+        """The spec of an inventory host (or a host described by a vars dict)."""
+        hv = {k: v for k, v in hvars.items() if v is not None}
+        alias = str(hv.get("host") or name)
+        if hv.get("connection", "ssh") == "sandbox":
+            config, path, found = None, None, {}
+        else:
+            config, path = self._config(name, hv)
+            found = sshconfig.settings(config, alias, path or "")
+        ov = {k: v for k, v in self.overrides.items() if k not in _OVERRIDE_ONLY}
+        merged = {**DEFAULTS, **self.defaults, **{k: v for k, v in found.items() if k != "host"},
+                  **hv, **ov}
+        hostname = found.get("host") or alias
+        jump = merged.get("jump")
+        if "jump" not in hv and "jump" not in ov and found.get("proxycommand"):
+            raise UsageError(f"host {name}: ssh_config {path} sets ProxyCommand for {alias!r}, "
+                             f"which concurdeploy does not support; use ProxyJump there or the "
+                             f"jump var (jump: none to connect directly)")
+        spec = _spec(name, hostname, merged)
+        hops = self.hops(name, alias, jump, merged, config, path, stack + (name,))
+        return replace(spec, jump=hops) if hops else spec
+
+    def hops(self, owner: str, alias: str, jump, merged: dict, config, path, stack: tuple) -> tuple:
+        """Resolve a ``jump`` value into a flat tuple of hop specs (first hop first)."""
+        if jump is None or (isinstance(jump, str) and jump.strip().lower() == sshconfig.NONE):
+            return ()
+        if isinstance(jump, str) or (isinstance(jump, (list, tuple))
+                                     and all(isinstance(j, str) for j in jump)):
+            texts = sshconfig.split_jump(jump)
+        else:
+            raise InventoryError(f"host {owner}: jump must be a host ('user@bastion:port' or an "
+                                 f"inventory host name) or a list of them, got {jump!r}", key="jump")
+        chain: list = []
+        for text in texts:
+            if text in (owner, alias):
+                continue  # a host never jumps through itself (e.g. "jump" set on group all)
+            if text in stack:
+                raise InventoryError(f"host {owner}: jump hosts loop: "
+                                     f"{' -> '.join(stack + (text,))}", key="jump")
+            if text in self.inventory:
+                hop = self.host(text, self.inventory[text], stack)
+            else:
+                hop = self.hop(owner, text, merged, config, path, stack)
+            chain += [*hop.jump, replace(hop, jump=())]
+        if len(chain) > MAX_HOPS:
+            raise InventoryError(f"host {owner}: more than {MAX_HOPS} jump hosts "
+                                 f"({', '.join(h.name for h in chain)}): a loop?", key="jump")
+        return tuple(chain)
+
+    def hop(self, owner: str, text: str, behind: dict, config, path, stack: tuple) -> ConnectSpec:
+        """The spec of a ``[user@]host[:port]`` hop, looked up in the owner's ssh_config."""
+        try:
+            user, host, port = sshconfig.parse_hop(text)
+        except ValueError as e:
+            raise InventoryError(f"host {owner}: {e}", key="jump") from None
+        found = sshconfig.settings(config, host, path or "")
+        merged = {**DEFAULTS, **{k: behind[k] for k in INHERITED_BY_HOPS if k in behind},
+                  **{k: v for k, v in found.items() if k not in ("host", "jump", "proxycommand")}}
+        if user:
+            merged["user"] = user
+        if port:
+            merged["port"] = port
+        spec = _spec(text, found.get("host") or host, merged, owner=owner)
+        hops = self.hops(text, host, found.get("jump"), merged, config, path, stack + (text,))
+        return replace(spec, jump=hops) if hops else spec
+
+
+def _spec(name: str, hostname: str, merged: dict, owner: str | None = None) -> ConnectSpec:
+    who = f"host {name}" if owner is None else f"host {owner}: jump host {name}"
+    policy = merged["host_key_policy"]
+    policy = str(policy).lower() if policy is not False else "off"
     if policy not in HOST_KEY_POLICIES:
         raise InventoryError(
-            f"host {name}: host_key_policy {policy!r} is not one of {', '.join(HOST_KEY_POLICIES)}",
+            f"{who}: host_key_policy {policy!r} is not one of {', '.join(HOST_KEY_POLICIES)}",
             key="host_key_policy")
     try:
-        return _build(name, merged, policy)
+        return _build(name, hostname, merged, policy)
     except (TypeError, ValueError) as e:
-        raise InventoryError(f"host {name}: a connection var has the wrong type ({e}); ports, "
+        raise InventoryError(f"{who}: a connection var has the wrong type ({e}); ports, "
                              f"timeouts and retries are numbers") from None
 
 
-def _build(name: str, merged: dict, policy: str) -> ConnectSpec:
+def _build(name: str, hostname: str, merged: dict, policy: str) -> ConnectSpec:
     return ConnectSpec(
         name=name,
-        hostname=str(merged.get("host") or name),
+        hostname=str(hostname),
         port=int(merged["port"]),
         user=_opt(merged.get("user"), str),
         key_file=_opt(merged.get("key_file"), str),
