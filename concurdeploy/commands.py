@@ -185,6 +185,11 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
 
         for number, members in enumerate(groups, 1):
             tag = number if len(groups) > 1 else None
+            if pool.stopped is not None:  # --max-fail, --fail-fast or a signal: batch not started
+                for i in members:
+                    results[i] = HostResult(hosts[i].name, Status.SKIPPED, error_kind="NotStarted",
+                                            error=f"not started: {pool.stopped}", batch=tag)
+                continue
             if len(groups) > 1:
                 out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
             jobs, index = [], []
