@@ -214,6 +214,7 @@ class WorkerPool:
         self._abort = self._ctx.Event()
         self._procs: list = []
         self._stop_reason: str | None = None
+        self._deaths = 0
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -341,9 +342,24 @@ class WorkerPool:
                 if on_result:
                     on_result(done[index])
         self._procs = [p for p in self._procs if p.is_alive()]
+        self._deaths += len(dead)
+        if self._deaths > 3 * self.processes + 3:  # workers cannot even start: stop trying
+            self.stop(f"worker processes keep dying ({self._deaths} so far; last exit code "
+                      f"{list(dead.values())[-1]})")
+            return
         self._start()  # replace the dead so queued hosts still run
 
     def _give_up(self, jobs, done, started, why: str) -> None:
+        # Results already sent must not be thrown away: read what the queue holds first.
+        try:
+            while True:
+                kind, index, value = self._results.get(timeout=0.05)
+                if kind == "start":
+                    started[index] = value
+                elif kind == "done":
+                    done[index] = value
+        except (queue.Empty, OSError, ValueError, EOFError):
+            pass
         self.terminate()
         self._tasks = self._ctx.Queue()  # a terminated worker may have left the queue locked
         self._results = self._ctx.Queue()

@@ -132,7 +132,10 @@ def temp_name(target: str) -> str:
     stem, dot, suffix = base.rpartition(".")
     if not stem:  # no suffix (or a dot-file such as .bashrc)
         stem, dot, suffix = base, "", ""
-    return posixpath.join(directory, f".{stem.lstrip('.')}.concurdeploy-{uuid.uuid4().hex}{dot}{suffix}")
+    if len(suffix) > 32:  # not a suffix a validator cares about
+        stem, dot, suffix = base, "", ""
+    stem = stem.lstrip(".")[:255 - 48 - len(suffix)]  # stay within NAME_MAX (255 bytes)
+    return posixpath.join(directory, f".{stem}.concurdeploy-{uuid.uuid4().hex}{dot}{suffix}")
 
 
 def replace_atomically(conn: Connection, tmp: str, dest: str) -> str:
@@ -180,7 +183,9 @@ def _check_dest(f: FileSpec, fact: DestFacts) -> None:
     if fact.state == "notreg":
         raise DestinationError(f"{f.dest}: exists but is not a regular file; refusing to replace it")
     if fact.state == "unreadable":
-        raise DestinationError(f"{f.dest}: cannot be read by the connecting user (checksum needed)")
+        raise DestinationError(f"{f.dest}: cannot be read by the connecting user (permission denied; "
+                               f"its checksum is needed): connect as its owner, or set 'become: true' "
+                               f"to push as root through sudo")
 
 
 def _upload(conn: Connection, f: FileSpec, tmp: str) -> None:
@@ -205,6 +210,10 @@ def _upload(conn: Connection, f: FileSpec, tmp: str) -> None:
         if isinstance(e, (ConnectionError, TimeoutError)) or getattr(e, "errno", None) is None \
                 and not str(e):
             raise HostUnreachable(f"upload of {f.dest} interrupted: {e}") from None
+        if getattr(e, "errno", None) in (errno.EACCES, errno.EPERM):
+            raise DestinationError(f"cannot write {tmp} beside {f.dest}: permission denied for the "
+                                   f"connecting user; set 'become: true' to push as root through "
+                                   f"sudo") from None
         raise UploadCorrupted(f"upload of {f.dest} to {tmp} failed: {e.strerror or e}") from None
 
 
@@ -229,7 +238,8 @@ def _lock_and_facts_script(job: PushJob) -> str:
     marker = _marker_path(job)
     if marker:
         lines.append(f"[ -e {q(marker)} ] && echo {_PENDING}")
-    lines += [f"echo {_READY}", "exec cat >/dev/null"]
+    # Hold the locks until the controller sends a line or closes stdin (or the connection dies).
+    lines += [f"echo {_READY}", "exec head -n 1 >/dev/null"]
     return "\n".join(lines) + "\n"
 
 
@@ -445,6 +455,53 @@ def mask(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def _secrets(conn, job) -> tuple[str, ...]:
+    """The values to mask in this host's result: the job's ``secret_vars`` values, and the
+    password, passphrase and sudo password read from this worker's environment."""
+    values = list(getattr(job, "secrets", ()) or ())
+    become = getattr(job, "become", None)
+    spec = getattr(conn, "spec", None)
+    for name in (getattr(spec, "password_env", None), getattr(spec, "passphrase_env", None),
+                 getattr(become, "password_env", None)):
+        if name and os.environ.get(name):
+            values.append(os.environ[name])
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _mask_data(value, secrets: tuple[str, ...]):
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, dict):
+        return {k: _mask_data(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mask_data(v, secrets) for v in value)
+    return value
+
+
+def _masked(action, conn, job) -> HostResult:
+    """Run ``action(conn, job)`` with every secret value masked in what leaves the worker:
+    the result's output, error, diff, warnings and data, or the raised error's message and
+    output (a validate, reload or ``run`` command may print them: the operator's output, masked
+    all the same)."""
+    secrets = _secrets(conn, job)
+    if not secrets:
+        return action(conn, job)
+    try:
+        result = action(conn, job)
+    except HostError as e:
+        e.message, e.output = mask(e.message, secrets), mask(e.output or "", secrets)
+        e.args = _mask_data(e.args, secrets)
+        raise
+    except Exception as e:  # a bug: its message is still shown
+        e.args = _mask_data(e.args, secrets)
+        raise
+    from dataclasses import replace
+
+    return replace(result, output=mask(result.output, secrets), diff=mask(result.diff, secrets),
+                   error=mask(result.error, secrets) if result.error else result.error,
+                   warnings=_mask_data(result.warnings, secrets), data=_mask_data(result.data, secrets))
+
+
 def push(conn: Connection, job: PushJob) -> HostResult:
     """Push ``job.files`` to the host, atomically per file, then reload once if any changed.
 
@@ -460,8 +517,12 @@ def push(conn: Connection, job: PushJob) -> HostResult:
     :returns: ``ok`` (nothing to do), or ``changed`` with a :class:`FileChange` per file
         replaced (in check mode: that would be).
     :raises LockBusy, DestinationError, UploadCorrupted, ValidateFailed, ReloadFailed,
-        RollbackFailed, Interrupted, HostUnreachable:
+        RollbackFailed, Interrupted, HostUnreachable, AuthFailed (sudo refused):
     """
+    return _masked(_push, conn, job)
+
+
+def _push(conn: Connection, job: PushJob) -> HostResult:
     if job.become is not None:
         conn = BecomeShell(conn, job.become)
     marker = _marker_path(job)
@@ -567,24 +628,66 @@ class RunJob:
     :param timeout: seconds, None = the host's ``command_timeout``.
     :param become: run it through sudo (``--sudo``), or None.
     :param stream: send output to the controller as it comes (``conn.emit``), not only at the end.
+    :param secrets: values to mask as ``********`` in the output (the host's ``secret_vars``).
     """
 
     command: str
     timeout: float | None = None
     become: Become | None = None
     stream: bool = False
+    secrets: tuple[str, ...] = ()
+
+
+class _MaskedEmit:
+    """Streams output on to ``emit`` whole lines at a time, secrets masked (a secret split
+    across two chunks is still caught); :meth:`flush` sends what is left."""
+
+    LIMIT = 65536  # bytes held at most without a newline
+
+    def __init__(self, emit, secrets: tuple[str, ...]):
+        self.emit, self.secrets, self.partial = emit, secrets, {}
+
+    def __call__(self, stream: str, data: bytes) -> None:
+        buf = self.partial.pop(stream, b"") + data
+        head, sep, rest = buf.rpartition(b"\n")
+        if len(rest) > self.LIMIT:
+            head, sep, rest = buf, b"", b""
+        if rest:
+            self.partial[stream] = rest
+        if head or sep:
+            self._send(stream, head + sep)
+
+    def _send(self, stream: str, data: bytes) -> None:
+        self.emit(stream, mask(data.decode("utf-8", "replace"), self.secrets).encode("utf-8"))
+
+    def flush(self) -> None:
+        for stream in list(self.partial):
+            self._send(stream, self.partial.pop(stream))
 
 
 def run_command(conn: Connection, job: RunJob) -> HostResult:
     """Run ``job.command`` on the host; exit 0 → ``ok``, else ``failed`` with the exit status.
 
     The result's ``output`` holds the tail of stdout followed by stderr; ``data`` holds
-    ``{"stdout": …, "stderr": …}`` tails separately.
+    ``{"stdout": …, "stderr": …}`` tails separately. Secret values (``job.secrets``, the
+    connection's password/passphrase, the sudo password) are masked in all of it, streamed
+    output included.
     """
+    return _masked(_run_command, conn, job)
+
+
+def _run_command(conn: Connection, job: RunJob) -> HostResult:
+    emit = getattr(conn, "emit", None) if job.stream else None
+    if emit is not None:
+        secrets = _secrets(conn, job)
+        emit = _MaskedEmit(emit, secrets) if secrets else emit
     if job.become is not None:
         conn = BecomeShell(conn, job.become)
-    emit = getattr(conn, "emit", None) if job.stream else None
-    res = conn.run(job.command, timeout=job.timeout, on_output=emit)
+    try:
+        res = conn.run(job.command, timeout=job.timeout, on_output=emit)
+    finally:
+        if isinstance(emit, _MaskedEmit):
+            emit.flush()
     status = Status.OK if res.exited == 0 else Status.FAILED
     output = res.stdout + res.stderr
     return HostResult(conn.spec.name, status, output=tail(output), exit_status=res.exited,
