@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import re
 import tempfile
 from collections import Counter
@@ -176,7 +177,7 @@ _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 def _xml_text(text) -> str:
     """``text`` with characters XML cannot hold shown as ``\\xNN`` (e.g. a remote ESC → ``\\x1b``)."""
     return _XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                        else f"\\u{ord(m.group()):04x}", str(text or ""))
+                        else f"\\u{ord(m.group()):04x}", "" if text is None else str(text))
 
 
 def _failure_message(r: HostResult) -> str:
@@ -203,7 +204,8 @@ def write_junit(path, record: RunRecord) -> None:
              "skipped": str(counts.get(Status.SKIPPED, 0)), "time": f"{record.duration_s:.3f}"}
     root = ET.Element("testsuites", {"name": "concurdeploy", **attrs})
     suite = ET.SubElement(root, "testsuite", {"name": _xml_text(record.command), **attrs,
-                                              "timestamp": record.started[:19], "hostname": "controller"})
+                                              "timestamp": record.started[:19],
+                                              "hostname": socket.gethostname()})
     props = ET.SubElement(suite, "properties")
     for name, value in (("schema", SCHEMA_ID), ("exit_code", exit_code(record)),
                         ("signal", record.signal or 0), ("stopped", record.stopped or ""),
