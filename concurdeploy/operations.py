@@ -103,27 +103,16 @@ def q(arg: str) -> str:
 
 
 def gather_facts(conn: Connection, dests: list[str]) -> list[DestFacts]:
-    """Ask the host about every destination in one command (one round trip).
+    """Ask the host about every destination in one command (one round trip), without locking.
 
     :raises RemoteCommandFailed: the facts command failed (no POSIX shell/coreutils?).
     """
-    script = _FACTS_FN + "".join(f"cd_fact {q(d)}\n" for d in dests)
-    res = conn.run(script)
-    lines = [ln for ln in res.stdout.splitlines() if ln]
-    if res.exited != 0 or len(lines) != len(dests):
+    res = conn.run(_FACTS_FN + "".join(f"cd_fact {q(d)}\n" for d in dests))
+    if res.exited != 0:
         raise RemoteCommandFailed(
             "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
             output=tail(res.stdout + res.stderr, 2000), exit_status=res.exited)
-    facts = []
-    for dest, line in zip(dests, lines):
-        parts = line.split("\t")
-        if parts[0] == "file" and len(parts) == 4:
-            mode, uid, gid, size = parts[1].split(":")
-            facts.append(DestFacts(dest, "file", parts[3], int(mode, 8), int(uid), int(gid),
-                                   int(size), parts[2]))
-        else:
-            facts.append(DestFacts(dest, parts[0], parts[-1]))
-    return facts
+    return _parse_facts(dests, res.stdout)[0]
 
 
 def temp_name(target: str) -> str:
