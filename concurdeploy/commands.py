@@ -30,7 +30,8 @@ __all__ = ["push", "run", "get", "hosts", "load_inventory", "select_hosts", "fan
 class _Task(Task):
     """A task whose options get the short flags we choose (``-i``, ``-l``, ``-P``), not invoke's guess."""
 
-    SHORT = {"inventory": "i", "limit": "l", "forks": "P", "check": "C", "verbose": "v", "quiet": "q"}
+    SHORT = {"inventory": "i", "limit": "l", "forks": "P", "check": "C", "ssh_config": "F",
+             "verbose": "v", "quiet": "q"}
 
     def arg_opts(self, name, default, taken_names):
         opts = super().arg_opts(name, default, taken_names)
@@ -51,12 +52,20 @@ COMMON_HELP = {
     "limit": "Only hosts matching this pattern, e.g. 'lb1', 'web*', 'eu:&haproxy', '!lb3', '@file'.",
     "forks": "Hosts in flight at once (default 50, or $CONCURDEPLOY_FORKS).",
     "host_key_policy": "strict (default) | accept-new | off: overrides the host_key_policy var.",
+    "ssh_config": "OpenSSH client config to read instead of ~/.ssh/config (or 'none').",
     "connect_timeout": "Seconds per connect phase (TCP, handshake, auth); default 10.",
     "command_timeout": "Seconds a remote command may run; default 60.",
     "deadline": "Seconds for the whole run; unfinished hosts then fail (0 = none).",
     "report_json": "Write a JSON report of the run to this path (written even if the run fails).",
     "retry_failed": "Only the hosts that failed or were unreachable in this JSON report (--report-json).",
     "junit": "Write a JUnit XML report (one test case per host) to this path.",
+}
+
+EXECUTOR_HELP = {
+    "executor": "local (default: this machine's process pool) | dask (a Dask cluster, see --scheduler).",
+    "scheduler": "--executor dask: the scheduler's address, tcp://HOST:8786 (or $CONCURDEPLOY_SCHEDULER).",
+    "retries": "--executor dask: times a host whose worker died before its result arrived is retried "
+               "on another worker (default 0: reported unreachable).",
 }
 
 OUTPUT_HELP = {
@@ -109,12 +118,13 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
     return chosen
 
 
-def _overrides(c, host_key_policy, connect_timeout, command_timeout) -> dict:
+def _overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config=None) -> dict:
     cfg = c.config
     return {
         "host_key_policy": host_key_policy or cfg.get("host_key_policy") or None,
         "connect_timeout": connect_timeout or None,
         "command_timeout": command_timeout or None,
+        "ssh_config": ssh_config or None,
     }
 
 
@@ -128,7 +138,8 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
             serial: str | None = None, max_fail: str | None = None, fail_fast: bool = False,
             show_diff: bool = False, stream: bool = False, report_json: str | None = None,
             junit: str | None = None, progress: bool = True, verbose: int = 0,
-            quiet: bool = False) -> list[HostResult]:
+            quiet: bool = False, executor: str | None = None, scheduler: str | None = None,
+            retries: int = 0, inventory: Inventory | None = None) -> list[HostResult]:
     """Run ``action(conn, payload)`` on every host through the worker pool, printing as hosts finish.
 
     :param payloads: one payload per host (``list``); a payload that is a
@@ -146,6 +157,10 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     :param verbose: 1 = every host's output, 2 = also file checksums; ``quiet``: failures and recap only.
     :param stream: print output streamed by the action (``run``) as it arrives, each line
         prefixed by its host.
+    :param executor: ``"local"`` or ``"dask"``; None = config ``executor`` (see :func:`make_pool`).
+    :param scheduler: the Dask scheduler's address; None = config ``scheduler``.
+    :param retries: Dask only: retries of a host whose worker died before its result arrived.
+    :param inventory: the whole inventory, so that a ``jump`` var may name any of its hosts.
     :returns: ``list[HostResult]`` in host order; the recap is printed.
     :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
     :raises RunInterrupted: SIGINT/SIGTERM arrived (in-flight hosts stopped at a safe point).
@@ -168,9 +183,8 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
             extra = f", {len(groups)} batches" if len(groups) > 1 else ""
             out.line(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
                      f"forks {min(forks, len(hosts))}{extra}")
-        specs = _connect_specs(c, hosts, overrides or {}, stack)
-        processes = int(c.config.get("processes") or 0) or None
-        pool = stack.enter_context(WorkerPool(forks=forks, processes=processes, hosts_hint=len(hosts)))
+        pool = stack.enter_context(make_pool(c, hosts, forks, executor, scheduler, retries))
+        specs = _connect_specs(c, hosts, overrides or {}, stack, inventory)
         signals = stack.enter_context(_Interrupts(pool))
         end = time.monotonic() + deadline if deadline else None
 
@@ -222,6 +236,32 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     return ordered
 
 
+def make_pool(c, hosts: list[Host], forks: int, executor: str | None = None,
+              scheduler: str | None = None, retries: int = 0):
+    """The executor for a run: the local :class:`WorkerPool` (default), or a
+    :class:`~concurdeploy.dask_pool.DaskPool` (``--executor dask``, config ``executor``),
+    connected before any host is touched. Both have the same surface.
+
+    :raises UsageError: unknown executor; for Dask: extra not installed, no scheduler given
+        or reachable, an ``executor_pool`` no worker serves, sandbox hosts on a remote cluster.
+    """
+    kind = str(executor or c.config.get("executor") or "local").strip().lower()
+    if kind == "local":
+        processes = int(c.config.get("processes") or 0) or None
+        return WorkerPool(forks=forks, processes=processes, hosts_hint=len(hosts))
+    if kind != "dask":
+        raise UsageError(f"--executor must be local or dask, not {kind!r}")
+    from .dask_pool import DaskPool
+
+    pins = {h.name: h.vars["executor_pool"] for h in hosts if h.vars.get("executor_pool") not in (None, "")}
+    bad = next((h for h, p in pins.items() if not isinstance(p, (str, int)) or isinstance(p, bool)), None)
+    if bad:
+        raise UsageError(f"host {bad}: executor_pool must be a name (e.g. eu), not {pins[bad]!r}")
+    return DaskPool(str(scheduler or c.config.get("scheduler") or ""), forks=forks, hosts_hint=len(hosts),
+                    retries=int(retries or 0), placement=pins,
+                    local_only=any(h.vars.get("connection", "ssh") == "sandbox" for h in hosts))
+
+
 class _Streamer:
     """Prints streamed output line by line as ``host | line``, holding partial lines per host."""
 
@@ -258,7 +298,7 @@ class _Interrupts:
     """While active, SIGINT/SIGTERM abort the pool (hosts stop at a safe point) instead of
     killing the controller; ``signum`` remembers the first signal."""
 
-    def __init__(self, pool: WorkerPool):
+    def __init__(self, pool):  # a WorkerPool or a DaskPool
         self.pool, self.signum, self._old = pool, 0, {}
 
     def _handle(self, signum, frame) -> None:
@@ -279,7 +319,7 @@ class _Interrupts:
             signal.signal(sig, old)
 
 
-def _connect_specs(c, hosts, overrides, stack) -> list:
+def _connect_specs(c, hosts, overrides, stack, inventory=None) -> list:
     defaults = _defaults(c)
     sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
     bad = next((h for h in hosts if h.vars.get("connection", "ssh") not in ("ssh", "sandbox")), None)
@@ -294,12 +334,12 @@ def _connect_specs(c, hosts, overrides, stack) -> list:
         ports = sandbox.start(sandboxed)
     specs = []
     for h in hosts:
-        hv = {**defaults, **h.vars}
-        if h.name in ports:
+        hv = dict(h.vars)
+        if h.name in ports:  # connection: sandbox skips ssh_config
             hv.update(host="127.0.0.1", port=ports[h.name], user=sandbox.user,
                       key_file=sandbox.client_key_path, known_hosts=sandbox.known_hosts_path,
                       key_env=None, password_env=None, host_key_policy="strict")
-        specs.append(connect_spec(h.name, hv, overrides))
+        specs.append(connect_spec(h.name, hv, overrides, defaults=defaults, inventory=inventory))
     if any(s.host_key_policy == "off" for s in specs):
         print("WARNING: host_key_policy is 'off' for some hosts: their identity is NOT verified "
               "(anyone in the middle can read what is sent)", file=sys.stderr)
@@ -333,12 +373,13 @@ ROLLOUT_HELP = {
     **ROLLOUT_HELP,
     **COMMON_HELP,
     **OUTPUT_HELP,
+    **EXECUTOR_HELP,
 }, incrementable=["verbose"])
 def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, check=False, diff=False,
          serial=None,
-         max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
+         max_fail=None, fail_fast=False, host_key_policy=None, ssh_config=None, connect_timeout=0.0,
          command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
-         quiet=False):
+         quiet=False, executor=None, scheduler=None, retries=0):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
     from .operations import push as push_action
 
@@ -346,11 +387,12 @@ def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, che
     hosts = select_hosts(inv, service, limit, retry_failed)
     build = _push_payload(_project_dir(c), check, diff, service)
     payloads = [build(h) for h in hosts]  # every declaration checked before any host is touched
-    fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
-            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+    fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline, inventory=inv,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config),
             title=f"push {service}{' (check mode)' if check else ''}", serial=serial,
             max_fail=max_fail, fail_fast=fail_fast, show_diff=diff, report_json=report_json,
-            junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
+            junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet,
+            executor=executor, scheduler=scheduler, retries=retries)
 
 
 @cdtask(help={
@@ -362,14 +404,16 @@ def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, che
     **ROLLOUT_HELP,
     **COMMON_HELP,
     **OUTPUT_HELP,
+    **EXECUTOR_HELP,
 }, incrementable=["verbose"])
 def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=0, timeout=0.0, sudo=False, collect=False,
-        serial=None, max_fail=None, fail_fast=False, host_key_policy=None, connect_timeout=0.0,
+        serial=None, max_fail=None, fail_fast=False, host_key_policy=None, ssh_config=None, connect_timeout=0.0,
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
-        quiet=False):
+        quiet=False, executor=None, scheduler=None, retries=0):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
     from .become import Become
     from .operations import RunJob, run_command
+    from .service import secret_values
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, group, limit, retry_failed)
@@ -379,11 +423,13 @@ def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=
         if sudo or h.vars.get("become") is True:
             become = Become(user=str(h.vars.get("become_user") or "root"),
                             password_env=h.vars.get("become_password_env"))
-        jobs.append(RunJob(command, timeout or None, become, stream=not collect))
-    fan_out(c, hosts, run_command, jobs, forks=forks, deadline=deadline,
-            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+        jobs.append(RunJob(command, timeout or None, become, stream=not collect,
+                           secrets=secret_values(h)))
+    fan_out(c, hosts, run_command, jobs, forks=forks, deadline=deadline, inventory=inv,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config),
             show_output=collect, stream=not collect, serial=serial, max_fail=max_fail, fail_fast=fail_fast,
-            report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
+            report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet,
+            executor=executor, scheduler=scheduler, retries=retries)
 
 
 @cdtask(help={
@@ -394,7 +440,7 @@ def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=
     **OUTPUT_HELP,
 }, incrementable=["verbose"])
 def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_failed=None, forks=0,
-        host_key_policy=None,
+        host_key_policy=None, ssh_config=None,
         connect_timeout=0.0, command_timeout=0.0, deadline=0.0, report_json=None, junit=None,
         no_progress=False, verbose=0, quiet=False):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
@@ -403,9 +449,10 @@ def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_fail
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, group, limit, retry_failed)
     job = GetJob(remote_path, os.path.abspath(local_dir))
-    fan_out(c, hosts, get_file, [job] * len(hosts), forks=forks, deadline=deadline,
-            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
-            report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
+    fan_out(c, hosts, get_file, [job] * len(hosts), forks=forks, deadline=deadline, inventory=inv,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config),
+            report_json=report_json, junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet,
+            executor="local")  # the files must land on this machine, not on a Dask worker
 
 
 @cdtask(help={
@@ -419,11 +466,13 @@ def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_fail
     **ROLLOUT_HELP,
     **COMMON_HELP,
     **OUTPUT_HELP,
+    **EXECUTOR_HELP,
 }, incrementable=["verbose"])
 def put(c, group, src, dest, mode=None, validate=None, inventory=None, limit=None, retry_failed=None,
         forks=0, check=False, diff=False, serial=None, max_fail=None, fail_fast=False,
-        host_key_policy=None, connect_timeout=0.0, command_timeout=0.0, deadline=0.0,
-        report_json=None, junit=None, no_progress=False, verbose=0, quiet=False):
+        host_key_policy=None, ssh_config=None, connect_timeout=0.0, command_timeout=0.0, deadline=0.0,
+        report_json=None, junit=None, no_progress=False, verbose=0, quiet=False, executor=None,
+        scheduler=None, retries=0):
     """Put one file on every host with the same atomic replace as push (no reload)."""
     from .operations import push as push_action
     from .service import TemplateFailed, put_job
@@ -436,11 +485,12 @@ def put(c, group, src, dest, mode=None, validate=None, inventory=None, limit=Non
             payloads.append(put_job(h, project_dir, src, dest, mode, validate, check, diff, cache))
         except TemplateFailed as e:
             payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
-    fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline,
-            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout),
+    fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline, inventory=inv,
+            overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config),
             title=f"put {src} -> {dest}{' (check mode)' if check else ''}", serial=serial,
             max_fail=max_fail, fail_fast=fail_fast, show_diff=diff, report_json=report_json,
-            junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet)
+            junit=junit, progress=not no_progress, verbose=verbose, quiet=quiet,
+            executor=executor, scheduler=scheduler, retries=retries)
 
 
 @cdtask(help={"inventory": COMMON_HELP["inventory"],
@@ -481,10 +531,62 @@ def hosts(c, limit="all", inventory=None, vars=False):
         conn = v.get("connection", "ssh")
         print(f"{h.name:<{width}} {addr:<28} {conn:<8} groups={groups}")
         if vars:
+            names = v.get("secret_vars")
+            names = {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+            values = _secret_var_values(v, names)
             for key in sorted(v):
-                print(f"    {key} = {_mask(key, v[key])!r}   # {h.origins.get(key, 'built-in')}")
+                shown = _hide(repr(_mask(key, v[key], names)), values)
+                print(f"    {key} = {shown}   # {h.origins.get(key, 'built-in')}")
 
 
-def _mask(key: str, value):
-    return "********" if any(s in key.lower() for s in ("password", "passphrase", "secret", "token")) \
-        and not key.endswith("_env") else value
+#: Parts of a var name that mark its value as secret (``hosts --vars`` shows ``********``).
+SECRET_WORDS = ("password", "passphrase", "secret", "token", "private_key")
+
+
+def _is_secret_name(key, names=()) -> bool:
+    key = str(key)
+    if key in names:
+        return True
+    return any(w in key.lower() for w in SECRET_WORDS) and not key.endswith("_env") \
+        and key != "secret_vars"
+
+
+def _mask(key: str, value, names=()):
+    """``value`` for display: ``********`` if ``key`` is listed in ``secret_vars`` (``names``)
+    or names a secret (password, passphrase, secret, token; ``*_env`` names a variable, shown);
+    in a mapping, the same per key."""
+    if _is_secret_name(key, names):
+        return "********"
+    if isinstance(value, dict):
+        return {k: _mask(k, x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_mask("", x) for x in value]
+    return value
+
+
+def _secret_var_values(hvars: dict, names) -> list[str]:
+    """Every secret value (of a secret var, also nested) as text, to hide wherever it is quoted."""
+    found = []
+
+    def walk(key, value):
+        if isinstance(value, dict):
+            for k, x in value.items():
+                walk(k, x)
+        elif isinstance(value, list):
+            for x in value:
+                walk(key, x)
+        elif value not in (None, "") and not isinstance(value, bool) and _is_secret_name(key, names):
+            found.append(str(value))
+
+    for k, x in hvars.items():
+        walk(k, x)
+    return found
+
+
+def _hide(text: str, values: list[str]) -> str:
+    """``text`` (a ``repr``) with each secret value, as such or as ``repr`` escapes it, replaced."""
+    for value in sorted(set(values), key=len, reverse=True):
+        for form in {value, repr(value)[1:-1]}:
+            if form:
+                text = text.replace(form, "********")
+    return text

@@ -21,7 +21,8 @@ hosts behind it in the process (:class:`_Bastions`: keyed by the bastion's full 
 including the hops before it; thread-safe; kept for the life of the process, replaced if
 it drops, closed at process exit or by :func:`close_bastions`). A failure on a hop is
 reported on the host behind it, with the same class (``unreachable``, auth, host key…) and
-a message that starts with ``bastion NAME (user@addr:port):``.
+a message that starts with ``bastion NAME (user@addr:port)`` (just the address when the
+hop was written as one).
 """
 
 from __future__ import annotations
@@ -459,7 +460,16 @@ class HeldCommand:
         self._chan = chan
 
     def release(self) -> None:
-        """Close the command's stdin and its channel (it then exits). Idempotent; never raises."""
+        """Send a newline, close the command's stdin and its channel (it then exits).
+
+        The newline ends a ``read`` even on servers that never pass on end-of-input
+        (mock-ssh-server). Idempotent; never raises.
+        """
+        try:
+            if not self._chan.closed:
+                self._chan.sendall(b"\n")
+        except Exception:
+            pass
         try:
             self._chan.shutdown_write()
         except Exception:
@@ -593,9 +603,15 @@ def _bastion_error(spec: ConnectSpec, e: HostError) -> HostError:
     if e.message.startswith("bastion "):
         return e  # from an earlier hop: already names it
     err = copy.copy(e)
-    err.message = f"bastion {spec.name} ({spec.address}): {e.message}"
+    err.message = f"bastion {_hop_label(spec)}: {e.message}"
     err.args = (err.message, *e.args[1:])
     return err
+
+
+def _hop_label(spec: ConnectSpec) -> str:
+    """``NAME (user@addr:port)``, or just the address when the name is the address."""
+    return spec.name if spec.name in (spec.address, f"{spec.hostname}:{spec.port}") \
+        else f"{spec.name} ({spec.address})"
 
 
 def _tunnel(spec: ConnectSpec, warnings: list) -> paramiko.Channel:
@@ -610,11 +626,13 @@ def _tunnel(spec: ConnectSpec, warnings: list) -> paramiko.Channel:
         except paramiko.ChannelException as e:
             reason = {1: "forwarding administratively prohibited (AllowTcpForwarding/PermitOpen)",
                       2: "connect failed", 4: "resource shortage"}.get(e.code, e.text)
-            raise HostUnreachable(f"bastion {hop.name} ({hop.address}) could not open a tunnel to "
+            raise HostUnreachable(f"bastion {_hop_label(hop)} could not open a tunnel to "
                                   f"{spec.hostname}:{spec.port}: {reason}") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
-            _BASTIONS.drop(hop, bastion)  # the shared connection died under us
-            if attempt == 2 or _timed_out(e):
-                raise HostUnreachable(f"bastion {hop.name} ({hop.address}): no tunnel to "
+            dead = bastion.transport is None or not bastion.transport.is_active()
+            if dead:  # the shared connection dropped: forget it; reconnect once
+                _BASTIONS.drop(hop, bastion)
+            if attempt == 2 or not dead:
+                raise HostUnreachable(f"bastion {_hop_label(hop)}: no tunnel to "
                                       f"{spec.hostname}:{spec.port}: {_one_line(e)}") from None
-    raise AssertionError("unreachable")
+    raise AssertionError("not reached")

@@ -35,7 +35,10 @@ final value came from.
 
 Connection aliases are renamed at load time: ``ansible_host`` → ``host``, ``ansible_port``
 → ``port``, ``ansible_user`` → ``user``, ``ansible_ssh_private_key_file`` → ``key_file``.
-Connection vars are type-checked (see :data:`CONNECTION_VARS`); other vars are free-form.
+Connection vars are type-checked (see :data:`CONNECTION_VARS`); other vars are free-form,
+except that a password written in plain text (``password``, ``ansible_password``,
+``ansible_ssh_pass``, ``ansible_become_pass`` …, see :data:`PLAINTEXT_PASSWORD_VARS`) is
+refused: the error names file, line and the ``*_env`` var to use, never the value.
 
 Every mapping read from YAML is a :class:`YamlMapping`: a ``dict`` that remembers the file
 and line of itself and of each key, so later code can point at the line of, say, a
@@ -224,6 +227,14 @@ def _check_positive_int(name, value):
     return value
 
 
+def _check_jump(name, value):
+    hops = value if isinstance(value, list) else [value]
+    if not hops or not all(isinstance(h, str) and h.strip() for h in hops):
+        raise ValueError(f"{name} must be a jump host ('user@bastion:port', an inventory host "
+                         f"name, or 'none') or a list of them, got {_kind(value)}")
+    return value
+
+
 #: Connection var -> checker ``(name, value) -> normalised value``, raising ValueError.
 CONNECTION_VARS = {
     "host": _check_str,
@@ -237,7 +248,35 @@ CONNECTION_VARS = {
     "connect_timeout": _check_seconds,
     "command_timeout": _check_seconds,
     "forks": _check_positive_int,
+    "ssh_config": _check_str,
+    "jump": _check_jump,
 }
+
+#: Vars that would hold a password in plain text -> the var to use instead (it names an
+#: environment variable holding the password).
+PLAINTEXT_PASSWORD_VARS = {
+    "password": "password_env",
+    "ansible_password": "password_env",
+    "ansible_ssh_pass": "password_env",
+    "ansible_ssh_password": "password_env",
+    "ansible_become_pass": "become_password_env",
+    "ansible_become_password": "become_password_env",
+    "ansible_sudo_pass": "become_password_env",
+    "become_password": "become_password_env",
+}
+
+
+def _refuse_plaintext_password(key, value, owner: str, location: Location) -> None:
+    """:raises InventoryError: ``key`` is a password var with a literal value. The value
+    itself is never put in the message."""
+    fix = PLAINTEXT_PASSWORD_VARS.get(key)
+    if fix is None or value is None or value == "":
+        return
+    raise InventoryError(
+        f"{owner}: {key!r} holds a password in plain text, which the inventory must not "
+        f"(it is read by everyone who can read the repository); put it in an environment "
+        f"variable and set {fix}: NAME (the variable's name) instead",
+        *location, key=str(key))
 
 
 def _kind(value) -> str:
@@ -264,6 +303,7 @@ def _normalise_vars(mapping, owner: str) -> YamlMapping:
     spelled = {}
     for key, value in mapping.items():
         location = where(mapping, key)
+        _refuse_plaintext_password(key, value, owner, location)
         name = ALIASES.get(key, key)
         check = CONNECTION_VARS.get(name)
         if check is not None:

@@ -31,9 +31,10 @@ __all__ = ["ConcurdeployProgram", "program"]
 
 def _builtins() -> Collection:
     from . import commands
+    from .keyscan import keyscan
 
     return Collection(commands.push, commands.put, commands.run, commands.get, commands.hosts,
-                      commands.inventory)
+                      commands.inventory, keyscan)
 
 
 class ConcurdeployProgram(Program):

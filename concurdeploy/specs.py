@@ -213,7 +213,7 @@ class _Resolver:
         if hv.get("connection", "ssh") == "sandbox":
             config, path, found = None, None, {}
         else:
-            config, path = self._config(name, hv)
+            config, path = self._config(name, hvars)  # hvars: a YamlMapping knows its lines
             found = sshconfig.settings(config, alias, path or "")
         ov = {k: v for k, v in self.overrides.items() if k not in _OVERRIDE_ONLY}
         merged = {**DEFAULTS, **self.defaults, **{k: v for k, v in found.items() if k != "host"},
@@ -249,7 +249,9 @@ class _Resolver:
                 hop = self.host(text, self.inventory[text], stack)
             else:
                 hop = self.hop(owner, text, merged, config, path, stack)
-            chain += [*hop.jump, replace(hop, jump=())]
+            # The first hop's own jump hosts come before it; a later hop is reached through
+            # the hop written before it, whatever its own jump var says.
+            chain += [*(() if chain else hop.jump), replace(hop, jump=())]
         if len(chain) > MAX_HOPS:
             raise InventoryError(f"host {owner}: more than {MAX_HOPS} jump hosts "
                                  f"({', '.join(h.name for h in chain)}): a loop?", key="jump")

@@ -42,13 +42,15 @@ Precedence, lowest first, for every connection setting
 
 Jump hosts (``jump`` var or ``ProxyJump``)
     One hop or a list of them (a YAML list, or commas), first hop first. A hop is either
-    the name of an inventory host (its own connection vars are used, its own ``jump``
-    too) or ``[user@]host[:port]``, looked up in the same ssh_config (its ``HostName``,
-    ``Port``, ``User``, ``IdentityFile``, ``ProxyJump`` apply); what the hop does not set
-    itself (user, key and password settings, known_hosts, host_key_policy, timeouts) it
-    inherits from the host behind it. ``jump: none`` turns off a ``ProxyJump`` from
-    ssh_config. A hop naming the host itself is skipped (so ``jump: bastion`` set on
-    group ``all`` does not make the bastion jump through itself); a real cycle is an error.
+    the name of an inventory host (its own connection vars are used) or
+    ``[user@]host[:port]``, looked up in the same ssh_config (its ``HostName``, ``Port``,
+    ``User``, ``IdentityFile``, ``ProxyJump`` apply); what such a hop does not set itself
+    (user, key and password settings, known_hosts, host_key_policy, timeouts) it inherits
+    from the host behind it. The first hop's own jump hosts (its ``jump`` var or
+    ``ProxyJump``) come before it; later hops are reached through the hop written before
+    them. ``jump: none`` turns off a ``ProxyJump`` from ssh_config. A hop naming the host
+    itself is skipped (so ``jump: bastion`` set on group ``all`` does not make the bastion
+    jump through itself); a real cycle is an error. At most 8 hops.
 
 The file is read in the controller, once per file (re-read if it changes), when the
 :class:`~concurdeploy.specs.ConnectSpec` objects are built: the specs carry the resolved

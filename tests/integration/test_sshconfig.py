@@ -1,0 +1,130 @@
+"""OpenSSH client config (``~/.ssh/config`` / ``ssh_config`` var) against real sshd on 127.0.0.1.
+
+The config files are written in tmp (``~`` is the empty fake home of ``tests/conftest.py``)
+and use ``Host`` aliases that resolve nowhere: a connection only works if the alias's
+``HostName 127.0.0.1``, ``Port``, ``User`` and ``IdentityFile`` were really used (the fake
+home holds no default key, and no key is given in the inventory).
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+
+from concurdeploy.connection import Connection
+from concurdeploy.exceptions import HostUnreachable
+from concurdeploy.fanout import Job, run_host
+from concurdeploy.operations import RunJob, run_command
+from concurdeploy.results import Status
+from concurdeploy.specs import connect_spec
+from tests.sshd import free_port, login_user
+
+pytestmark = pytest.mark.integration
+
+
+def config_for(port: int, key: str, alias: str = "web1-alias", extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        Host {alias}
+            HostName 127.0.0.1
+            Port {port}
+            User {login_user()}
+            IdentityFile ~/.ssh/does-not-exist
+            IdentityFile {key}
+        {extra}
+        """)
+
+
+@pytest.fixture
+def server(sshd_factory):
+    return sshd_factory(1)[0]
+
+
+def test_alias_from_home_ssh_config_is_used(server, client_keys, known_hosts_file, fake_home):
+    kh = known_hosts_file([server])
+    hvars = {"host": "web1-alias", "known_hosts": kh, "connect_timeout": 5}
+    with pytest.raises(HostUnreachable, match="cannot resolve web1-alias"):  # without the config
+        Connection(connect_spec("web1", hvars)).open()
+    (fake_home / ".ssh" / "config").write_text(config_for(server.port, client_keys.ed25519))
+    spec = connect_spec("web1", hvars)
+    assert (spec.hostname, spec.port, spec.user, spec.key_file) == \
+        ("127.0.0.1", server.port, login_user(), client_keys.ed25519)
+    with Connection(spec) as conn:
+        assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(server.port)
+
+
+def test_ssh_config_var_and_flag(server, client_keys, known_hosts_file, tmp_path):
+    kh = known_hosts_file([server])
+    right = tmp_path / "right_config"
+    right.write_text(config_for(server.port, client_keys.ed25519))
+    wrong = tmp_path / "wrong_config"
+    wrong.write_text(config_for(free_port(), client_keys.ed25519))
+    hvars = {"host": "web1-alias", "known_hosts": kh, "connect_timeout": 5, "connect_retries": 0,
+             "ssh_config": str(wrong)}
+    r = run_host(Job(connect_spec("web1", hvars), run_command, RunJob("true")))
+    assert r.status is Status.UNREACHABLE and "Connection refused" in r.error
+    # --ssh-config (overrides["ssh_config"]) beats the var
+    r = run_host(Job(connect_spec("web1", hvars, {"ssh_config": str(right)}), run_command,
+                     RunJob("echo ok")))
+    assert r.status is Status.OK, r.error
+
+
+def test_inventory_vars_beat_ssh_config(server, client_keys, known_hosts_file, tmp_path):
+    """ssh_config says a closed port and an unauthorised key; the inventory corrects both."""
+    kh = known_hosts_file([server])
+    cfg = tmp_path / "config"
+    cfg.write_text(config_for(free_port(), client_keys.other))
+    hvars = {"host": "web1-alias", "known_hosts": kh, "ssh_config": str(cfg),
+             "port": server.port, "key_file": client_keys.ed25519, "connect_timeout": 5}
+    with Connection(connect_spec("web1", hvars)) as conn:
+        assert conn.run("echo ok").stdout == "ok\n"
+
+
+def test_connecttimeout_from_ssh_config(stalling_server, client_keys, tmp_path):
+    cfg = tmp_path / "config"
+    cfg.write_text(config_for(stalling_server.port, client_keys.ed25519,
+                              extra="Host web1-alias\n    ConnectTimeout 1\n"))
+    spec = connect_spec("web1", {"host": "web1-alias", "known_hosts": str(tmp_path / "kh"),
+                                 "ssh_config": str(cfg)},
+                        defaults={"connect_timeout": 10.0, "command_timeout": 60.0})
+    assert spec.connect_timeout == 1.0
+    t0 = time.monotonic()
+    with pytest.raises(HostUnreachable, match="timed out after 1 s"):
+        Connection(spec).open()
+    assert time.monotonic() - t0 < 4
+
+
+def test_cli_run_uses_the_alias_in_worker_processes(server, client_keys, known_hosts_file,
+                                                    fake_home, tmp_path):
+    """The CLI path: ``~/.ssh/config`` read by the controller, the host run by a worker."""
+    import subprocess
+    import sys
+
+    (fake_home / ".ssh" / "config").write_text(config_for(server.port, client_keys.ed25519))
+    kh = known_hosts_file([server])
+    (tmp_path / "inventories").mkdir()
+    (tmp_path / "inventories" / "hosts.yaml").write_text(textwrap.dedent(f"""
+        all:
+          vars: {{known_hosts: {kh}, connect_timeout: 5}}
+          hosts:
+            web1-alias:
+        """))
+    proc = subprocess.run([sys.executable, "-m", "concurdeploy", "run", "all", "echo $SSH_CONNECTION"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"127.0.0.1 {server.port}" in proc.stdout
+
+
+def test_resolved_in_the_controller_the_worker_never_reads_it(server, client_keys,
+                                                              known_hosts_file, tmp_path):
+    from concurdeploy.fanout import run_jobs
+
+    cfg = tmp_path / "config"
+    cfg.write_text(config_for(server.port, client_keys.ed25519))
+    spec = connect_spec("web1", {"host": "web1-alias", "known_hosts": known_hosts_file([server]),
+                                 "ssh_config": str(cfg), "connect_timeout": 5})
+    cfg.unlink()  # gone before any worker starts: the spec must carry everything
+    (result,) = run_jobs([Job(spec, run_command, RunJob("echo ok"))], forks=1, processes=1)
+    assert result.status is Status.OK, result.error

@@ -1,0 +1,340 @@
+"""OpenSSH client config, jump host resolution and plain-text password refusal (no network).
+
+``connect_spec`` is called as the controller calls it; ``~`` is the empty fake home of
+``tests/conftest.py``, so the developer's own ``~/.ssh/config`` is never read.
+"""
+
+from __future__ import annotations
+
+import pickle
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from concurdeploy import sshconfig
+from concurdeploy.exceptions import InventoryError, UsageError
+from concurdeploy.inventory import load
+from concurdeploy.specs import DEFAULTS, ConnectSpec, connect_spec
+
+
+def write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.fixture
+def key(tmp_path) -> str:
+    """An existing file used as IdentityFile (connect_spec only checks that it exists)."""
+    p = tmp_path / "keys" / "id_deploy"
+    p.parent.mkdir()
+    p.write_text("not read here")
+    return str(p)
+
+
+@pytest.fixture
+def cfg(tmp_path, key) -> str:
+    return write(tmp_path / "ssh_config", f"""
+        Host web1-alias
+            HostName 127.0.0.1
+            Port 2201
+            User alice
+            IdentityFile {tmp_path}/keys/missing
+            IdentityFile {key}
+            ConnectTimeout 7
+        Host behind
+            HostName 10.9.9.9
+            ProxyJump jumper@bastion-alias:2022,second
+        Host bastion-alias
+            HostName 127.0.0.1
+            Port 2300
+        Host legacy
+            ProxyCommand nc %h %p
+        Host *
+            User fallback
+        """)
+
+
+# --------------------------------------------------------------------------- ssh_config
+
+def test_alias_hostname_port_user_identityfile_connecttimeout(cfg, key):
+    spec = connect_spec("web1", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.name, spec.hostname, spec.port, spec.user) == ("web1", "127.0.0.1", 2201, "alice")
+    assert spec.key_file == key  # the first IdentityFile that exists
+    assert spec.connect_timeout == 7.0
+    assert spec.jump == ()
+
+
+def test_inventory_name_is_looked_up_when_no_host_var(cfg):
+    spec = connect_spec("web1-alias", {}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port) == ("127.0.0.1", 2201)
+
+
+def test_precedence_defaults_ssh_config_vars_flags(cfg):
+    """built-in defaults < concurdeploy settings < ssh_config < inventory vars < CLI flags."""
+    base = connect_spec("other", {}, {"ssh_config": cfg})
+    assert base.port == DEFAULTS["port"] and base.connect_timeout == DEFAULTS["connect_timeout"]
+    assert base.user == "fallback"  # "Host *" from ssh_config beats "no user"
+    # ssh_config beats concurdeploy settings (config files, CONCURDEPLOY_*):
+    spec = connect_spec("web1", {"host": "web1-alias"}, {"ssh_config": cfg},
+                        defaults={"connect_timeout": 30.0, "command_timeout": 45.0})
+    assert (spec.connect_timeout, spec.command_timeout) == (7.0, 45.0)
+    # inventory vars beat ssh_config:
+    spec = connect_spec("web1", {"host": "web1-alias", "port": 2299, "user": "bob",
+                                 "key_file": "/k", "connect_timeout": 3}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port, spec.user, spec.key_file, spec.connect_timeout) == \
+        ("127.0.0.1", 2299, "bob", "/k", 3.0)
+    # flags beat inventory vars:
+    spec = connect_spec("web1", {"host": "web1-alias", "connect_timeout": 3},
+                        {"ssh_config": cfg, "connect_timeout": 1.5, "host_key_policy": "accept-new"})
+    assert (spec.connect_timeout, spec.host_key_policy) == (1.5, "accept-new")
+
+
+def test_flag_beats_ssh_config_var(tmp_path, cfg):
+    other = write(tmp_path / "other_config", "Host web1-alias\n  Port 2444\n")
+    spec = connect_spec("web1", {"host": "web1-alias", "ssh_config": other}, {})
+    assert spec.port == 2444
+    spec = connect_spec("web1", {"host": "web1-alias", "ssh_config": other}, {"ssh_config": cfg})
+    assert spec.port == 2201
+
+
+def test_default_file_is_home_ssh_config(fake_home, key):
+    write(fake_home / ".ssh" / "config", "Host web1-alias\n  HostName 127.0.0.1\n  Port 2555\n")
+    assert connect_spec("web1", {"host": "web1-alias"}).port == 2555
+    # "none" reads no file, from the flag or the var:
+    assert connect_spec("web1", {"host": "web1-alias"}, {"ssh_config": "none"}).port == 22
+    assert connect_spec("web1", {"host": "web1-alias", "ssh_config": "none"}).port == 22
+
+
+def test_missing_home_ssh_config_is_silently_none(fake_home):
+    assert not (fake_home / ".ssh" / "config").exists()
+    spec = connect_spec("web1", {"host": "web1"})
+    assert (spec.hostname, spec.port, spec.user) == ("web1", 22, None)
+
+
+def test_missing_explicit_file_is_a_usage_error(tmp_path):
+    missing = str(tmp_path / "nope")
+    with pytest.raises(UsageError, match=r"--ssh-config .*nope"):
+        connect_spec("web1", {}, {"ssh_config": missing})
+    with pytest.raises(InventoryError, match=r"ssh_config .*nope") as e:
+        connect_spec("web1", {"ssh_config": missing}, {})
+    assert e.value.key == "ssh_config"
+
+
+def test_missing_ssh_config_var_names_inventory_file_and_line(tmp_path):
+    inv = write(tmp_path / "inv.yaml", f"""
+        all:
+          hosts:
+            web1:
+              ssh_config: {tmp_path}/nope
+        """)
+    host = load(inv).hosts["web1"]
+    with pytest.raises(InventoryError) as e:
+        connect_spec("web1", host.vars)
+    assert str(e.value).startswith(f"{inv}:5: key 'ssh_config'")
+
+
+def test_cli_exits_2_for_a_missing_ssh_config_var(tmp_path):
+    import subprocess
+    import sys
+    write(tmp_path / "inventories" / "hosts.yaml", f"""
+        all:
+          hosts:
+            web1: {{ssh_config: {tmp_path}/nope}}
+        """)
+    proc = subprocess.run([sys.executable, "-m", "concurdeploy", "keyscan", "all"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_identityfile_none_existing_is_not_set(tmp_path):
+    cfg = write(tmp_path / "c", f"Host x\n  IdentityFile {tmp_path}/missing1\n")
+    assert connect_spec("x", {}, {"ssh_config": cfg}).key_file is None
+
+
+def test_bad_port_or_timeout_in_ssh_config(tmp_path):
+    cfg = write(tmp_path / "c", "Host x\n  Port abc\nHost y\n  ConnectTimeout soon\n")
+    with pytest.raises(UsageError, match="Port 'abc'"):
+        connect_spec("x", {}, {"ssh_config": cfg})
+    with pytest.raises(UsageError, match="ConnectTimeout 'soon'"):
+        connect_spec("y", {}, {"ssh_config": cfg})
+
+
+def test_proxycommand_is_refused_unless_jump_set(cfg):
+    with pytest.raises(UsageError, match="ProxyCommand"):
+        connect_spec("legacy", {}, {"ssh_config": cfg})
+    assert connect_spec("legacy", {"jump": "none"}, {"ssh_config": cfg}).jump == ()
+
+
+def test_sandbox_hosts_ignore_ssh_config(fake_home):
+    write(fake_home / ".ssh" / "config", "Host *\n  Port 2555\n  ProxyJump b\n")
+    spec = connect_spec("sb", {"connection": "sandbox", "host": "127.0.0.1", "port": 4000})
+    assert (spec.port, spec.jump) == (4000, ())
+
+
+def test_config_is_cached_and_reread_when_changed(tmp_path):
+    path = tmp_path / "c"
+    write(path, "Host x\n  Port 2001\n")
+    assert sshconfig.load(str(path), True) is sshconfig.load(str(path), True)
+    assert connect_spec("x", {}, {"ssh_config": str(path)}).port == 2001
+    write(path, "Host x\n  Port 2002\n  User someone\n")
+    assert connect_spec("x", {}, {"ssh_config": str(path)}).port == 2002
+
+
+# --------------------------------------------------------------------------- jump hosts
+
+def test_proxyjump_from_ssh_config(cfg):
+    spec = connect_spec("b", {"host": "behind", "user": "deploy", "known_hosts": "/kh",
+                              "key_env": "K", "host_key_policy": "accept-new"},
+                        {"ssh_config": cfg})
+    assert spec.hostname == "10.9.9.9"
+    first, second = spec.jump
+    # the hop's own string and ssh_config block win; the rest is inherited from the host
+    assert (first.hostname, first.port, first.user) == ("127.0.0.1", 2022, "jumper")
+    assert (second.hostname, second.port, second.user) == ("second", 22, "fallback")
+    for hop in spec.jump:
+        assert (hop.known_hosts, hop.key_env, hop.host_key_policy) == ("/kh", "K", "accept-new")
+        assert hop.jump == ()
+    assert spec.route == "deploy@10.9.9.9:22 via jumper@127.0.0.1:2022, fallback@second:22"
+
+
+def test_jump_var_beats_proxyjump_and_none_turns_it_off(cfg):
+    spec = connect_spec("b", {"host": "behind", "jump": "root@127.0.0.1:2400"}, {"ssh_config": cfg})
+    assert [(h.user, h.hostname, h.port) for h in spec.jump] == [("root", "127.0.0.1", 2400)]
+    assert connect_spec("b", {"host": "behind", "jump": "none"}, {"ssh_config": cfg}).jump == ()
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("bastion", (None, "bastion", None)),
+    ("u@bastion:2222", ("u", "bastion", 2222)),
+    ("ssh://u@b.example:2200", ("u", "b.example", 2200)),
+    ("[::1]:2022", (None, "::1", 2022)),
+    ("u@::1", ("u", "::1", None)),
+])
+def test_parse_hop(text, parsed):
+    assert sshconfig.parse_hop(text) == parsed
+
+
+def test_bad_hop_port_is_an_inventory_error():
+    with pytest.raises(InventoryError, match="port 'x'"):
+        connect_spec("h", {"jump": "b:x"})
+
+
+def test_jump_list_and_comma_string_are_the_same(tmp_path):
+    a = connect_spec("h", {"jump": ["a@b1:1", "c@b2:2"]}, {"ssh_config": "none"})
+    b = connect_spec("h", {"jump": "a@b1:1, c@b2:2"}, {"ssh_config": "none"})
+    assert a == b and [h.name for h in a.jump] == ["a@b1:1", "c@b2:2"]
+
+
+def test_jump_naming_an_inventory_host_uses_its_vars(tmp_path):
+    inv = load(write(tmp_path / "inv.yaml", """
+        all:
+          vars: {jump: bastion, known_hosts: /kh, user: deploy}
+          hosts:
+            bastion: {host: 127.0.0.1, port: 2300, user: jumpuser, key_file: /bkey}
+            inner: {host: 127.0.0.1, port: 2400, jump: [bastion, inner-gw]}
+            inner-gw: {host: 127.0.0.1, port: 2500}
+            web1: {host: 10.0.0.1}
+        """))
+    spec = connect_spec("web1", inv.hosts["web1"].vars, {"ssh_config": "none"}, inventory=inv)
+    (hop,) = spec.jump
+    assert (hop.name, hop.hostname, hop.port, hop.user, hop.key_file, hop.known_hosts) == \
+        ("bastion", "127.0.0.1", 2300, "jumpuser", "/bkey", "/kh")
+    # the bastion itself gets "jump: bastion" from group all: it does not jump through itself
+    assert connect_spec("bastion", inv.hosts["bastion"].vars, {"ssh_config": "none"},
+                        inventory=inv).jump == ()
+    # hops listed after the first are reached through the one before (their own jump var,
+    # here "bastion" from group all, is not prepended again)
+    spec = connect_spec("inner", inv.hosts["inner"].vars, {"ssh_config": "none"}, inventory=inv)
+    assert [h.name for h in spec.jump] == ["bastion", "inner-gw"]
+
+
+def test_jump_loop_is_an_inventory_error(tmp_path):
+    inv = load(write(tmp_path / "inv.yaml", """
+        all:
+          hosts:
+            a: {jump: b}
+            b: {jump: a}
+        """))
+    with pytest.raises(InventoryError, match="loop"):
+        connect_spec("a", inv.hosts["a"].vars, {"ssh_config": "none"}, inventory=inv)
+
+
+def test_proxyjump_chain_in_ssh_config_and_host_star_self_reference(tmp_path):
+    cfg = write(tmp_path / "c", """
+        Host inner
+            ProxyJump gw
+        Host gw
+            ProxyJump edge
+        Host *
+            ProxyJump edge
+        """)
+    spec = connect_spec("x", {"host": "inner"}, {"ssh_config": cfg})
+    assert [h.hostname for h in spec.jump] == ["edge", "gw"]
+    assert [h.hostname for h in connect_spec("e", {"host": "edge"}, {"ssh_config": cfg}).jump] == []
+
+
+def test_spec_with_jump_pickles_and_hashes(cfg):
+    spec = connect_spec("b", {"host": "behind"}, {"ssh_config": cfg})
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert hash(spec) == hash(pickle.loads(pickle.dumps(spec)))
+    assert isinstance(spec.jump[0], ConnectSpec)
+
+
+def test_inventory_validates_jump_and_ssh_config(tmp_path):
+    for bad in ("jump: 5", "jump: []", "jump: [ok, 3]", "ssh_config: 7"):
+        path = write(tmp_path / "bad.yaml", f"all:\n  hosts:\n    h1: {{{bad}}}\n")
+        with pytest.raises(InventoryError, match=r"bad.yaml:3"):
+            load(path)
+    path = write(tmp_path / "ok.yaml", "all:\n  hosts:\n    h1: {jump: [a, 'u@b:2'], ssh_config: x}\n")
+    assert load(path).hosts["h1"].vars["jump"] == ["a", "u@b:2"]
+
+
+# --------------------------------------------------------------------------- passwords
+
+SECRET = "Sup3r-s3cret!value"
+
+
+@pytest.mark.parametrize("var, fix", [
+    ("password", "password_env"),
+    ("ansible_password", "password_env"),
+    ("ansible_ssh_pass", "password_env"),
+    ("ansible_become_pass", "become_password_env"),
+])
+@pytest.mark.parametrize("level", ["host", "group"])
+def test_plaintext_password_is_refused_without_showing_it(tmp_path, var, fix, level):
+    if level == "host":
+        text = f"all:\n  hosts:\n    web1:\n      host: 10.0.0.1\n      {var}: '{SECRET}'\n"
+        line = 5
+    else:
+        text = f"all:\n  children:\n    web:\n      hosts: {{web1: }}\n      vars:\n        {var}: {SECRET}\n"
+        line = 6
+    path = write(tmp_path / "inv.yaml", text)
+    with pytest.raises(InventoryError) as e:
+        load(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}:{line}: key '{var}'")
+    assert "environment variable" in message and f"{fix}: NAME" in message
+    assert SECRET not in message and SECRET not in repr(e.value.args)
+    assert SECRET not in repr(pickle.loads(pickle.dumps(e.value)).__dict__)
+
+
+def test_password_env_and_empty_password_are_fine(tmp_path):
+    path = write(tmp_path / "inv.yaml",
+                 "all:\n  hosts:\n    web1: {password_env: DEPLOY_PW, password: , "
+                 "ansible_become_pass: ''}\n")
+    assert load(path).hosts["web1"].vars["password_env"] == "DEPLOY_PW"
+
+
+def test_cli_exits_2_on_a_plaintext_password(tmp_path):
+    import subprocess
+    import sys
+    write(tmp_path / "inventories" / "hosts.yaml",
+          f"all:\n  hosts:\n    web1: {{ansible_ssh_pass: {SECRET}}}\n")
+    proc = subprocess.run([sys.executable, "-m", "concurdeploy", "keyscan", "all"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert "password_env" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
