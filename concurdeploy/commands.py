@@ -15,14 +15,15 @@ import sys
 import time
 from dataclasses import replace
 
+from typing import TYPE_CHECKING
+
 from invoke import Task, task
 
-from . import batches, console, report
 from .exceptions import HostsFailed, RunInterrupted, UsageError
-from .fanout import Job, WorkerPool
-from .inventory import Host, Inventory, load
 from .results import HostResult, RunRecord, Status, utc_now
-from .specs import connect_spec
+
+if TYPE_CHECKING:  # imported where used: `concurdeploy --list` must stay as fast as invoke's
+    from .inventory import Host, Inventory
 
 __all__ = ["push", "run", "get", "hosts", "load_inventory", "select_hosts", "fan_out", "cdtask"]
 
@@ -87,6 +88,8 @@ def load_inventory(c, inventory: str | None = None) -> Inventory:
     path = inventory or c.config.get("inventory") or "inventories"
     if not os.path.isabs(path) and not os.path.exists(path):
         path = os.path.join(_project_dir(c), path)
+    from .inventory import load
+
     return load(path)
 
 
@@ -165,6 +168,9 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
     :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
     :raises RunInterrupted: SIGINT/SIGTERM arrived (in-flight hosts stopped at a safe point).
     """
+    from . import batches, console
+    from .fanout import Job
+
     start = time.monotonic()
     started = utc_now()
     forks = int(forks or c.config.get("forks") or 50)
@@ -247,6 +253,8 @@ def make_pool(c, hosts: list[Host], forks: int, executor: str | None = None,
     """
     kind = str(executor or c.config.get("executor") or "local").strip().lower()
     if kind == "local":
+        from .fanout import WorkerPool
+
         processes = int(c.config.get("processes") or 0) or None
         return WorkerPool(forks=forks, processes=processes, hosts_hint=len(hosts))
     if kind != "dask":
@@ -269,6 +277,8 @@ class _Streamer:
         self.out, self.width, self.partial = out, width, {}
 
     def __call__(self, host: str, stream: str, data: bytes) -> None:
+        from . import report
+
         text = self.partial.pop((host, stream), "") + data.decode("utf-8", "replace")
         *lines, rest = text.split("\n")
         if rest:
@@ -277,6 +287,8 @@ class _Streamer:
             self.out.line(f"{host:<{self.width}}| {report.clean(ln)}")
 
     def flush(self, host: str) -> None:
+        from . import report
+
         for key in [k for k in self.partial if k[0] == host]:
             self.out.line(f"{host:<{self.width}}| {report.clean(self.partial.pop(key))}")
 
@@ -320,6 +332,8 @@ class _Interrupts:
 
 
 def _connect_specs(c, hosts, overrides, stack, inventory=None) -> list:
+    from .specs import connect_spec
+
     defaults = _defaults(c)
     sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
     bad = next((h for h in hosts if h.vars.get("connection", "ssh") not in ("ssh", "sandbox")), None)

@@ -35,6 +35,7 @@ import os
 import select
 import socket
 import threading
+import threading
 import time
 from dataclasses import replace
 
@@ -105,6 +106,8 @@ class Connection:
         self.warnings: list[str] = []
         self.transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
+        self._sftp_thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> "Connection":
@@ -157,7 +160,11 @@ class Connection:
             return _tunnel(spec, self.warnings)
         where = f"{spec.hostname}:{spec.port}"
         try:
-            return socket.create_connection((spec.hostname, spec.port), timeout=spec.connect_timeout)
+            sock = socket.create_connection((spec.hostname, spec.port), timeout=spec.connect_timeout)
+            # SSH sends many small request/reply packets: Nagle's algorithm plus delayed ACKs
+            # would add up to ~40 ms to each round trip (bench/: a push 299 → 157 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
         except socket.timeout:
             raise HostUnreachable(f"connect to {where} timed out after {spec.connect_timeout:g} s") from None
         except socket.gaierror as e:
@@ -371,7 +378,7 @@ class Connection:
                 if not self.transport.is_active():
                     raise HostUnreachable(f"connection dropped while running: {_short(command)}")
                 self.check_abort()
-                select.select([chan], [], [], min(remaining, 0.5))
+                _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()
             if status == -1 and (self.transport is None or not self.transport.is_active()):
                 # The channel closed because the transport died, not because the command ended.
@@ -442,15 +449,32 @@ class Connection:
         Requests time out after ``spec.command_timeout`` seconds.
         :raises HostUnreachable: the transport dropped or the server has no SFTP subsystem.
         """
-        if self._sftp is None:
-            if self.transport is None:
-                raise HostUnreachable("connection is closed")
+        with self._sftp_lock:
+            if self._sftp is None:
+                if self.transport is None:
+                    raise HostUnreachable("connection is closed")
+                try:
+                    sftp = paramiko.SFTPClient.from_transport(self.transport)
+                except (paramiko.SSHException, EOFError, OSError) as e:
+                    raise HostUnreachable(f"cannot start SFTP: {_one_line(e)}") from None
+                if sftp is None:
+                    raise HostUnreachable("cannot start SFTP: the server refused the subsystem")
+                sftp.get_channel().settimeout(self.spec.command_timeout)
+                self._sftp = sftp
+            return self._sftp
+
+    def prefetch_sftp(self) -> None:
+        """Start opening the SFTP session in a background thread, so that its round trips
+        (channel, subsystem, version) overlap other remote work; :attr:`sftp` then finds it
+        ready. Errors are left for :attr:`sftp` to raise when it is used."""
+        def opener():
             try:
-                self._sftp = paramiko.SFTPClient.from_transport(self.transport)
-            except (paramiko.SSHException, EOFError, OSError) as e:
-                raise HostUnreachable(f"cannot start SFTP: {_one_line(e)}") from None
-            self._sftp.get_channel().settimeout(self.spec.command_timeout)
-        return self._sftp
+                self.sftp
+            except Exception:
+                pass
+        if self._sftp is None and self._sftp_thread is None:
+            self._sftp_thread = threading.Thread(target=opener, daemon=True, name="sftp-prefetch")
+            self._sftp_thread.start()
 
 
 class HeldCommand:
@@ -478,6 +502,15 @@ class HeldCommand:
             self._chan.close()
         except Exception:
             pass
+
+
+def _wait(chan: paramiko.Channel, seconds: float) -> None:
+    """Wait for the channel's next event. Once EOF has arrived paramiko's event pipe stays
+    readable, so ``select`` would spin: wait for the exit status instead."""
+    if chan.eof_received:
+        chan.status_event.wait(seconds)
+    else:
+        select.select([chan], [], [], seconds)
 
 
 def _decode(data: bytes) -> str:

@@ -18,6 +18,7 @@ import base64
 import fcntl
 import hashlib
 import os
+import threading
 
 import paramiko
 
@@ -69,17 +70,42 @@ def _parse(text: str, keys: paramiko.HostKeys, revoked: list | None = None) -> N
             keys._entries.append(entry)  # as HostKeys.load does: the first line for a host wins
 
 
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+
+
 def _load(paths: list[str], revoked: list | None = None) -> paramiko.HostKeys:
-    keys = paramiko.HostKeys()
+    """The entries of ``paths``, parsed once per process while the files are unchanged
+    (keyed on path, mtime and size): parsing every line for every connection would cost
+    O(hosts²) over a run. ``revoked`` receives the ``@revoked`` keys."""
+    state = []
     for path in paths:
-        if os.path.isfile(path):
-            try:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-            except OSError:
-                continue  # an unreadable file verifies nothing; strict then refuses
-            _parse(text, keys, revoked)
-    return keys
+        try:
+            st = os.stat(path)
+            state.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            continue
+    key = tuple(state)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is None:
+        keys, revoked_keys = paramiko.HostKeys(), []
+        for path, *_ in state:
+            if os.path.isfile(path):
+                try:
+                    with open(path, encoding="utf-8", errors="replace") as f:
+                        text = f.read()
+                except OSError:
+                    continue  # an unreadable file verifies nothing; strict then refuses
+                _parse(text, keys, revoked_keys)
+        hit = (keys, revoked_keys)
+        with _CACHE_LOCK:
+            if len(_CACHE) > 16:
+                _CACHE.clear()
+            _CACHE[key] = hit
+    if revoked is not None:
+        revoked.extend(hit[1])
+    return hit[0]
 
 
 def _files(known_hosts: str) -> list[str]:

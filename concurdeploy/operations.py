@@ -54,7 +54,10 @@ from .specs import FileSpec, PushJob
 __all__ = ["DestFacts", "gather_facts", "push", "replace_atomically", "temp_name", "mask",
            "RunJob", "run_command", "GetJob", "get_file"]
 
-CHUNK = 32768  # bytes per SFTP write request (OpenSSH's sftp-server limit is 256 KiB)
+#: Bytes per SFTP write request: 32 KiB less the SFTP write header, so that each request
+#: fits one 32 KiB SSH channel packet instead of spilling into a second (bench/: 100 MB
+#: to one host 1.09 → 0.83 s).
+CHUNK = 32768 - 29
 DIFF_LIMIT = 1 << 20  # bytes: larger files are not diffed
 _FAIL = "@@concurdeploy-fail"
 _WARN = "@@concurdeploy-warn"
@@ -258,11 +261,13 @@ def _parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, li
 
 
 def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]], marker: str | None = None,
-                    run_id: str = "", staged: dict | None = None) -> str:
+                    run_id: str = "", staged: dict | None = None, keep: int = 3) -> str:
     """Verify, chmod/chown and validate every upload; then back up the files to be replaced and
     record the owed reload. Exits at the first failure with a ``@@concurdeploy-fail`` line.
 
     :param staged: temporary path → staging upload to copy there first (``become``).
+    :param keep: backups kept per file, this run's included (at least this run's is kept
+        here: it is needed for a rollback).
     """
     lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)"]
     for i, (f, fact, tmp) in enumerate(items):
@@ -291,6 +296,7 @@ def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]], marker: str | 
             lines.append(f"{{ ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}; }} "
                          f"|| {{ echo '{_FAIL} {i}' backup; exit 1; }}")
             lines.append(f"echo {_BACKUP} {i} {b}")
+            lines.append(_prune_line(fact.target, max(keep, 1)))
     if marker:
         lines.append(f": > {q(marker)} || {{ echo '{_FAIL} 0' marker; exit 1; }}")
     return "\n".join(lines) + "\n"
@@ -393,14 +399,15 @@ def _reload_and_check(conn: Connection, job: PushJob, marker: str | None) -> Non
                                output=tail(res.stdout + res.stderr), exit_status=res.exited)
 
 
+def _prune_line(target: str, keep: int) -> str:
+    """Shell line removing all but the newest ``keep`` backups of ``target`` (names sort by time)."""
+    d, base = posixpath.split(target)
+    return (f'set -- {q(d)}/{q(base)}.concurdeploy-*.bak; n=$#; '
+            f'for b; do [ $n -gt {keep} ] && [ -e "$b" ] && rm -f -- "$b"; n=$((n-1)); done')
+
+
 def _prune_backups(conn: Connection, items, keep: int) -> None:
-    lines = []
-    for f, fact, _ in items:
-        if fact.state != "file":
-            continue
-        d, base = posixpath.split(fact.target)
-        lines.append(f'set -- {q(d)}/{q(base)}.concurdeploy-*.bak; n=$#; '
-                     f'for b; do [ $n -gt {keep} ] && [ -e "$b" ] && rm -f -- "$b"; n=$((n-1)); done')
+    lines = [_prune_line(fact.target, keep) for f, fact, _ in items if fact.state == "file"]
     if lines:
         conn.run("\n".join(lines) + "\ntrue\n")
 
@@ -517,6 +524,8 @@ def _push(conn: Connection, job: PushJob) -> HostResult:
     marker = _marker_path(job)
     dests = [f.dest for f in job.files]
     wait = job.lock_timeout + conn.spec.command_timeout
+    if not job.check:
+        conn.prefetch_sftp()  # its round trips overlap the lock-and-facts command
     try:
         held, text = conn.hold(_lock_and_facts_script(job), _READY, timeout=wait)
     except RemoteCommandFailed as e:
@@ -565,7 +574,8 @@ def _push_locked(conn, job, marker, facts, pending, notes) -> HostResult:
             items.append((f, fact, tmp))
             _upload(conn, f, tmp)
         if items or marker:
-            res = conn.run(_prepare_script(items, marker, run_id, getattr(conn, "staged", None)))
+            res = conn.run(_prepare_script(items, marker, run_id, getattr(conn, "staged", None),
+                                           job.backups))
             if res.exited != 0:
                 _raise_prepare_failure(res, items)
             for ln in res.stdout.splitlines():
@@ -590,10 +600,11 @@ def _push_locked(conn, job, marker, facts, pending, notes) -> HostResult:
                 _reload_and_check(conn, job, marker)
             except (ReloadFailed, CommandTimeout) as e:
                 _rollback(conn, done, backups, job, e.message, e.output, marker)
-            _prune_backups(conn, [it for _, it in done], job.backups)
+            if job.backups == 0:  # the prepare step kept this run's backup for a rollback
+                _prune_backups(conn, [it for _, it in done], 0)
     finally:
-        installed = {id(it) for _, it in done}
-        leftovers = [it[2] for it in items if id(it) not in installed]
+        installed = {it[2] for _, it in done}
+        leftovers = [it[2] for it in items if it[2] not in installed]
         _remove_quietly(conn, leftovers + list(getattr(conn, "staged", {}).values()))
     return HostResult(name, Status.CHANGED, changes=tuple(changes), reloaded=bool(job.reload),
                       warnings=tuple(warnings), diff=diff)
