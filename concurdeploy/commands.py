@@ -76,6 +76,14 @@ OUTPUT_HELP = {
 }
 
 
+def _warm_up(c) -> None:
+    """Start the local pool's fork server early (its imports overlap our own work)."""
+    if str(c.config.get("executor") or "local") == "local":
+        from .fanout import warm_up
+
+        warm_up()
+
+
 def _project_dir(c) -> str:
     return os.path.abspath(c.config.get("project_dir") or os.getcwd())
 
@@ -395,6 +403,7 @@ def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, che
          command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
          quiet=False, executor=None, scheduler=None, retries=0):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
+    _warm_up(c)
     from .operations import push as push_action
 
     inv = load_inventory(c, inventory)
@@ -425,6 +434,7 @@ def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
         quiet=False, executor=None, scheduler=None, retries=0):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
+    _warm_up(c)
     from .become import Become
     from .operations import RunJob, run_command
     from .service import secret_values
@@ -458,6 +468,7 @@ def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_fail
         connect_timeout=0.0, command_timeout=0.0, deadline=0.0, report_json=None, junit=None,
         no_progress=False, verbose=0, quiet=False):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
+    _warm_up(c)
     from .operations import GetJob, get_file
 
     inv = load_inventory(c, inventory)
@@ -488,6 +499,7 @@ def put(c, group, src, dest, mode=None, validate=None, inventory=None, limit=Non
         report_json=None, junit=None, no_progress=False, verbose=0, quiet=False, executor=None,
         scheduler=None, retries=0):
     """Put one file on every host with the same atomic replace as push (no reload)."""
+    _warm_up(c)
     from .operations import push as push_action
     from .service import TemplateFailed, put_job
 
