@@ -58,7 +58,7 @@ COMMON_HELP = {
     "command_timeout": "Seconds a remote command may run; default 60.",
     "deadline": "Seconds for the whole run; unfinished hosts then fail (0 = none).",
     "report_json": "Write a JSON report of the run to this path (written even if the run fails).",
-    "retry_failed": "Only the hosts that failed or were unreachable in this JSON report (--report-json).",
+    "retry_failed": "Only the hosts a JSON report (--report-json) lists as failed, unreachable or skipped.",
     "junit": "Write a JUnit XML report (one test case per host) to this path.",
 }
 
@@ -76,9 +76,10 @@ OUTPUT_HELP = {
 }
 
 
-def _warm_up(c) -> None:
-    """Start the local pool's fork server early (its imports overlap our own work)."""
-    if str(c.config.get("executor") or "local") == "local":
+def _warm_up(c, executor: str | None = None) -> None:
+    """Start the local pool's fork server early (its imports overlap our own work); not when
+    the run goes to a Dask cluster (``--executor dask`` or config ``executor``)."""
+    if str(executor or c.config.get("executor") or "local").strip().lower() == "local":
         from .fanout import warm_up
 
         warm_up()
@@ -111,6 +112,9 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
     """
     from .exceptions import NoHostsMatched
 
+    if limit is not None and not str(limit).strip(" ,:"):
+        raise UsageError("--limit is empty (an unset variable?): give a pattern, or leave the "
+                         "flag out to select every host of the group")
     chosen = inv.select(group)
     if limit:
         allowed = {h.name for h in inv.select(limit)}
@@ -119,18 +123,21 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
             raise NoHostsMatched(f"--limit {limit!r} leaves no host of {group!r} "
                                  f"(its hosts: {', '.join(h.name for h in inv.select(group))})")
     if retry_failed:
-        from .reports import failed_hosts
+        from .reports import retry_hosts
 
-        failed = set(failed_hosts(retry_failed))
+        failed = set(retry_hosts(retry_failed))
         chosen = [h for h in chosen if h.name in failed]
         if not chosen:
-            raise NoHostsMatched(f"--retry-failed {retry_failed}: the report lists no failed or "
-                                 f"unreachable host of {group!r}; nothing to retry")
+            raise NoHostsMatched(f"--retry-failed {retry_failed}: the report lists no failed, "
+                                 f"unreachable or skipped host of {group!r}; nothing to retry")
     return chosen
 
 
 def _overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config=None) -> dict:
     cfg = c.config
+    for name, value in (("connect_timeout", connect_timeout), ("command_timeout", command_timeout)):
+        if value and value < 0.1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 0.1 seconds, not {value:g}")
     return {
         "host_key_policy": host_key_policy or cfg.get("host_key_policy") or None,
         "connect_timeout": connect_timeout or None,
@@ -139,9 +146,25 @@ def _overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config=
     }
 
 
+def setting(c, key: str, kind, given=None, minimum: float = 0):
+    """A number from the flag ``given`` (if set) or the config ``key``, checked.
+
+    :raises UsageError: not a number, or below ``minimum`` (names the flag / config key).
+    """
+    value = given if given not in (None, 0, 0.0, "") else c.config.get(key)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{key} must be a number, not {value!r} (check --{key.replace('_', '-')}, "
+                         f"CONCURDEPLOY_{key.upper()} and concurdeploy.yaml)") from None
+    if number < minimum:
+        raise UsageError(f"{key} must be at least {minimum:g}, not {number:g}")
+    return number
+
+
 def _defaults(c) -> dict:
-    cfg = c.config
-    return {"connect_timeout": cfg.get("connect_timeout"), "command_timeout": cfg.get("command_timeout")}
+    return {"connect_timeout": setting(c, "connect_timeout", float, minimum=0.1),
+            "command_timeout": setting(c, "command_timeout", float, minimum=0.1)}
 
 
 def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline: float = 0.0,
@@ -181,10 +204,14 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
 
     start = time.monotonic()
     started = utc_now()
-    forks = int(forks or c.config.get("forks") or 50)
-    if forks < 1:
-        raise UsageError(f"--forks must be at least 1 (got {forks})")
-    deadline = float(deadline or c.config.get("deadline") or 0)
+    forks = setting(c, "forks", int, forks, minimum=1)
+    deadline = setting(c, "deadline", float, deadline)
+    if report_json or junit:
+        from .reports import check_writable
+
+        for path in (report_json, junit):  # a bad path is found before any host is touched
+            if path:
+                check_writable(path)
     limit = batches.parse_max_fail(max_fail)
     groups = batches.split(list(range(len(hosts))), serial)
     width = max(len(h.name) for h in hosts) + 1
@@ -403,7 +430,7 @@ def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, che
          command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
          quiet=False, executor=None, scheduler=None, retries=0):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
-    _warm_up(c)
+    _warm_up(c, executor)
     from .operations import push as push_action
 
     inv = load_inventory(c, inventory)
@@ -434,7 +461,7 @@ def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
         quiet=False, executor=None, scheduler=None, retries=0):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
-    _warm_up(c)
+    _warm_up(c, executor)
     from .become import Become
     from .operations import RunJob, run_command
     from .service import secret_values
@@ -468,7 +495,7 @@ def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_fail
         connect_timeout=0.0, command_timeout=0.0, deadline=0.0, report_json=None, junit=None,
         no_progress=False, verbose=0, quiet=False):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
-    _warm_up(c)
+    _warm_up(c, "local")
     from .operations import GetJob, get_file
 
     inv = load_inventory(c, inventory)
@@ -499,7 +526,7 @@ def put(c, group, src, dest, mode=None, validate=None, inventory=None, limit=Non
         report_json=None, junit=None, no_progress=False, verbose=0, quiet=False, executor=None,
         scheduler=None, retries=0):
     """Put one file on every host with the same atomic replace as push (no reload)."""
-    _warm_up(c)
+    _warm_up(c, executor)
     from .operations import push as push_action
     from .service import TemplateFailed, put_job
 

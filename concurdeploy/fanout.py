@@ -298,9 +298,11 @@ class WorkerPool:
                     if on_result:
                         on_result(done[fed])
                 fed += 1
-            if deadline is not None and time.monotonic() > deadline:
-                self._give_up(jobs, done, started, "deadline exceeded")
-                break  # checked every turn: hosts finishing back to back must not defer it
+            if deadline is not None and time.monotonic() > deadline and not self._abort.is_set():
+                # checked every turn: hosts finishing back to back must not defer it. Hosts in
+                # flight stop at their next safe point (temporary files removed) within the grace.
+                self.abort("deadline exceeded")
+                grace_s = min(grace_s, 3.0)
             if self._stop_reason is not None and len(done) >= fed:
                 break  # nothing in flight; the rest was never started
             if self._abort.is_set() and aborted_at is None:
@@ -309,11 +311,10 @@ class WorkerPool:
                 kind, index, value = self._results.get(timeout=_POLL_S)
             except queue.Empty:
                 now = time.monotonic()
-                if deadline is not None and now > deadline:
-                    self._give_up(jobs, done, started, "deadline exceeded")
-                    break
                 if aborted_at is not None and now - aborted_at > grace_s:
-                    self._give_up(jobs, done, started, f"{self._stop_reason}; worker terminated")
+                    why = self._stop_reason if self._stop_reason == "deadline exceeded" \
+                        else f"{self._stop_reason}; worker terminated"
+                    self._give_up(jobs, done, started, why, on_result)
                     break
                 self._reap_dead_workers(jobs, done, started, on_result)
                 continue
@@ -362,7 +363,7 @@ class WorkerPool:
             return
         self._start()  # replace the dead so queued hosts still run
 
-    def _give_up(self, jobs, done, started, why: str) -> None:
+    def _give_up(self, jobs, done, started, why: str, on_result=None) -> None:
         # Results already sent must not be thrown away: read what the queue holds first.
         try:
             while True:
@@ -381,6 +382,8 @@ class WorkerPool:
                 status = Status.FAILED if i in started else Status.SKIPPED
                 done[i] = HostResult(job.spec.name, status, error_kind="Deadline", error=why,
                                      batch=job.batch)
+                if on_result and status is Status.FAILED:
+                    on_result(done[i])
 
     def terminate(self) -> None:
         """Stop every worker now (SIGTERM, then SIGKILL after 2 s)."""

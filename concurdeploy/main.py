@@ -54,8 +54,17 @@ class ConcurdeployProgram(Program):
             module, parent = loader.load(self.args.collection.value)
         except CollectionNotFound:
             module, parent = None, os.getcwd()
+        except Exception as e:  # tasks.py itself fails to import: the operator's code, one paragraph
+            where = getattr(e, "filename", None) or "tasks.py"
+            line = getattr(e, "lineno", None)
+            raise Exit(f"concurdeploy: cannot load {where}{f':{line}' if line else ''}: "
+                       f"{type(e).__name__}: {e}", code=2)
         self.config.set_project_location(parent)
-        self.config.load_project()
+        try:
+            self.config.load_project()
+        except Exception as e:  # malformed concurdeploy.yaml
+            raise Exit(f"concurdeploy: cannot read concurdeploy.yaml in {parent}: "
+                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", code=2)
         self.config["project_dir"] = os.path.abspath(parent)
         if module is None:
             coll = Collection()
@@ -96,6 +105,9 @@ class ConcurdeployProgram(Program):
         except ParseError as e:
             raise Exit(f"concurdeploy: {str(e).rstrip('.!')}. See 'concurdeploy --help' or "
                        f"'concurdeploy TASK --help'.", code=2)
+        except ValueError as e:  # a flag's value of the wrong type, e.g. --forks abc
+            raise Exit(f"concurdeploy: a flag has a value of the wrong type ({e}). See "
+                       f"'concurdeploy TASK --help'.", code=2)
 
     def update_config(self, merge: bool = True) -> None:
         try:
@@ -117,6 +129,11 @@ class ConcurdeployProgram(Program):
             return  # handled once the config is complete (update_config)
         super().no_tasks_given()
 
+    def run(self, argv=None, exit: bool = True) -> None:
+        if not isinstance(sys.stdout, _PipeSafe):
+            sys.stdout = _PipeSafe(sys.stdout)
+        super().run(argv, exit)
+
     def execute(self) -> None:
         try:
             super().execute()
@@ -132,6 +149,37 @@ class ConcurdeployProgram(Program):
         except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
             sys.stderr.close()
             raise Exit(code=1)
+
+
+class _PipeSafe:
+    """stdout that, once its reader has gone (``concurdeploy push … | head``), drops further
+    output instead of raising: the run goes on, reports are written, the exit code holds."""
+
+    def __init__(self, stream):
+        self._stream, self._closed = stream, False
+
+    def write(self, text):
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed = True
+                try:
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, self._stream.fileno())  # so the interpreter's exit flush is quiet
+                except OSError:
+                    pass
+        return len(text)
+
+    def flush(self):
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed = True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 program = ConcurdeployProgram(

@@ -226,6 +226,12 @@ def _lock_and_facts_script(job: PushJob) -> str:
         lines.append(f"  [ -d {q(d)} ] && {{ exec {fd}<{q(d)} && flock -w {job.lock_timeout:g} {fd} "
                      f"|| {{ echo {_BUSY} {q(d)}; exit 75; }}; }}")
     lines.append(f"else echo '{_WARN} - noflock'; fi")
+    # Temporary uploads older than 10 minutes in a directory we now hold locked are
+    # leftovers of a run whose connection died (a live run would hold the lock): remove them.
+    hexes = "[0-9a-f]" * 32
+    for d in dirs:
+        lines.append(f"[ -d {q(d)} ] && find {q(d)} -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
+                     f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
     lines += [f"cd_fact {q(f.dest)}" for f in job.files]
     marker = _marker_path(job)
     if marker:
@@ -281,11 +287,11 @@ def _prepare_script(items: list[tuple[FileSpec, DestFacts, str]], marker: str | 
             f"[ \"$s\" = {f.size} ] || {fail} size $s; exit 1; }}",
             f"h=$(sha256sum < {q(tmp)}) || {fail} checksum; exit 1; }}",
             f"[ \"${{h%% *}}\" = {f.sha256} ] || {fail} checksum; exit 1; }}",
-            f"chmod {mode:04o} -- {q(tmp)} || {fail} chmod; exit 1; }}",
         ]
-        if fact.uid is not None:
+        if fact.uid is not None:  # chown first: it clears setuid/setgid bits that chmod sets
             lines.append(f"chown {fact.uid}:{fact.gid} -- {q(tmp)} 2>/dev/null "
                          f"|| echo '{_WARN} {i} owner'")
+        lines.append(f"chmod {mode:04o} -- {q(tmp)} || {fail} chmod; exit 1; }}")
         if f.validate:
             cmd = f.validate.replace("{tmp}", q(tmp))
             lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && {cmd}) "
@@ -710,7 +716,10 @@ def get_file(conn: Connection, job: GetJob) -> HostResult:
 
     :raises DestinationError: the remote file is missing or unreadable.
     """
-    local = os.path.join(job.local_dir, conn.spec.name, job.remote_path.lstrip("/"))
+    host_dir = conn.spec.name.replace(os.sep, "_")
+    if host_dir in (".", ".."):
+        host_dir = f"_{host_dir}"
+    local = os.path.join(job.local_dir, host_dir, os.path.normpath("/" + job.remote_path).lstrip("/"))
     os.makedirs(os.path.dirname(local), exist_ok=True)
     tmp = f"{local}.concurdeploy-{uuid.uuid4().hex}"
     try:

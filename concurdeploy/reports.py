@@ -161,6 +161,26 @@ def _atomic_write(path, data: bytes, what: str) -> None:
                 pass
 
 
+def check_writable(path) -> None:
+    """Fail now, before any host is touched, if a report could not be written to ``path``
+    (it is a directory, or its directory cannot be created or written).
+
+    :raises UsageError: names the path and the reason.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a directory")
+        os.makedirs(parent, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".concurdeploy-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"cannot write a report to {path}: {e.strerror or e}; "
+                         f"nothing was touched") from None
+
+
 def write_json(path, record: RunRecord) -> None:
     """Write the JSON report of ``record`` to ``path``, atomically (parent directories created).
 
@@ -271,6 +291,16 @@ def read_json(path) -> dict:
                                               and h.get("status") in _STATUSES for h in hosts):
         raise UsageError(f"{path} is not a complete concurdeploy JSON report (bad \"hosts\" list)")
     return doc
+
+
+def retry_hosts(path) -> list[str]:
+    """Hosts a JSON report says did not get the change: ``failed``, ``unreachable``, and
+    ``skipped`` (e.g. the rest of a rollout stopped by a failed canary). For ``--retry-failed``.
+
+    :raises UsageError: see :func:`read_json`.
+    """
+    wanted = set(_FAILURES) | {"skipped"}
+    return [h["host"] for h in read_json(path)["hosts"] if h["status"] in wanted]
 
 
 def failed_hosts(path) -> list[str]:

@@ -65,6 +65,48 @@ def _render(text: str, hvars: dict, what: str) -> str:
         raise TemplateFailed(f"{what}: {e}") from None
 
 
+def resolve_vars(hvars: dict) -> dict:
+    """Vars whose string values use ``{{ }}`` rendered against the other vars, as Ansible
+    does (``url: "https://{{ inventory_hostname }}.{{ domain }}/"``), nested lists and
+    mappings included; repeated until nothing changes (at most 10 passes).
+
+    :raises TemplateFailed: a value cannot be rendered (undefined variable, a loop, a
+        filter or lookup Jinja2 does not have).
+    """
+    def templated(value) -> bool:
+        if isinstance(value, str):
+            return "{{" in value or "{%" in value
+        if isinstance(value, dict):
+            return any(templated(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return any(templated(v) for v in value)
+        return False
+
+    def render(value, ctx, name):
+        if isinstance(value, str):
+            return _render(value, ctx, f"var {name}")
+        if isinstance(value, dict):
+            return {k: render(v, ctx, f"{name}.{k}") for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [render(v, ctx, f"{name}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    names = [k for k, v in hvars.items() if k != "files" and templated(v)]
+    if not names:
+        return hvars
+    out = dict(hvars)
+    for _ in range(10):
+        new = {k: render(out[k], out, k) for k in names}
+        if all(new[k] == out[k] for k in names):
+            return out
+        out.update(new)
+        names = [k for k in names if templated(out[k])]
+        if not names:
+            return out
+    raise TemplateFailed(f"vars {', '.join(sorted(names))} still hold {{{{ }}}} after 10 passes "
+                         f"(do they refer to each other in a loop?)")
+
+
 def _render_file(path: str, hvars: dict, shown: str) -> bytes:
     import jinja2
 
@@ -203,7 +245,7 @@ def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | No
                    f"group's vars (files: [{{src: ..., dest: ...}}])", host=host)
     if not isinstance(files, list) or not files:
         raise _err("'files' must be a non-empty list of {src, dest} entries", host=host)
-    hv = {**host.vars, "project_dir": project_dir}
+    hv = resolve_vars({**host.vars, "project_dir": project_dir})
     specs = [_entry(e, i, host, hv, project_dir, cache) for i, e in enumerate(files)]
     dests = [f.dest for f in specs]
     dup = next((d for d in dests if dests.count(d) > 1), None)
@@ -237,7 +279,7 @@ def put_job(host: Host, project_dir: str, src: str, dest: str, mode: str | None 
         entry["mode"] = mode
     if validate:
         entry["validate"] = validate
-    hv = {**host.vars, "project_dir": project_dir}
+    hv = resolve_vars({**host.vars, "project_dir": project_dir})
     spec = _entry(entry, 0, host, hv, project_dir, {} if cache is None else cache)
     return PushJob((spec,), None, check, diff=diff, become=become_of(host),
                    backups=_number(host, "backups", 3, int),

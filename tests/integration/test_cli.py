@@ -352,7 +352,7 @@ def test_second_push_to_mock_ssh_server_is_ok(mock_ssh_server, mock_ssh_known_ho
     (by the newline HeldCommand.release sends), or the second run would fail LockBusy."""
     (tmp_path / "etc").mkdir()
     runner = mock_project(tmp_path, mock_ssh_server, mock_ssh_known_hosts_path, client_keys,
-                          tmp_path / "etc" / "haproxy.cfg", lock_timeout=10,
+                          tmp_path / "etc" / "haproxy.cfg", lock_timeout=30,
                           command_timeout=5)
     first = runner.run("push", "haproxy")
     assert first.returncode == 0, first.stdout + first.stderr
