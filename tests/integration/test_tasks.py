@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -17,7 +20,7 @@ pytestmark = pytest.mark.integration
 def _statuses(out: str) -> dict:
     lines = out.split("RECAP", 1)[1].splitlines()[1:]
     return {ln.split()[0]: ln.split()[1] for ln in lines
-            if ln.strip() and not ln.strip().startswith(("batch", "stopped"))}
+            if ln.strip() and not ln.strip().startswith(("batch", "stopped", "JSON report", "JUnit report"))}
 
 
 def test_put_replaces_atomically_with_mode_and_validate(fleet):
@@ -110,3 +113,99 @@ def test_shell_completion_script(fleet):
     assert res.returncode == 0 and "concurdeploy" in res.stdout and "complete" in res.stdout
     tasks = f.run("--complete", "--", "concurdeploy", "pu")
     assert "push" in tasks.stdout.split() and "put" in tasks.stdout.split()
+
+
+# --- fixes from a fresh user's review -------------------------------------------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["--forks", "abc"], "wrong type"),
+    (["--connect-timeout", "-1"], "--connect-timeout must be at least"),
+    (["--deadline", "-1"], "deadline must be at least 0"),
+    (["--limit", ""], "--limit is empty"),
+])
+def test_bad_flag_values_are_exit_2_and_touch_nothing(fleet, args, needle):
+    f = fleet(1)
+    res = f.run("push", "haproxy", *args)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert not f.dest("h1").exists()
+
+
+def test_bad_config_file_values_are_exit_2(fleet):
+    f = fleet(1)
+    (f.project / "concurdeploy.yaml").write_text("forks: abc\n")
+    res = f.run("push", "haproxy")
+    assert res.returncode == 2 and "forks must be a number" in res.stderr
+    (f.project / "concurdeploy.yaml").write_text("forks: [\n")
+    res = f.run("push", "haproxy")
+    assert res.returncode == 2 and "concurdeploy.yaml" in res.stderr and "Traceback" not in res.stderr
+    assert not f.dest("h1").exists()
+
+
+def test_unwritable_report_path_is_refused_before_any_host_is_touched(fleet):
+    f = fleet(1)
+    (f.project / "adir").mkdir()
+    res = f.run("push", "haproxy", "--report-json", str(f.project / "adir"))
+    assert res.returncode == 2 and "is a directory" in res.stderr and "nothing was touched" in res.stderr
+    assert not f.dest("h1").exists()
+
+
+def test_retry_failed_also_retries_hosts_a_stopped_canary_skipped(fleet):
+    f = fleet(3)
+    f.host_vars = {"h1": {"files": [{"src": "files/haproxy/haproxy.cfg",
+                                     "dest": "{{ root }}/etc/haproxy/haproxy.cfg", "validate": "false {tmp}"}]}}
+    f.write_inventory()
+    report = f.project / "canary.json"
+    first = f.run("push", "haproxy", "--serial", "1,100%", "--max-fail", "0", "--report-json", str(report))
+    assert first.returncode == 1 and _statuses(first.stdout) == {"h1": "failed", "h2": "skipped", "h3": "skipped"}
+    f.host_vars = {}
+    f.write_inventory()
+    again = f.run("push", "haproxy", "--retry-failed", str(report))
+    assert again.returncode == 0 and _statuses(again.stdout) == {"h1": "changed", "h2": "changed", "h3": "changed"}
+
+
+def test_vars_holding_templates_are_rendered_like_ansible(fleet):
+    f = fleet(2)
+    (f.project / "files" / "site.cfg.j2").write_text("url = {{ url }}\n")
+    f.group_vars = {"domain": "example.org", "url": "https://{{ inventory_hostname }}.{{ domain }}/"}
+    f.write_inventory(files=[{"src": "files/site.cfg.j2", "dest": "{{ root }}/etc/haproxy/haproxy.cfg"}])
+    res = f.run("push", "haproxy")
+    assert res.returncode == 0, res.stdout
+    assert f.dest("h1").read_text() == "url = https://h1.example.org/\n"
+    assert f.dest("h2").read_text() == "url = https://h2.example.org/\n"
+
+
+def test_stale_temporary_upload_is_removed_under_the_lock(fleet):
+    f = fleet(1)
+    d = f.root("h1") / "etc" / "haproxy"
+    stale = d / f".haproxy.concurdeploy-{'a' * 32}.cfg"
+    fresh = d / f".haproxy.concurdeploy-{'b' * 32}.cfg"
+    stale.write_text("left by a dead connection\n")
+    fresh.write_text("maybe another run's\n")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    res = f.run("push", "haproxy")
+    assert res.returncode == 0, res.stdout
+    assert not stale.exists() and fresh.exists()
+
+
+def test_setuid_mode_is_applied_and_stable(fleet):
+    f = fleet(1)
+    f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": "{{ root }}/etc/haproxy/haproxy.cfg",
+                              "mode": "4755"}])
+    f.dest("h1").write_text("old\n")
+    assert f.run("push", "haproxy").returncode == 0
+    assert stat.S_IMODE(os.stat(f.dest("h1")).st_mode) == 0o4755
+    again = f.run("push", "haproxy")
+    assert _statuses(again.stdout) == {"h1": "ok"}
+
+
+def test_output_to_a_closed_pipe_keeps_the_report_and_exit_code(fleet):
+    f = fleet(2)
+    report = f.project / "pipe.json"
+    cmd = f"{sys.executable} -m concurdeploy push haproxy --report-json {report} | head -c 1 >/dev/null; " \
+          f"echo rc=${{PIPESTATUS[0]}}"
+    res = subprocess.run(["bash", "-c", cmd], cwd=f.project, capture_output=True, text=True, timeout=120)
+    assert "rc=0" in res.stdout, res.stdout + res.stderr
+    assert json.loads(report.read_text())["totals"]["changed"] == 2
+    assert "Traceback" not in res.stderr
