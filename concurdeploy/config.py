@@ -25,6 +25,8 @@ DEFAULTS = {
     "inventory": "inventories",   # a file or folder, relative to the project root
     "forks": 50,                  # hosts in flight at once
     "processes": 0,               # worker processes; 0 = one per CPU (at most forks)
+    "executor": "local",          # local (process pool) | dask (a Dask cluster, see scheduler)
+    "scheduler": "",              # the Dask scheduler's address, e.g. tcp://10.0.0.5:8786
     "connect_timeout": 10.0,      # per phase: TCP connect, handshake, authentication
     "command_timeout": 60.0,      # per remote command or SFTP request
     "deadline": 0.0,              # whole run; 0 = none

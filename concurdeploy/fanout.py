@@ -405,8 +405,9 @@ class WorkerPool:
         for p in self._procs:
             p.join(max(0.0, end - time.monotonic()))
         self.terminate()
-        self._tasks.close()
-        self._results.close()
+        for q_ in (self._tasks, self._results):
+            q_.cancel_join_thread()  # never block interpreter exit on a pipe no one reads
+            q_.close()
 
 
 def run_jobs(jobs: list[Job], forks: int = DEFAULT_FORKS, processes: int | None = None,
