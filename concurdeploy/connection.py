@@ -170,7 +170,10 @@ class Connection:
         except socket.gaierror as e:
             raise HostUnreachable(f"cannot resolve {spec.hostname}: {e.strerror}") from None
         except OSError as e:
-            raise HostUnreachable(f"connect to {where}: {e.strerror or e}") from None
+            err = HostUnreachable(f"connect to {where}: {e.strerror or e}")
+            # accepted, then reset at once: a server shedding load, worth another try
+            err.transient = isinstance(e, (ConnectionResetError, ConnectionAbortedError))
+            raise err from None
 
     def _handshake(self) -> tuple[paramiko.Transport, paramiko.PKey]:
         """Connect and run the SSH banner exchange and key exchange; return the transport and
