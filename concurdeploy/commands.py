@@ -76,6 +76,16 @@ OUTPUT_HELP = {
 }
 
 
+def _ask_passphrases(hosts) -> None:
+    """On a terminal, ask for the passphrases of encrypted ``key_file``s that have no
+    ``passphrase_env`` (before any worker starts: they inherit the answers)."""
+    from .passphrases import ask
+
+    ask(h.vars["key_file"] for h in hosts
+        if isinstance(h.vars.get("key_file"), str) and not h.vars.get("passphrase_env")
+        and h.vars.get("connection", "ssh") == "ssh")
+
+
 def _warm_up(c, executor: str | None = None) -> None:
     """Start the local pool's fork server early (its imports overlap our own work); not when
     the run goes to a Dask cluster (``--executor dask`` or config ``executor``)."""
@@ -430,11 +440,12 @@ def push(c, service, inventory=None, limit=None, retry_failed=None, forks=0, che
          command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
          quiet=False, executor=None, scheduler=None, retries=0):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
-    _warm_up(c, executor)
     from .operations import push as push_action
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, service, limit, retry_failed)
+    _ask_passphrases(hosts)  # before any worker starts: they inherit the answers
+    _warm_up(c, executor)
     build = _push_payload(_project_dir(c), check, diff, service)
     payloads = [build(h) for h in hosts]  # every declaration checked before any host is touched
     fan_out(c, hosts, push_action, payloads, forks=forks, deadline=deadline, inventory=inv,
@@ -461,13 +472,14 @@ def run(c, group, command, inventory=None, limit=None, retry_failed=None, forks=
         command_timeout=0.0, deadline=0.0, report_json=None, junit=None, no_progress=False, verbose=0,
         quiet=False, executor=None, scheduler=None, retries=0):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
-    _warm_up(c, executor)
     from .become import Become
     from .operations import RunJob, run_command
     from .service import secret_values
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, group, limit, retry_failed)
+    _ask_passphrases(hosts)  # before any worker starts: they inherit the answers
+    _warm_up(c, executor)
     jobs = []
     for h in hosts:
         become = None
@@ -495,11 +507,12 @@ def get(c, group, remote_path, local_dir, inventory=None, limit=None, retry_fail
         connect_timeout=0.0, command_timeout=0.0, deadline=0.0, report_json=None, junit=None,
         no_progress=False, verbose=0, quiet=False):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
-    _warm_up(c, "local")
     from .operations import GetJob, get_file
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, group, limit, retry_failed)
+    _ask_passphrases(hosts)  # before any worker starts: they inherit the answers
+    _warm_up(c, "local")
     job = GetJob(remote_path, os.path.abspath(local_dir))
     fan_out(c, hosts, get_file, [job] * len(hosts), forks=forks, deadline=deadline, inventory=inv,
             overrides=_overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config),
@@ -526,12 +539,13 @@ def put(c, group, src, dest, mode=None, validate=None, inventory=None, limit=Non
         report_json=None, junit=None, no_progress=False, verbose=0, quiet=False, executor=None,
         scheduler=None, retries=0):
     """Put one file on every host with the same atomic replace as push (no reload)."""
-    _warm_up(c, executor)
     from .operations import push as push_action
     from .service import TemplateFailed, put_job
 
     inv = load_inventory(c, inventory)
     hosts = select_hosts(inv, group, limit, retry_failed)
+    _ask_passphrases(hosts)  # before any worker starts: they inherit the answers
+    _warm_up(c, executor)
     project_dir, cache, payloads = _project_dir(c), {}, []
     for h in hosts:  # every host's job is built before any host is touched
         try:

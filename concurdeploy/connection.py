@@ -73,13 +73,17 @@ def load_private_key(text: str | None = None, path: str | None = None,
                 text = f.read()
         except OSError as e:
             raise CredentialsMissing(f"{what}: cannot read {path}: {e.strerror}") from None
+        if passphrase is None:  # asked on the controller's terminal (concurdeploy.passphrases)
+            from .passphrases import env_name
+
+            passphrase = os.environ.get(env_name(path))
     for cls in _KEY_CLASSES:
         try:
             return cls.from_private_key(io.StringIO(text or ""), password=passphrase)
         except paramiko.PasswordRequiredException:
             raise CredentialsMissing(
                 f"{what} is encrypted: set passphrase_env to the name of an environment "
-                f"variable holding its passphrase") from None
+                f"variable holding its passphrase (or run on a terminal to be asked)") from None
         except (paramiko.SSHException, ValueError, TypeError, IndexError):
             continue
     raise CredentialsMissing(f"{what} is not a usable Ed25519, ECDSA or RSA private key "
