@@ -63,7 +63,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from .exceptions import UsageError
-from .fanout import DEFAULT_FORKS, Job, _run_sendable, _safe_str
+from .fanout import DEFAULT_FORKS, Executor, Job, _run_sendable, _safe_str
 from .results import HostResult, Status
 from .specs import PushJob
 
@@ -163,7 +163,7 @@ class _RunState:
     starved: dict = field(default_factory=dict)    # pool -> since when no worker may take it
 
 
-class DaskPool:
+class DaskPool(Executor):
     """Run :class:`~concurdeploy.fanout.Job` s on a Dask cluster; same surface as ``WorkerPool``.
 
     Connecting happens here, before anything is sent: an unreachable scheduler, a cluster
@@ -283,26 +283,11 @@ class DaskPool:
 
     # ------------------------------------------------------------------ WorkerPool surface
 
-    def __enter__(self) -> "DaskPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def stop(self, reason: str) -> None:
-        """Send no more hosts in the current :meth:`run`; those not sent end ``skipped``."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
-
     def abort(self, reason: str) -> None:
         """:meth:`stop`, and ask in-flight hosts to stop at their next safe point (safe in a
         signal handler: the workers are told from :meth:`run`'s loop)."""
         self.stop(reason)
         self._abort_requested = True
-
-    @property
-    def stopped(self) -> str | None:
-        return self._stop_reason
 
     def run(self, jobs: Iterable[Job], on_result: Callable[[HostResult], None] | None = None,
             deadline: float | None = None, grace_s: float = 30.0,

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 from .results import HostResult, Status
 from .specs import ConnectSpec
 
-__all__ = ["Job", "run_host", "WorkerPool", "run_jobs", "warm_up", "DEFAULT_FORKS"]
+__all__ = ["Job", "run_host", "Executor", "WorkerPool", "run_jobs", "warm_up", "DEFAULT_FORKS"]
 
 #: Default number of hosts in flight at once (``--forks``).
 DEFAULT_FORKS = 50
@@ -192,6 +192,35 @@ def _worker_main(tasks, results, threads: int, abort=None) -> None:
 _PRELOAD = ["concurdeploy.connection", "concurdeploy.operations"]
 
 
+class Executor:
+    """What ``commands.fan_out`` needs of an executor (:class:`WorkerPool`, ``DaskPool``):
+    ``run`` and ``abort`` are theirs; stopping, the reason and the context manager are here."""
+
+    _stop_reason: str | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stop(self, reason: str) -> None:
+        """Start no more hosts in the current ``run``; those not started end ``skipped``.
+
+        Hosts in flight finish normally. Safe to call from ``on_result`` or a signal handler.
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the executor was stopped, or None."""
+        return self._stop_reason
+
+    def close(self) -> None:  # pragma: no cover - every executor defines it
+        raise NotImplementedError
+
+
 def warm_up() -> None:
     """Start the fork server now, so that its imports (paramiko, ≈0.3 s of CPU) run while
     the controller is still loading the inventory and checking the service; the first
@@ -202,7 +231,7 @@ def warm_up() -> None:
     forkserver.ensure_running()
 
 
-class WorkerPool:
+class WorkerPool(Executor):
     """A pool of worker processes, each driving several hosts at once with threads.
 
     Reusable across batches; use as a context manager so workers are always stopped::
@@ -229,12 +258,6 @@ class WorkerPool:
         self._stop_reason: str | None = None
         self._deaths = 0
 
-    def __enter__(self) -> "WorkerPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def _start(self) -> None:
         while len(self._procs) < self.processes:
             p = self._ctx.Process(target=_worker_main, args=(self._tasks, self._results, self.threads, self._abort),
@@ -242,23 +265,10 @@ class WorkerPool:
             p.start()
             self._procs.append(p)
 
-    def stop(self, reason: str) -> None:
-        """Start no more hosts in the current :meth:`run`; those not started end ``skipped``.
-
-        Hosts in flight finish normally. Safe to call from ``on_result`` or a signal handler.
-        """
-        if self._stop_reason is None:
-            self._stop_reason = reason
-
     def abort(self, reason: str) -> None:
         """:meth:`stop`, and ask in-flight hosts to stop at their next safe point."""
         self.stop(reason)
         self._abort.set()
-
-    @property
-    def stopped(self) -> str | None:
-        """Why the pool was stopped, or None."""
-        return self._stop_reason
 
     def run(self, jobs: Iterable[Job], on_result: Callable[[HostResult], None] | None = None,
             deadline: float | None = None, grace_s: float = 30.0,
