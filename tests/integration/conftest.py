@@ -20,6 +20,13 @@ import yaml
 HAPROXY_CFG = b"global\n    maxconn 2000\n\nfrontend web\n    bind :80\n    default_backend app\n"
 
 
+def statuses(out: str) -> dict:
+    """Map host -> status from the plain recap block (``RECAP …`` then ``  host  status``)."""
+    lines = out.split("RECAP", 1)[1].splitlines()[1:]
+    return {ln.split()[0]: ln.split()[1] for ln in lines
+            if ln.strip() and not ln.strip().startswith(("batch", "stopped", "JSON report", "JUnit report"))}
+
+
 @dataclass
 class Fleet:
     project: Path

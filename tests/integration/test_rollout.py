@@ -12,17 +12,13 @@ import time
 
 import pytest
 
-from .conftest import HAPROXY_CFG
+from .conftest import HAPROXY_CFG, statuses as _statuses
 
 pytestmark = pytest.mark.integration
 
 DEST = "{{ root }}/etc/haproxy/haproxy.cfg"
 
 
-def _statuses(out: str) -> dict:
-    lines = out.split("RECAP", 1)[1].splitlines()[1:]
-    return {ln.split()[0]: ln.split()[1] for ln in lines
-            if ln.strip() and not ln.strip().startswith(("batch", "stopped"))}
 
 
 def _snapshot(root) -> dict:
@@ -195,6 +191,18 @@ def test_bad_serial_is_a_usage_error(fleet):
     assert res.returncode == 2 and "--serial" in res.stderr and "Traceback" not in res.stderr
 
 
+def _push_until_uploaded(f, *args) -> subprocess.Popen:
+    """Start ``concurdeploy push haproxy ARGS`` and return once its uploads sit in their
+    temporary files (at most 20 s): the moment to interrupt it or to race it."""
+    proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy", *args],
+                            cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not f.temp_files():
+        time.sleep(0.05)
+    assert f.temp_files(), "the push never reached the upload step"
+    return proc
+
+
 def _children(pid: int) -> set:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
     return {int(x) for x in out.stdout.split()}
@@ -207,12 +215,7 @@ def test_sigint_mid_rollout_leaves_old_or_new_no_temp_files_no_orphans(fleet):
     # A slow validate makes the interrupt land while uploads sit in their temporary files.
     f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
                               "validate": "sleep 3; test -s {tmp}"}])
-    proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy", "-P", "3"],
-                            cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not f.temp_files():
-        time.sleep(0.05)
-    assert f.temp_files(), "the push never reached the upload step"
+    proc = _push_until_uploaded(f, "-P", "3")
     workers = set()
     for child in _children(proc.pid):
         workers |= {child} | _children(child)
@@ -235,11 +238,7 @@ def test_sigterm_exits_143(fleet):
     f = fleet(2)
     f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
                               "validate": "sleep 3; true {tmp}"}])
-    proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy"], cwd=f.project,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not f.temp_files():
-        time.sleep(0.05)
+    proc = _push_until_uploaded(f)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, out + err
@@ -250,11 +249,7 @@ def test_concurrent_runs_wait_for_the_lock_then_fail_clearly(fleet):
     f = fleet(1)
     f.write_inventory(lock_timeout=1, files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
                                               "validate": "sleep 4; true {tmp}"}])
-    first = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy"], cwd=f.project,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not f.temp_files():
-        time.sleep(0.05)
+    first = _push_until_uploaded(f)
     second = f.run("push", "haproxy")
     out1, _ = first.communicate(timeout=60)
     assert first.returncode == 0, out1
@@ -267,11 +262,7 @@ def test_concurrent_runs_with_enough_lock_timeout_both_succeed(fleet):
     f = fleet(1)
     f.write_inventory(lock_timeout=30, files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
                                                "validate": "sleep 2; true {tmp}"}])
-    first = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy"], cwd=f.project,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not f.temp_files():
-        time.sleep(0.05)
+    first = _push_until_uploaded(f)
     second = f.run("push", "haproxy")
     first.communicate(timeout=60)
     assert first.returncode == 0

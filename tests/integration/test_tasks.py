@@ -12,15 +12,11 @@ import time
 
 import pytest
 
-from .conftest import HAPROXY_CFG
+from .conftest import HAPROXY_CFG, statuses as _statuses
 
 pytestmark = pytest.mark.integration
 
 
-def _statuses(out: str) -> dict:
-    lines = out.split("RECAP", 1)[1].splitlines()[1:]
-    return {ln.split()[0]: ln.split()[1] for ln in lines
-            if ln.strip() and not ln.strip().startswith(("batch", "stopped", "JSON report", "JUnit report"))}
 
 
 def test_put_replaces_atomically_with_mode_and_validate(fleet):
