@@ -11,12 +11,15 @@ Settings, lowest precedence first (invoke's own layering, see ``invoke.Config``)
 
 Host vars from the inventory are *not* config: they describe hosts, and override the
 connection defaults here per host (see :mod:`concurdeploy.specs`). Flags override both.
-This module imports nothing of concurdeploy's but its leaves.
+This module imports nothing of concurdeploy's but the connection defaults of
+:mod:`concurdeploy.specs` (one table, so the two can never disagree).
 """
 
 from __future__ import annotations
 
 from invoke import Config as _InvokeConfig
+
+from .specs import DEFAULTS as _CONNECTION
 
 __all__ = ["Config", "DEFAULTS"]
 
@@ -26,9 +29,9 @@ DEFAULTS = {
     "forks": 50,                  # hosts in flight at once
     "processes": 0,               # worker processes; 0 = one per CPU (at most forks)
     "executor": "local",          # local (process pool) | dask (a Dask cluster, see scheduler)
-    "scheduler": "",              # the Dask scheduler's address, e.g. tcp://10.0.0.5:8786
-    "connect_timeout": 10.0,      # per phase: TCP connect, handshake, authentication
-    "command_timeout": 60.0,      # per remote command or SFTP request
+    "scheduler": "",              # the Dask scheduler's address, e.g. tcp://scheduler.example:8786
+    "connect_timeout": _CONNECTION["connect_timeout"],  # per phase: TCP, handshake, auth
+    "command_timeout": _CONNECTION["command_timeout"],  # per remote command or SFTP request
     "deadline": 0.0,              # whole run; 0 = none
     "host_key_policy": "",        # "" = host vars, else strict | accept-new | off
     "project_dir": "",            # set by the CLI: where tasks.py was found (else the cwd)
