@@ -21,7 +21,14 @@ Rules for your own tasks:
 import os
 import shlex
 
-from concurdeploy import HostResult, Status, cdtask, fan_out, load_inventory, select_hosts
+from concurdeploy import (
+    HostResult,
+    Status,
+    cdtask,
+    fan_out,
+    load_inventory,
+    select_hosts,
+)
 
 
 def seed_one(conn, payload):

@@ -60,7 +60,7 @@ async def _reader(src: asyncio.StreamReader, q: asyncio.Queue, d: float, state: 
             return
 
 
-async def _writer(q: asyncio.Queue, dst_fut: "asyncio.Future", closing: list):
+async def _writer(q: asyncio.Queue, dst_fut: asyncio.Future, closing: list):
     loop = asyncio.get_running_loop()
     dst = await dst_fut
     if dst is None:
@@ -97,7 +97,7 @@ async def _handle(client_r, client_w, target: int, d: float, stats: Stats):
         await asyncio.sleep(3 * d)  # TCP three-way handshake
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", target), 10)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             up_fut.set_result(None)
             t_read_c.cancel()
             client_w.close()
@@ -152,7 +152,7 @@ async def main_async(args) -> None:
     stdin_task = asyncio.create_task(watch_stdin())
     try:
         await asyncio.wait_for(stop, args.max_seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     stdin_task.cancel()
     for srv in servers:

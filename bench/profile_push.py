@@ -117,7 +117,8 @@ def instrument(timers: Timers):
 
     import paramiko
 
-    from concurdeploy import connection, hostkeys, operations
+    from concurdeploy.operations import operations
+    from concurdeploy.ssh import connection, hostkeys
 
     timers.wrap(paramiko.Transport, "__init__", "paramiko Transport object set-up")
     timers.wrap(connection.Connection, "open", "Connection.open glue (own code)")
@@ -142,7 +143,7 @@ def instrument(timers: Timers):
 
 class Counts:
     """SSH messages sent/received and SFTP requests by type, for the main push; and how often
-    concurdeploy.connection's wait loops called select() and how many of those returned at once
+    concurdeploy.ssh.connection's wait loops called select() and how many of those returned at once
     because the channel had EOF but no exit status yet (busy-wait)."""
 
     def __init__(self):
@@ -162,7 +163,7 @@ class Counts:
         from paramiko import common, sftp
         from paramiko.packet import Packetizer
 
-        from concurdeploy import connection
+        from concurdeploy.ssh import connection
         counts = self
 
         class SelectCounter:
@@ -215,9 +216,9 @@ class Counts:
 def _load(spec):
     from dataclasses import replace
 
-    from concurdeploy.inventory import load
-    from concurdeploy.service import push_job
-    from concurdeploy.specs import connect_spec
+    from concurdeploy.inventory.model import load
+    from concurdeploy.operations.service import push_job
+    from concurdeploy.ssh.specs import connect_spec
     inv = load(os.path.join(spec["project"], spec["inventory"]))
     host = inv.select("bench")[0]
     job = push_job(host, spec["project"])
@@ -227,8 +228,8 @@ def _load(spec):
 
 def push_loop(spec, k: int, port: int | None, known_hosts: str | None, timers: Timers | None,
               counts: Counts | None):
-    from concurdeploy.connection import Connection
-    from concurdeploy.operations import push
+    from concurdeploy.operations.push import push
+    from concurdeploy.ssh.connection import Connection
     cs, job, replace = _load(spec)
     if port:
         cs = replace(cs, port=port, known_hosts=known_hosts)
@@ -330,7 +331,7 @@ def phases(spec_path: str) -> dict:
                       "round_trips": round((d["wall_ms"] - sp[lab]["wall_ms"]) / rtt_ms, 2),
                       "wall_ms_nodelay": round(pn["wall_ms"], 2),
                       "round_trips_nodelay": round((dn["wall_ms"] - pn["wall_ms"]) / rtt_ms, 2)})
-    mean = lambda it: statistics.fmean(i["wall"] for i in it) * 1000  # noqa: E731
+    mean = lambda it: statistics.fmean(i["wall"] for i in it) * 1000
     tot_plain = mean(plain)
     tot_cpu = statistics.fmean(i["cpu"] for i in plain) * 1000
     tot_del = mean(delayed)

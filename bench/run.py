@@ -46,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,8 +55,9 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from measure import Measurement, become_subreaper, run_measured  # noqa: E402
-from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys  # noqa: E402
+from measure import Measurement, become_subreaper, run_measured
+
+from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys
 
 VENV_PY = BENCH / ".venv" / "bin" / "python"
 BENCH_USER = "cdbench"
@@ -866,7 +866,7 @@ def evaluate_targets(data: dict) -> list[dict]:
         c = get(w, "concurdeploy")
         if c:
             mem = c["mem_peak_mib"] * 2**20 / 1e6
-            out.append({"target": f"controller memory at 256 hosts ≤ 300 MB summed" + ("" if w == "cfg-256" else " (measured at 64: 256 not run)"),
+            out.append({"target": "controller memory at 256 hosts ≤ 300 MB summed" + ("" if w == "cfg-256" else " (measured at 64: 256 not run)"),
                         "measured": f"{mem:.0f} MB (highest peak of the runs) at {c['n']} hosts",
                         "verdict": verdict(mem <= 300, f"{mem - 300:.0f} MB")})
             break
@@ -962,7 +962,7 @@ def main() -> int:
     big = not args.no_big and not quick
     prof = not args.no_profile and not quick
     only = set(filter(None, args.only.split(",")))
-    step = lambda name: not only or name in only  # noqa: E731
+    step = lambda name: not only or name in only
     if only:
         wan, big, prof = wan or "wan" in only, big or "big" in only, prof or bool(only & {"roundtrips", "profile"})
         if not step("cfg"):

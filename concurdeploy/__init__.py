@@ -10,15 +10,15 @@ Names are imported lazily so that ``concurdeploy --help`` never pays for paramik
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Connection": "connection", "load_private_key": "connection",
-    "Job": "fanout", "WorkerPool": "fanout", "run_host": "fanout", "run_jobs": "fanout",
-    "Inventory": "inventory", "Host": "inventory", "Group": "inventory", "load": "inventory",
-    "push": "operations", "replace_atomically": "operations", "temp_name": "operations",
-    "gather_facts": "operations", "RunJob": "operations", "GetJob": "operations",
-    "HostResult": "results", "FileChange": "results", "CommandResult": "results", "Status": "results",
-    "ConnectSpec": "specs", "FileSpec": "specs", "PushJob": "specs", "connect_spec": "specs",
-    "cdtask": "commands", "fan_out": "commands", "load_inventory": "commands",
-    "select_hosts": "commands",
+    "Connection": "ssh.connection", "load_private_key": "ssh.connection",
+    "Job": "executors.local", "WorkerPool": "executors.local", "run_host": "executors.local", "run_jobs": "executors.local",
+    "Inventory": "inventory.model", "Host": "inventory.model", "Group": "inventory.model", "load": "inventory.model",
+    "push": "operations.push", "replace_atomically": "operations.push", "temp_name": "operations.push",
+    "gather_facts": "operations.push", "RunJob": "operations.commands", "GetJob": "operations.commands",
+    "HostResult": "records", "FileChange": "records", "CommandResult": "records", "Status": "records",
+    "ConnectSpec": "ssh.specs", "FileSpec": "operations.jobs", "PushJob": "operations.jobs", "connect_spec": "ssh.specs",
+    "cdtask": "cli.tasks", "fan_out": "api", "load_inventory": "api",
+    "select_hosts": "api",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

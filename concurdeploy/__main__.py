@@ -1,5 +1,5 @@
 """``python -m concurdeploy`` — same as the ``concurdeploy`` command."""
 
-from .main import program
+from concurdeploy.cli.program import program
 
 program.run()

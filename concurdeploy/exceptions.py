@@ -36,12 +36,31 @@ This module imports nothing of concurdeploy's.
 from __future__ import annotations
 
 __all__ = [
-    "ConcurdeployError", "UsageError", "InventoryError", "UnknownGroup", "NoHostsMatched",
-    "ServiceError", "HostError", "HostUnreachable", "AuthFailed", "CredentialsMissing",
-    "HostKeyError", "HostKeyUnknown", "HostKeyMismatch", "CommandTimeout",
-    "RemoteCommandFailed", "ValidateFailed", "ReloadFailed", "DestinationError",
-    "UploadCorrupted", "RenameUnsupported", "LockBusy", "RollbackFailed", "Interrupted",
-    "HostsFailed", "RunInterrupted",
+    "AuthFailed",
+    "CommandTimeout",
+    "ConcurdeployError",
+    "CredentialsMissing",
+    "DestinationError",
+    "HostError",
+    "HostKeyError",
+    "HostKeyMismatch",
+    "HostKeyUnknown",
+    "HostUnreachable",
+    "HostsFailed",
+    "Interrupted",
+    "InventoryError",
+    "LockBusy",
+    "NoHostsMatched",
+    "ReloadFailed",
+    "RemoteCommandFailed",
+    "RenameUnsupported",
+    "RollbackFailed",
+    "RunInterrupted",
+    "ServiceError",
+    "UnknownGroup",
+    "UploadCorrupted",
+    "UsageError",
+    "ValidateFailed",
 ]
 
 

@@ -13,7 +13,7 @@ import time
 
 import paramiko
 
-from concurdeploy.results import HostResult, Status
+from concurdeploy.records import HostResult, Status
 
 
 def _ok(conn, **data) -> HostResult:

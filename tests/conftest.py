@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -33,8 +33,8 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from tests import sshd as sshd_helpers  # noqa: E402
-from tests.sshd import (  # noqa: E402
+from tests import sshd as sshd_helpers
+from tests.sshd import (
     SSHD_INSTALL_HINT,
     ClientKeys,
     OpenSSHServer,

@@ -30,17 +30,17 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 __all__ = [
     "SSHD_INSTALL_HINT",
     "ClientKeys",
     "OpenSSHServer",
     "StallingServer",
-    "find_sshd",
     "find_ssh_keygen",
+    "find_sshd",
     "free_port",
     "generate_client_keys",
     "known_hosts_file",
@@ -571,7 +571,7 @@ class OpenSSHServer:
                 _wait_pids_gone(survivors, timeout=1.0)
         self._cleanup_proc()
 
-    def __enter__(self) -> "OpenSSHServer":
+    def __enter__(self) -> OpenSSHServer:
         self.start()
         return self
 
@@ -671,7 +671,7 @@ class StallingServer:
         with self._lock:
             return len(self._conns)
 
-    def start(self) -> "StallingServer":
+    def start(self) -> StallingServer:
         """Bind, listen and start the accept thread; returns self."""
         if self._sock is not None:
             return self
@@ -693,7 +693,7 @@ class StallingServer:
         while not self._stop.is_set():
             try:
                 conn, _ = sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break
@@ -720,7 +720,7 @@ class StallingServer:
             except OSError:
                 pass
 
-    def __enter__(self) -> "StallingServer":
+    def __enter__(self) -> StallingServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

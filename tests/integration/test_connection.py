@@ -1,4 +1,4 @@
-"""``concurdeploy.connection.Connection`` against real SSH servers on 127.0.0.1.
+"""``concurdeploy.ssh.connection.Connection`` against real SSH servers on 127.0.0.1.
 
 Authentication (every key type, ``key_env``, passphrases, ssh-agent, passwords), host key
 policies (strict / accept-new / off, hashed and ``[host]:port`` entries, concurrent
@@ -24,14 +24,20 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from concurdeploy.connection import Connection
-from concurdeploy.exceptions import (AuthFailed, CommandTimeout, CredentialsMissing,
-                                     HostKeyMismatch, HostKeyUnknown, HostUnreachable)
-from concurdeploy.fanout import Job, run_host, run_jobs
-from concurdeploy.hostkeys import fingerprint
-from concurdeploy.operations import RunJob, run_command
-from concurdeploy.results import Status
-from concurdeploy.specs import ConnectSpec
+from concurdeploy.exceptions import (
+    AuthFailed,
+    CommandTimeout,
+    CredentialsMissing,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    HostUnreachable,
+)
+from concurdeploy.executors.local import Job, run_host, run_jobs
+from concurdeploy.operations.commands import RunJob, run_command
+from concurdeploy.records import Status
+from concurdeploy.ssh.connection import Connection
+from concurdeploy.ssh.hostkeys import fingerprint
+from concurdeploy.ssh.specs import ConnectSpec
 from tests.sshd import find_ssh_keygen, free_port, login_user
 
 pytestmark = pytest.mark.integration
@@ -399,7 +405,7 @@ class PasswordServer:
         while not self._stop.is_set():
             try:
                 sock, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -723,7 +729,7 @@ def test_stalling_host_is_not_retried(stalling_server, client_keys, tmp_path):
 
 def test_paramiko_banner_timeout_counts_as_a_timeout(stalling_server):
     """paramiko's own banner timeout (racing start_client's) must be told from a reset too."""
-    from concurdeploy.connection import _timed_out
+    from concurdeploy.ssh.connection import _timed_out
 
     t = paramiko.Transport(socket.create_connection((LOOPBACK, stalling_server.port), timeout=2))
     t.banner_timeout = 0.3

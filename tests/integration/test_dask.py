@@ -332,7 +332,7 @@ def test_no_secret_is_sent_to_the_cluster_and_a_worker_without_it_fails_that_hos
     """Runs the CLI in this process so that everything handed to Dask can be inspected."""
     import cloudpickle
 
-    from concurdeploy.main import program
+    from concurdeploy.cli.program import program
 
     f = fleet(4)
     key_text = Path(client_keys.rsa).read_text()
@@ -403,7 +403,7 @@ def test_unreachable_scheduler_missing_extra_or_address_exit_2_before_any_host(f
     assert res.returncode == 2 and "local or dask" in res.stderr
 
     code = ("import sys; sys.modules['distributed'] = None; sys.argv = ['concurdeploy', 'push', 'haproxy', "
-            f"'--executor', 'dask', '--scheduler', {dead!r}]; from concurdeploy.main import program; program.run()")
+            f"'--executor', 'dask', '--scheduler', {dead!r}]; from concurdeploy.cli.program import program; program.run()")
     res = subprocess.run([sys.executable, "-c", code], cwd=f.project, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "pip install 'concurdeploy[dask]'" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -412,7 +412,7 @@ def test_unreachable_scheduler_missing_extra_or_address_exit_2_before_any_host(f
 
 
 def test_placement_and_locality_rules():
-    from concurdeploy.dask_pool import _Worker, is_loopback, serves
+    from concurdeploy.executors.dask import _Worker, is_loopback, serves
 
     eu = _Worker("tcp://10.0.0.1:1", "w7", 2, {"pool-eu": 1})
     named = _Worker("tcp://10.0.0.2:1", "eu-2", 2, {})

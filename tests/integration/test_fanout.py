@@ -1,4 +1,4 @@
-"""The worker pool (``concurdeploy.fanout``) against a real OpenSSH sshd on loopback.
+"""The worker pool (``concurdeploy.executors.local``) against a real OpenSSH sshd on loopback.
 
 Actions live in ``tests/actions.py`` so worker processes can import them by reference.
 Every run here is bounded by a ``deadline`` so a fan-out bug shows up as a failed
@@ -19,9 +19,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from concurdeploy.fanout import Job, WorkerPool, run_jobs
-from concurdeploy.results import HostResult, Status
-from concurdeploy.specs import ConnectSpec
+from concurdeploy.executors.local import Job, WorkerPool, run_jobs
+from concurdeploy.records import HostResult, Status
+from concurdeploy.ssh.specs import ConnectSpec
 from tests import actions
 from tests.sshd import login_user
 
@@ -235,8 +235,8 @@ def test_deadline_with_many_queued_jobs_lets_the_process_exit(tmp_path, spec_for
     script.write_text(textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from concurdeploy.fanout import Job, WorkerPool
-        from concurdeploy.specs import ConnectSpec
+        from concurdeploy.executors.local import Job, WorkerPool
+        from concurdeploy.ssh.specs import ConnectSpec
         from tests import actions
         if __name__ == "__main__":  # workers start with forkserver: they re-import this file
             spec = ConnectSpec(**{spec.__dict__!r})

@@ -26,13 +26,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from concurdeploy import connection
-from concurdeploy.connection import Connection
-from concurdeploy.exceptions import AuthFailed, HostKeyMismatch, HostKeyUnknown, HostUnreachable
-from concurdeploy.fanout import Job, run_host, run_jobs
-from concurdeploy.operations import RunJob, run_command
-from concurdeploy.results import Status
-from concurdeploy.specs import ConnectSpec, connect_spec
+from concurdeploy.exceptions import (
+    AuthFailed,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    HostUnreachable,
+)
+from concurdeploy.executors.local import Job, run_host, run_jobs
+from concurdeploy.operations.commands import RunJob, run_command
+from concurdeploy.records import Status
+from concurdeploy.ssh import connection
+from concurdeploy.ssh.connection import Connection
+from concurdeploy.ssh.specs import ConnectSpec, connect_spec
 from tests.sshd import _descendants, free_port, login_user
 
 pytestmark = pytest.mark.integration
@@ -352,7 +357,7 @@ def test_jump_naming_an_inventory_host(fleet, sshd_factory, known_hosts_file):
     inv["all"]["children"]["bastions"] = {"hosts": {"gate": {"host": "127.0.0.1", "port": bastion.port}}}
     path.write_text(yaml.safe_dump(inv, sort_keys=False))
 
-    from concurdeploy.inventory import load
+    from concurdeploy.inventory.model import load
     loaded = load(path)
     spec = connect_spec("h1", loaded.hosts["h1"].vars, inventory=loaded)
     assert [(h.name, h.port) for h in spec.jump] == [("gate", bastion.port)]

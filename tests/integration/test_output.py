@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from concurdeploy import reports
+from concurdeploy.report import files as reports
 
 from .conftest import HAPROXY_CFG
 
@@ -245,7 +245,7 @@ def test_pty_run_shows_live_progress_and_coloured_recap(fleet):
 def test_pty_run_interrupted_closes_the_display_and_writes_the_report(fleet):
     f = fleet(2)
     f.write_inventory(files=[{**FILE, "validate": "touch '{{ root }}/validating'; sleep 5; test -s {tmp}"}])
-    started = lambda: all((f.root(n) / "validating").exists() for n in f.names)  # noqa: E731
+    started = lambda: all((f.root(n) / "validating").exists() for n in f.names)
     code, out = _run_in_pty(f, "push", "haproxy", "--report-json", "run.json", interrupt_when=started)
     assert code == 130, out
     assert out.rfind("\x1b[?25h") > out.rfind("\x1b[?25l")       # cursor shown again at the end
@@ -319,6 +319,6 @@ def test_help_imports_neither_rich_nor_paramiko(tmp_path):
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "concurdeploy", "--help"],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    imported = re.findall(r"\|\s+([\w.]+)\s*$", res.stderr, re.M)
+    imported = re.findall(r"\|\s+([\w.]+)\s*$", res.stderr, re.MULTILINE)
     assert imported, res.stderr[:500]
     assert not [m for m in imported if m.split(".")[0] in ("rich", "paramiko")]

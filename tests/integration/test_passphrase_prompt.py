@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import errno
 import os
+import pty
 import select
 import signal
 import subprocess
 import sys
 import time
-import pty
 
 import pytest
 
-from concurdeploy.passphrases import env_name, is_encrypted
+from concurdeploy.ssh.passphrases import is_encrypted
 
 pytestmark = pytest.mark.integration
 PASSPHRASE = "correct horse battery"

@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from concurdeploy.fanout import Job, run_host
-from concurdeploy.results import HostResult, Status
-from concurdeploy.specs import ConnectSpec
+from concurdeploy.executors.local import Job, run_host
+from concurdeploy.records import HostResult, Status
+from concurdeploy.ssh.specs import ConnectSpec
 
 pytestmark = pytest.mark.integration
 

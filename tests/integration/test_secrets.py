@@ -145,11 +145,11 @@ def test_secret_var_printed_by_validate_reload_and_run_is_masked(fleet, tmp_path
 # --------------------------------------------------------------------------------------------
 
 def test_connection_errors_carry_no_secret(sshd_factory, known_hosts_file, tmp_path, monkeypatch):
-    from concurdeploy.connection import Connection
     from concurdeploy.exceptions import HostError
-    from concurdeploy.fanout import Job, run_host
-    from concurdeploy.operations import RunJob, run_command
-    from concurdeploy.specs import connect_spec
+    from concurdeploy.executors.local import Job, run_host
+    from concurdeploy.operations.commands import RunJob, run_command
+    from concurdeploy.ssh.connection import Connection
+    from concurdeploy.ssh.specs import connect_spec
 
     (srv,) = sshd_factory(1)
     kh = known_hosts_file([srv])

@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from concurdeploy.connection import Connection
 from concurdeploy.exceptions import HostUnreachable
-from concurdeploy.fanout import Job, run_host
-from concurdeploy.operations import RunJob, run_command
-from concurdeploy.results import Status
-from concurdeploy.specs import connect_spec
+from concurdeploy.executors.local import Job, run_host
+from concurdeploy.operations.commands import RunJob, run_command
+from concurdeploy.records import Status
+from concurdeploy.ssh.connection import Connection
+from concurdeploy.ssh.specs import connect_spec
 from tests.sshd import free_port, login_user
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_cli_run_uses_the_alias_in_worker_processes(server, client_keys, known_h
 
 def test_resolved_in_the_controller_the_worker_never_reads_it(server, client_keys,
                                                               known_hosts_file, tmp_path):
-    from concurdeploy.fanout import run_jobs
+    from concurdeploy.executors.local import run_jobs
 
     cfg = tmp_path / "config"
     cfg.write_text(config_for(server.port, client_keys.ed25519))

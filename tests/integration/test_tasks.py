@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from .conftest import HAPROXY_CFG, statuses as _statuses
+from .conftest import HAPROXY_CFG
+from .conftest import statuses as _statuses
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from concurdeploy import console, report
 from concurdeploy.exceptions import UsageError
-from concurdeploy.results import FileChange, HostResult, Status
+from concurdeploy.records import FileChange, HostResult, Status
+from concurdeploy.report import console
+from concurdeploy.report import text as report
 
 A, B = "a" * 64, "b" * 64
 RESULTS = [
@@ -139,10 +140,9 @@ def test_live_display_is_closed_when_the_run_raises(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")
     stdout = sys.stdout
     tty = FakeTTY()
-    with pytest.raises(KeyboardInterrupt):
-        with console.Console(2, stream=tty) as out:
-            out.host_done(RESULTS[0])
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), console.Console(2, stream=tty) as out:
+        out.host_done(RESULTS[0])
+        raise KeyboardInterrupt
     assert sys.stdout is stdout
     assert tty.getvalue().rstrip().endswith("\x1b[?25h") or "\x1b[?25h" in tty.getvalue()
     out.close()                                        # idempotent
@@ -151,8 +151,8 @@ def test_live_display_is_closed_when_the_run_raises(monkeypatch):
 def test_plain_run_never_imports_rich():
     code = (
         "import io, sys\n"
-        "from concurdeploy import console\n"
-        "from concurdeploy.results import HostResult, Status\n"
+        "from concurdeploy.report import console\n"
+        "from concurdeploy.records import HostResult, Status\n"
         "r = [HostResult('a', Status.OK)]\n"
         "with console.Console(1, stream=io.StringIO()) as c:\n"
         "    c.host_done(r[0]); c.finish(r, 0.1)\n"

@@ -1,4 +1,4 @@
-"""``concurdeploy.hostkeys`` without a network: fingerprints, known_hosts parsing, policies."""
+"""``concurdeploy.ssh.hostkeys`` without a network: fingerprints, known_hosts parsing, policies."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from concurdeploy import hostkeys
 from concurdeploy.exceptions import HostKeyMismatch, HostKeyUnknown
+from concurdeploy.ssh import hostkeys
 from tests.sshd import find_ssh_keygen
 
 PORT = 2222

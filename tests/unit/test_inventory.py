@@ -1,4 +1,4 @@
-"""Unit tests for concurdeploy.inventory: format, precedence, aliases, errors, locations."""
+"""Unit tests for concurdeploy.inventory.model: format, precedence, aliases, errors, locations."""
 
 from __future__ import annotations
 
@@ -11,8 +11,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from concurdeploy.exceptions import InventoryError, NoHostsMatched, UnknownGroup, UsageError
-from concurdeploy.inventory import Group, Host, Inventory, YamlMapping, load, where
+from concurdeploy.exceptions import (
+    InventoryError,
+    NoHostsMatched,
+    UnknownGroup,
+    UsageError,
+)
+from concurdeploy.inventory.model import (
+    Group,
+    Host,
+    Inventory,
+    YamlMapping,
+    load,
+    where,
+)
 
 
 def write(directory: Path, name: str, text: str) -> Path:

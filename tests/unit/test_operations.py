@@ -1,4 +1,4 @@
-"""Local, SSH-free checks of the pieces of ``concurdeploy.operations`` that build remote paths
+"""Local, SSH-free checks of the pieces of ``concurdeploy.operations.push`` that build remote paths
 and shell scripts: :func:`temp_name` and the prepare script (run here with a real ``sh``)."""
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from concurdeploy.operations import (_FAIL, _WARN, DestFacts, _prepare_script, q, temp_name)
-from concurdeploy.specs import FileSpec
+from concurdeploy.operations.jobs import FileSpec
+from concurdeploy.operations.push import (
+    _FAIL,
+    _WARN,
+    DestFacts,
+    _prepare_script,
+    q,
+    temp_name,
+)
 
 HEX32 = r"[0-9a-f]{32}"
 NASTY = "conf dir $(touch pwned) ;'\"&`id` \\ *"

@@ -1,4 +1,4 @@
-"""Unit tests for concurdeploy.patterns: every Ansible pattern form, errors, @file."""
+"""Unit tests for concurdeploy.inventory.patterns: every Ansible pattern form, errors, @file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from concurdeploy.exceptions import InventoryError, NoHostsMatched
-from concurdeploy.inventory import load
-from concurdeploy.patterns import select, split_pattern
+from concurdeploy.inventory.model import load
+from concurdeploy.inventory.patterns import select, split_pattern
 
 INVENTORY = """\
 all:

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from concurdeploy import reports
 from concurdeploy.exceptions import UsageError
-from concurdeploy.results import FileChange, HostResult, RunRecord, Status
+from concurdeploy.records import FileChange, HostResult, RunRecord, Status
+from concurdeploy.report import files as reports
 
 A, B = "a" * 64, "b" * 64
 
@@ -44,7 +44,8 @@ def test_schema_is_draft_2020_12_and_shipped_beside_the_module():
     assert schema["properties"]["schema"]["const"] == reports.SCHEMA_ID == "concurdeploy.report/1"
     here = os.path.dirname(reports.__file__)
     assert os.path.isfile(os.path.join(here, "report.schema.json"))
-    setup_cfg = open(os.path.join(here, os.pardir, "setup.cfg")).read()
+    with open(os.path.join(here, os.pardir, os.pardir, "setup.cfg")) as f:
+        setup_cfg = f.read()
     assert "report.schema.json" in setup_cfg.split("[options.package_data]", 1)[1]
 
 

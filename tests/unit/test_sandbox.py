@@ -1,4 +1,4 @@
-"""concurdeploy.sandbox: real SSH over loopback, paramiko client with strict host keys, no mocks."""
+"""concurdeploy.sandbox.server: real SSH over loopback, paramiko client with strict host keys, no mocks."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ import time
 import paramiko
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 
-from concurdeploy.sandbox import Sandbox
+from concurdeploy.sandbox.server import Sandbox
 
 TIMEOUT = 15  # seconds: upper bound on any single network wait in these tests
 
@@ -350,7 +354,7 @@ def test_ten_concurrent_connections(sandbox, tmp_path):
 _RUDE_CLIENTS = r"""
 import socket, struct, sys, time
 import paramiko
-from concurdeploy.sandbox import Sandbox
+from concurdeploy.sandbox.server import Sandbox
 
 RST = struct.pack("ii", 1, 0)
 with Sandbox(sys.argv[1]) as sb:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from concurdeploy import sshconfig
 from concurdeploy.exceptions import InventoryError, UsageError
-from concurdeploy.inventory import load
-from concurdeploy.specs import DEFAULTS, ConnectSpec, connect_spec
+from concurdeploy.inventory.model import load
+from concurdeploy.ssh import sshconfig
+from concurdeploy.ssh.specs import DEFAULTS, ConnectSpec, connect_spec
 
 
 def write(path: Path, text: str) -> str:

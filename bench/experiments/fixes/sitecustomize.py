@@ -11,7 +11,7 @@ workers all load it). It measures what these changes to concurdeploy/connection.
    ``exit-status`` arrives. The shim waits on ``chan.status_event`` instead, which is what the fix
    in ``Connection.run`` would do.
 
-The shim replaces the ``select`` module *as seen by concurdeploy.connection* only, once that
+The shim replaces the ``select`` module *as seen by concurdeploy.ssh.connection* only, once that
 module is imported (a meta-path hook), so the CLI does not import paramiko any earlier.
 """
 import importlib.abc
@@ -36,7 +36,7 @@ socket.create_connection = create_connection
 
 
 class _SelectShim:
-    """``select`` for concurdeploy.connection: on a paramiko channel that has EOF but no exit
+    """``select`` for concurdeploy.ssh.connection: on a paramiko channel that has EOF but no exit
     status yet (and no buffered data), wait on its status event instead of returning at once."""
 
     def __getattr__(self, name):
@@ -55,7 +55,7 @@ class _SelectShim:
 
 class _Patcher(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path, target=None):
-        if fullname != "concurdeploy.connection":
+        if fullname != "concurdeploy.ssh.connection":
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None:

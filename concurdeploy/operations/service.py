@@ -31,11 +31,11 @@ import os
 import posixpath
 import re
 
-from .exceptions import ServiceError
-from .inventory import Host, where
-from .specs import FileSpec, PushJob
+from concurdeploy.exceptions import ServiceError
+from concurdeploy.inventory.model import Host, where
+from concurdeploy.operations.jobs import FileSpec, PushJob
 
-__all__ = ["FILE_KEYS", "push_job", "put_job", "secret_values", "become_of", "TemplateFailed"]
+__all__ = ["FILE_KEYS", "TemplateFailed", "become_of", "push_job", "put_job", "secret_values"]
 
 FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template", "replace")
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
@@ -199,12 +199,12 @@ def _number(host: Host, key: str, default, kind):
 
 
 def become_of(host: Host):
-    """The host's :class:`~concurdeploy.become.Become` from vars ``become`` (bool),
+    """The host's :class:`~concurdeploy.operations.become.Become` from vars ``become`` (bool),
     ``become_user`` (default root) and ``become_password_env``; None when ``become`` is false.
 
     :raises ServiceError: wrong types.
     """
-    from .become import Become
+    from concurdeploy.operations.become import Become
 
     flag = host.vars.get("become", False)
     if not isinstance(flag, bool):

@@ -1,4 +1,4 @@
-"""``concurdeploy keyscan GROUP``: record the SSH host keys of new hosts, on purpose.
+"""Host key scanning for ``concurdeploy keyscan GROUP`` (the task: :mod:`concurdeploy.cli.keyscan`): record the SSH host keys of new hosts, on purpose.
 
 Each host (and each jump host in front of one) is connected to just far enough to get its
 host key: TCP (or a ``direct-tcpip`` channel through its bastion), SSH banner, key
@@ -12,7 +12,7 @@ exchange, close. No authentication on the host itself. One line per host::
 - ``new``: the host is not in known_hosts. With ``--yes`` (or a ``y`` at the prompt, only
   ever asked on a terminal) its key is appended to the host's known_hosts file (the
   ``--known-hosts`` file, else the ``known_hosts`` var): one line per host, append-only,
-  under the same exclusive lock as ``accept-new`` (:func:`concurdeploy.hostkeys._append`).
+  under the same exclusive lock as ``accept-new`` (:func:`concurdeploy.ssh.hostkeys._append`).
   Without ``--yes`` and without a terminal nothing is written: the keys that would be
   added are shown and the command exits 1 (never a prompt in CI).
 - ``CHANGED``: known_hosts holds another key for the host (or marks this one
@@ -27,17 +27,12 @@ hosts behind it. Scans run in at most ``--forks`` threads, each phase bounded by
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from invoke import Exit
+from concurdeploy.ssh.specs import ConnectSpec
 
-from .commands import COMMON_HELP, cdtask, load_inventory, select_hosts
-from .exceptions import HostsFailed
-from .specs import ConnectSpec, connect_spec
-
-__all__ = ["keyscan", "Scan", "scan_all"]
+__all__ = ["Scan", "scan_all"]
 
 
 @dataclass
@@ -78,9 +73,9 @@ def _targets(specs: list[ConnectSpec]) -> list[Scan]:
 
 
 def _scan_one(target: Scan) -> None:
-    from . import hostkeys
-    from .connection import Connection
-    from .exceptions import HostError, HostKeyMismatch, HostKeyUnknown
+    from concurdeploy.exceptions import HostError, HostKeyMismatch, HostKeyUnknown
+    from concurdeploy.ssh import hostkeys
+    from concurdeploy.ssh.connection import Connection
 
     spec = target.spec
     try:
@@ -134,16 +129,11 @@ def _hop_key(hops, i):
     return (hops[i].hostname, hops[i].port, tuple((h.hostname, h.port) for h in hops[:i]))
 
 
-def _line(t: Scan, width: int, ep_width: int) -> str:
-    head = f"{t.label:<{width}}  {t.endpoint:<{ep_width}}"
-    if t.state in ("error", "skipped"):
-        return f"{head}  {t.state}: {t.detail}"
-    return f"{head}  {t.key_type}  {t.fingerprint}  {t.state}"
 
 
 def _record(targets: list[Scan]) -> None:
-    from . import hostkeys
-    from .exceptions import HostKeyMismatch
+    from concurdeploy.exceptions import HostKeyMismatch
+    from concurdeploy.ssh import hostkeys
 
     for t in targets:
         spec = t.spec
@@ -157,97 +147,5 @@ def _record(targets: list[Scan]) -> None:
             t.state, t.detail = "error", f"cannot write {spec.known_hosts}: {e.strerror or e}"
 
 
-def _interactive() -> bool:
-    try:
-        return sys.stdin.isatty() and sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
-@cdtask(help={
-    "group": "Group or host pattern whose host keys to scan.",
-    "inventory": COMMON_HELP["inventory"],
-    "limit": COMMON_HELP["limit"],
-    "known_hosts": "known_hosts file to check and append to (default: each host's known_hosts var, "
-                   "else ~/.ssh/known_hosts).",
-    "yes": "Record the new keys without asking (needed when not on a terminal).",
-    "forks": "Hosts scanned at once (default 50, or $CONCURDEPLOY_FORKS).",
-    "ssh_config": "OpenSSH client config to read (default ~/.ssh/config; 'none' = none).",
-    "connect_timeout": COMMON_HELP["connect_timeout"],
-})
-def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, forks=0,
-            ssh_config=None, connect_timeout=0.0):
-    """Show hosts' SSH host keys (SHA256 fingerprints) and record the new ones in known_hosts."""
-    inv = load_inventory(c, inventory)
-    hosts = select_hosts(inv, group, limit)
-    overrides = {"known_hosts": known_hosts or None, "ssh_config": ssh_config or None,
-                 "connect_timeout": connect_timeout or None}
-    defaults = {"connect_timeout": c.config.get("connect_timeout"),
-                "command_timeout": c.config.get("command_timeout")}
-    sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
-    specs = [connect_spec(h.name, h.vars, overrides, defaults=defaults, inventory=inv)
-             for h in hosts if h.name not in sandboxed]
-    for name in sandboxed:
-        print(f"{name}  skipped: a sandbox host (its keys are the sandbox's own)")
-    if not specs:
-        return
-    targets = _targets(specs)
-    width = max(len(t.label) for t in targets)
-    ep_width = max(len(t.endpoint) for t in targets)
-    forks = int(forks or c.config.get("forks") or 50)
-    interactive = _interactive()
-    declined = []
-
-    def after_level(level: list[Scan]) -> bool:
-        for t in level:
-            print(_line(t, width, ep_width), flush=True)
-        new = [t for t in level if t.state == "new"]
-        if not new:
-            return False
-        files = sorted({t.spec.known_hosts for t in new})
-        if not yes:
-            answer = ""
-            if interactive:
-                try:
-                    answer = input(f"Add these {len(new)} new host key(s) to {', '.join(files)}? "
-                                   f"[y/N] ").strip().lower()
-                except EOFError:
-                    answer = ""
-            if answer not in ("y", "yes"):
-                declined.extend(new)
-                return False
-        _record(new)
-        for t in new:
-            if not t.recorded:  # lost a race with another writer, or the file is not writable
-                print(_line(t, width, ep_width), flush=True)
-        return True
-
-    import logging
-    # paramiko logs e.g. a refused tunnel at WARNING; each host's line already says it
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    try:
-        scan_all(targets, forks, after_level)
-    finally:
-        from .connection import close_bastions
-        close_bastions()
-
-    recorded = [t for t in targets if t.recorded]
-    changed = [t for t in targets if t.state == "CHANGED"]
-    failed = [t for t in targets if t.state in ("error", "skipped")]
-    counts = {s: sum(1 for t in targets if t.state == s) for s in ("new", "known", "CHANGED")}
-    print(f"keyscan: {len(targets)} scanned: {counts['new']} new ({len(recorded)} recorded), "
-          f"{counts['known']} known, {counts['CHANGED']} changed, {len(failed)} not scanned")
-    for path in sorted({t.spec.known_hosts for t in recorded}):
-        n = sum(1 for t in recorded if t.spec.known_hosts == path)
-        print(f"recorded {n} new host key(s) in {path}")
-    for t in changed:
-        print(f"\n{t.label}: {t.detail}\nkeyscan never replaces a recorded key: verify the new "
-              f"key out of band first.", file=sys.stderr)
-    if declined:
-        how = ("answered no" if interactive else "no terminal to ask on")
-        print(f"\nkeyscan: {len(declined)} new host key(s) NOT recorded ({how}): check the "
-              f"fingerprints above, then run again with --yes to record them.", file=sys.stderr)
-    if changed or failed:
-        raise HostsFailed([t.label for t in changed + failed])
-    if declined:
-        raise Exit(code=1)

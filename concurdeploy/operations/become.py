@@ -28,9 +28,9 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from .exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
+from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
 
-__all__ = ["Become", "wrap", "refusal", "BecomeShell", "SUDO_FAILED"]
+__all__ = ["SUDO_FAILED", "Become", "BecomeShell", "refusal", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def refusal(become: Become, output: str):
 
 
 class BecomeShell:
-    """A :class:`~concurdeploy.connection.Connection` whose ``run``/``hold`` go through sudo.
+    """A :class:`~concurdeploy.ssh.connection.Connection` whose ``run``/``hold`` go through sudo.
 
     Everything else (``spec``, ``sftp``, ``check_abort``, …) is the connection's own.
     ``staged`` maps a temporary path beside a destination to its staging upload.

@@ -7,8 +7,8 @@ Shape: ``forks`` is how many hosts are in flight at once. They are spread over
 key exchange and hashing still spreads over every core.
 
 Work crosses the process boundary as :class:`Job` (a picklable
-:class:`~concurdeploy.specs.ConnectSpec`, a module-level action function and its payload)
-and comes back as :class:`~concurdeploy.results.HostResult`. The worker connects inside
+:class:`~concurdeploy.ssh.specs.ConnectSpec`, a module-level action function and its payload)
+and comes back as :class:`~concurdeploy.records.HostResult`. The worker connects inside
 itself (a paramiko transport does not survive a fork). :func:`run_host` never raises:
 one host's failure, timeout or crash is that host's result, never the others'.
 
@@ -27,13 +27,14 @@ import queue
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from .results import HostResult, Status
-from .specs import ConnectSpec
+from concurdeploy.records import HostResult, Status
+from concurdeploy.ssh.specs import ConnectSpec
 
-__all__ = ["Job", "run_host", "Executor", "WorkerPool", "run_jobs", "warm_up", "DEFAULT_FORKS"]
+__all__ = ["DEFAULT_FORKS", "Executor", "Job", "WorkerPool", "run_host", "run_jobs", "warm_up"]
 
 #: Default number of hosts in flight at once (``--forks``).
 DEFAULT_FORKS = 50
@@ -71,8 +72,10 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     :param emit: ``callable(stream: str, data: bytes)`` for live output, set as
         ``conn.emit`` for actions that stream (``run``); None = no streaming.
     """
-    from .connection import Connection  # imported in the worker, never by the CLI
-    from .exceptions import HostError
+    from concurdeploy.exceptions import HostError
+    from concurdeploy.ssh.connection import (
+        Connection,  # imported in the worker, never by the CLI
+    )
 
     start = time.monotonic()
     name = job.spec.name
@@ -100,7 +103,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
 def _open_with_retries(conn, abort) -> None:
     import random
 
-    from .exceptions import HostUnreachable
+    from concurdeploy.exceptions import HostUnreachable
 
     for attempt in range(conn.spec.connect_retries + 1):
         try:
@@ -189,7 +192,7 @@ def _worker_main(tasks, results, threads: int, abort=None) -> None:
         t.join()
 
 
-_PRELOAD = ["concurdeploy.connection", "concurdeploy.operations"]
+_PRELOAD = ["concurdeploy.ssh.connection", "concurdeploy.operations.push"]
 
 
 class Executor:

@@ -1,9 +1,9 @@
 """Fan-out over a Dask cluster: :class:`DaskPool`, the second executor beside the local
-:class:`~concurdeploy.fanout.WorkerPool` (``--executor dask --scheduler tcp://HOST:8786``).
+:class:`~concurdeploy.executors.local.WorkerPool` (``--executor dask --scheduler tcp://HOST:8786``).
 
 It has the same surface as ``WorkerPool`` — ``run(jobs, on_result, deadline, grace_s,
 on_output)`` returning one :class:`HostResult` per job in job order, ``stop``, ``abort``,
-``stopped``, ``close``, context manager — so :func:`concurdeploy.commands.fan_out` keeps
+``stopped``, ``close``, context manager — so :func:`concurdeploy.api.fan_out` keeps
 batches, ``--max-fail``, ``--fail-fast``, the deadline, interrupts, the recap and the reports
 exactly as in a local run: a batch is one ``run()`` call, and ``run()`` only returns once every
 host of it has a result.
@@ -17,7 +17,7 @@ How a run goes:
   its own: a re-run is decided here (``--retries``), and a task that lands on a *new* worker
   process at the same address refuses to run (worker id check).
 * **On the worker**, the chunk task leaves the worker's thread pool (``secede``) and runs the
-  very same :func:`concurdeploy.fanout.run_host` for all its hosts at once, one thread each.
+  very same :func:`concurdeploy.executors.local.run_host` for all its hosts at once, one thread each.
   Each host's result is streamed back as it finishes (``Worker.log_event`` on a topic named
   after the controller's client, which the scheduler forwards to it and drops when the
   client leaves); the task's own return value is the backstop.
@@ -28,7 +28,7 @@ How a run goes:
   rendered in memory) is scattered to the cluster once, under its SHA-256, and handed to
   chunks as a Dask dependency (each worker fetches it once); the worker checks it against
   the SHA-256 before the host is touched. **Secrets never travel**: a
-  :class:`~concurdeploy.specs.ConnectSpec` carries only paths and the *names* of
+  :class:`~concurdeploy.ssh.specs.ConnectSpec` carries only paths and the *names* of
   environment variables (``key_env``, ``password_env``, ``become_password_env``…), resolved
   on the worker from its own environment; a worker that lacks one reports that host
   ``failed`` (``CredentialsMissing``).
@@ -59,15 +59,22 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from .exceptions import UsageError
-from .fanout import DEFAULT_FORKS, Executor, Job, _run_sendable, _safe_str
-from .results import HostResult, Status
-from .specs import PushJob
+from concurdeploy.exceptions import UsageError
+from concurdeploy.executors.local import (
+    DEFAULT_FORKS,
+    Executor,
+    Job,
+    _run_sendable,
+    _safe_str,
+)
+from concurdeploy.operations.jobs import PushJob
+from concurdeploy.records import HostResult, Status
 
-__all__ = ["DaskPool", "INSTALL_HINT", "import_distributed", "serves", "is_loopback"]
+__all__ = ["INSTALL_HINT", "DaskPool", "import_distributed", "is_loopback", "serves"]
 
 #: The one-line fix printed when the extra is missing.
 INSTALL_HINT = "pip install 'concurdeploy[dask]'"
@@ -164,7 +171,7 @@ class _RunState:
 
 
 class DaskPool(Executor):
-    """Run :class:`~concurdeploy.fanout.Job` s on a Dask cluster; same surface as ``WorkerPool``.
+    """Run :class:`~concurdeploy.executors.local.Job` s on a Dask cluster; same surface as ``WorkerPool``.
 
     Connecting happens here, before anything is sent: an unreachable scheduler, a cluster
     without workers, a worker without concurdeploy, an ``executor_pool`` no worker serves →
@@ -715,8 +722,8 @@ def _bounded(seconds: float, fn, *args, **kwargs):
 #: are created (gh-106883); a Dask worker's statistical profiler calls it every 10 ms while a
 #: task runs, and a chunk runs for long and creates many threads (hosts, paramiko transports).
 _PROFILER_DEADLOCKS = sys.version_info < (3, 11, 9) or (3, 12) <= sys.version_info < (3, 12, 3)
-_ABORTS: "OrderedDict[str, threading.Event]" = OrderedDict()
-_VERIFIED: "OrderedDict[tuple, bool]" = OrderedDict()
+_ABORTS: OrderedDict[str, threading.Event] = OrderedDict()
+_VERIFIED: OrderedDict[tuple, bool] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -758,7 +765,7 @@ def _abort_run(run_id: str) -> None:
 def _worker_facts(dask_worker=None) -> dict:
     """Run on each new worker: its unique id (a restarted worker gets a new one) and pid; also
     proves that concurdeploy imports there, and turns off the profiler where it can deadlock."""
-    from . import __version__
+    from concurdeploy import __version__
 
     pc = dask_worker.periodic_callbacks.get("profile")
     if _PROFILER_DEADLOCKS and pc is not None:  # Client.run calls us on the worker's event loop

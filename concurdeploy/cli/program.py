@@ -10,7 +10,7 @@ Exit codes:
   flight stopped at a safe point, the recap was printed.
 
 Tasks come from the project's ``tasks.py`` (found as invoke finds it: the current
-directory, then its parents) plus the built-in tasks of :mod:`concurdeploy.commands`;
+directory, then its parents) plus the built-in tasks of :mod:`concurdeploy.api`;
 a project task with the same name replaces the built-in one.
 """
 
@@ -22,19 +22,19 @@ import sys
 from invoke import Argument, Collection, Exit, ParseError, Program
 from invoke.exceptions import CollectionNotFound, UncastableEnvVar
 
-from . import __version__
-from .config import Config
-from .exceptions import HostsFailed, RunInterrupted, UsageError
+from concurdeploy import __version__
+from concurdeploy.cli.config import Config
+from concurdeploy.exceptions import HostsFailed, RunInterrupted, UsageError
 
 __all__ = ["ConcurdeployProgram", "program"]
 
 
 def _builtins() -> Collection:
-    from . import commands
-    from .keyscan import keyscan
+    from concurdeploy.cli import tasks
+    from concurdeploy.cli.keyscan import keyscan
 
-    return Collection(commands.push, commands.put, commands.run, commands.get, commands.hosts,
-                      commands.inventory, keyscan)
+    return Collection(tasks.push, tasks.put, tasks.run, tasks.get, tasks.hosts,
+                      tasks.inventory, keyscan)
 
 
 class ConcurdeployProgram(Program):
@@ -118,7 +118,7 @@ class ConcurdeployProgram(Program):
                        f"({e}); see 'concurdeploy --print-config' for the settings and their types",
                        code=2)
         if self.args["print-config"].value:
-            from .config import DEFAULTS
+            from concurdeploy.cli.config import DEFAULTS
 
             for key in DEFAULTS:
                 print(f"{key}: {self.config.get(key)!r}")

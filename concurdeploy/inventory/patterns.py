@@ -27,20 +27,20 @@ import difflib
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from .exceptions import InventoryError, NoHostsMatched
+from concurdeploy.exceptions import InventoryError, NoHostsMatched
 
 if TYPE_CHECKING:  # imported for typing only: inventory imports this module lazily
-    from .inventory import Host, Inventory
+    from concurdeploy.inventory.model import Host, Inventory
 
 __all__ = ["select", "split_pattern"]
 
 GLOB_CHARS = frozenset("*?[")
 
 
-def select(inventory: "Inventory", pattern: str) -> list["Host"]:
+def select(inventory: Inventory, pattern: str) -> list[Host]:
     """Return the hosts ``pattern`` selects, in inventory order, each once.
 
-    :param inventory: a loaded :class:`~concurdeploy.inventory.Inventory`.
+    :param inventory: a loaded :class:`~concurdeploy.inventory.model.Inventory`.
     :param pattern: e.g. ``"web"``, ``"lb*,db1"``, ``"all:!db"``, ``"@limit.txt"``.
     :raises NoHostsMatched: a term names no host or group, a glob matches nothing, or the
         whole pattern selects no host.
@@ -151,12 +151,12 @@ def _is_glob(term: str) -> bool:
     return any(char in GLOB_CHARS for char in term)
 
 
-def _group_hosts(inventory: "Inventory", group: str) -> set[str]:
+def _group_hosts(inventory: Inventory, group: str) -> set[str]:
     """Names of the hosts of ``group`` and its descendants (possibly none)."""
     return {name for name, host in inventory.hosts.items() if group in host.groups}
 
 
-def _match(inventory: "Inventory", term: str) -> set[str]:
+def _match(inventory: Inventory, term: str) -> set[str]:
     """Return the host names one term (no prefix) selects.
 
     :raises NoHostsMatched: an exact name that is neither host nor group; a glob matching
@@ -180,7 +180,7 @@ def _match(inventory: "Inventory", term: str) -> set[str]:
     return hosts
 
 
-def _unknown_message(inventory: "Inventory", term: str) -> str:
+def _unknown_message(inventory: Inventory, term: str) -> str:
     """Message for a name that is neither host nor group, with close matches (difflib)."""
     message = (f"pattern {term!r} matches no host or group in {inventory.location} "
                f"(known groups: {', '.join(sorted(inventory.groups))})")

@@ -54,9 +54,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .exceptions import InventoryError, NoHostsMatched, UnknownGroup
+from concurdeploy.exceptions import InventoryError, NoHostsMatched, UnknownGroup
 
-__all__ = ["Group", "Host", "Inventory", "YamlMapping", "load", "where", "CONNECTION_VARS"]
+__all__ = ["CONNECTION_VARS", "Group", "Host", "Inventory", "YamlMapping", "load", "where"]
 
 #: Keys allowed in a group mapping.
 GROUP_KEYS = ("hosts", "children", "vars")
@@ -87,7 +87,7 @@ class YamlMapping(dict):
     _where: Location = (None, None)
 
     @classmethod
-    def at(cls, path: str | None, line: int | None) -> "YamlMapping":
+    def at(cls, path: str | None, line: int | None) -> YamlMapping:
         """Return an empty mapping located at ``path:line``."""
         mapping = cls()
         mapping._where = (path, line)
@@ -432,7 +432,7 @@ class Inventory:
 
     def select(self, pattern: str) -> list[Host]:
         """Return the hosts an Ansible-style pattern selects; see :func:`patterns.select`."""
-        from . import patterns
+        from concurdeploy.inventory import patterns
 
         return patterns.select(self, pattern)
 

@@ -8,9 +8,10 @@ of concurdeploy's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC
 from enum import Enum
 
-__all__ = ["Status", "FileChange", "CommandResult", "HostResult", "RunRecord", "tail", "utc_now"]
+__all__ = ["CommandResult", "FileChange", "HostResult", "RunRecord", "Status", "tail", "utc_now"]
 
 #: Bytes of command output kept per host in a result (the end of it: errors come last).
 TAIL_BYTES = 8192
@@ -145,6 +146,6 @@ class RunRecord:
 
 def utc_now() -> str:
     """Current time as ISO 8601 UTC with milliseconds: ``2026-11-29T09:00:00.123Z``."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,6 +1,6 @@
 """Human-readable output of a run: one line per host as it finishes, and the recap.
 
-Pure formatting from :class:`~concurdeploy.results.HostResult` records: no SSH, no I/O
+Pure formatting from :class:`~concurdeploy.records.HostResult` records: no SSH, no I/O
 beyond the stream it is given.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from typing import Iterable, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
-from .results import HostResult, Status
+from concurdeploy.records import HostResult, Status
 
-__all__ = ["host_line", "output_lines", "detail_lines", "recap", "clean", "Printer"]
+__all__ = ["Printer", "clean", "detail_lines", "host_line", "output_lines", "recap"]
 
 ORDER = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
 

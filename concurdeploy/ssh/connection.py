@@ -35,19 +35,24 @@ import os
 import select
 import socket
 import threading
-import threading
 import time
 from dataclasses import replace
 
 import paramiko
 
-from . import hostkeys
-from .exceptions import (AuthFailed, CommandTimeout, CredentialsMissing, HostError,
-                         HostUnreachable, Interrupted)
-from .results import CommandResult
-from .specs import ConnectSpec
+from concurdeploy.exceptions import (
+    AuthFailed,
+    CommandTimeout,
+    CredentialsMissing,
+    HostError,
+    HostUnreachable,
+    Interrupted,
+)
+from concurdeploy.records import CommandResult
+from concurdeploy.ssh import hostkeys
+from concurdeploy.ssh.specs import ConnectSpec
 
-__all__ = ["Connection", "load_private_key", "close_bastions"]
+__all__ = ["Connection", "close_bastions", "load_private_key"]
 
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 _DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
@@ -73,8 +78,8 @@ def load_private_key(text: str | None = None, path: str | None = None,
                 text = f.read()
         except OSError as e:
             raise CredentialsMissing(f"{what}: cannot read {path}: {e.strerror}") from None
-        if passphrase is None:  # asked on the controller's terminal (concurdeploy.passphrases)
-            from .passphrases import env_name
+        if passphrase is None:  # asked on the controller's terminal (concurdeploy.ssh.passphrases)
+            from concurdeploy.ssh.passphrases import env_name
 
             passphrase = os.environ.get(env_name(path))
     for cls in _KEY_CLASSES:
@@ -114,13 +119,13 @@ class Connection:
         self._sftp_thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def open(self) -> "Connection":
+    def open(self) -> Connection:
         """Connect (through ``spec.jump`` if any), verify the host key, authenticate.
 
         Each phase (TCP connect, banner + key exchange, authentication) gets
@@ -169,7 +174,7 @@ class Connection:
             # would add up to ~40 ms to each round trip (bench/: a push 299 → 157 ms).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
-        except socket.timeout:
+        except TimeoutError:
             raise HostUnreachable(f"connect to {where} timed out after {spec.connect_timeout:g} s") from None
         except socket.gaierror as e:
             raise HostUnreachable(f"cannot resolve {spec.hostname}: {e.strerror}") from None
@@ -401,7 +406,7 @@ class Connection:
                              duration_s=time.monotonic() - start)
 
     def hold(self, command: str, ready: str, timeout: float,
-             stdin: bytes | None = None) -> tuple["HeldCommand", str]:
+             stdin: bytes | None = None) -> tuple[HeldCommand, str]:
         """Start ``command`` and read its stdout until a line equal to ``ready`` appears.
 
         The command keeps running (e.g. holding a lock) until :meth:`HeldCommand.release`
@@ -413,7 +418,7 @@ class Connection:
         :raises CommandTimeout: ``ready`` did not come in time (the command is closed).
         :raises RemoteCommandFailed: the command exited before ``ready``; its output attached.
         """
-        from .exceptions import RemoteCommandFailed
+        from concurdeploy.exceptions import RemoteCommandFailed
 
         self.check_abort()
         chan = self._channel()

@@ -1,10 +1,10 @@
 """The terminal side of a run: plain lines for logs and CI, a live progress display for people.
 
-:class:`Console` is the one object :func:`concurdeploy.commands.fan_out` talks to. It picks
+:class:`Console` is the one object :func:`concurdeploy.api.fan_out` talks to. It picks
 its mode once:
 
 * **plain** — stdout is not a terminal (CI, a pipe, a file), ``TERM=dumb``, or
-  ``--no-progress``: exactly the lines of :mod:`concurdeploy.report` (one per host event,
+  ``--no-progress``: exactly the lines of :mod:`concurdeploy.report.text` (one per host event,
   then the ``RECAP`` block), no control characters at all;
 * **live** — stdout is a terminal: a progress line (hosts done / total, changed, failed,
   elapsed) drawn with `rich <https://rich.readthedocs.io>`_ at the bottom of the screen,
@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
-from . import report
-from .exceptions import UsageError
-from .results import HostResult, Status
+from concurdeploy.exceptions import UsageError
+from concurdeploy.records import HostResult, Status
+from concurdeploy.report import text as report
 
 __all__ = ["Console", "verbosity", "wants_live"]
 
@@ -96,7 +97,7 @@ class Console:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def __enter__(self) -> "Console":
+    def __enter__(self) -> Console:
         if self.live:
             self._start()
         return self
@@ -106,8 +107,14 @@ class Console:
 
     def _start(self) -> None:
         from rich.console import Console as RichConsole
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
-            TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._rich = RichConsole(file=self.stream, highlight=False, emoji=False, markup=False)
         self._progress = Progress(

@@ -1,6 +1,6 @@
 """Machine-readable reports of a run: JSON (``--report-json``) and JUnit XML (``--junit``).
 
-Both are built from a :class:`~concurdeploy.results.RunRecord` and written atomically: the
+Both are built from a :class:`~concurdeploy.records.RunRecord` and written atomically: the
 document goes to a temporary file in the destination's directory, is flushed to disk, then
 ``os.replace``-d over the destination, so a reader (a CI step, a later ``--retry-failed``)
 sees the previous file or the complete new one, never a truncated one. Missing parent
@@ -39,17 +39,26 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import re
+import socket
 import tempfile
 from collections import Counter
 
-from . import __version__
-from .exceptions import UsageError
-from .results import HostResult, RunRecord, Status
+from concurdeploy import __version__
+from concurdeploy.exceptions import UsageError
+from concurdeploy.records import HostResult, RunRecord, Status
 
-__all__ = ["SCHEMA_ID", "exit_code", "to_dict", "write_json", "write_junit", "read_json",
-           "failed_hosts", "schema", "task_name"]
+__all__ = [
+    "SCHEMA_ID",
+    "exit_code",
+    "failed_hosts",
+    "read_json",
+    "schema",
+    "task_name",
+    "to_dict",
+    "write_json",
+    "write_junit",
+]
 
 #: The value of a JSON report's ``"schema"`` key; the number changes only on an incompatible change.
 SCHEMA_ID = "concurdeploy.report/1"

@@ -1,15 +1,15 @@
-"""Picklable descriptions of work: how to reach a host (:class:`ConnectSpec`) and what to
-put there (:class:`FileSpec`, :class:`PushJob`).
+"""How to reach a host: the picklable :class:`ConnectSpec` (what to put there is
+:mod:`concurdeploy.operations.jobs`).
 
 Specs carry *parameters*, never live objects or secret values: a worker process builds
 its own connection from a ``ConnectSpec`` and reads ``key_env``/``password_env`` from its
 own environment. No paramiko import here, so building specs costs no start-up time
-(:mod:`concurdeploy.sshconfig` imports it only when an ssh_config file exists).
+(:mod:`concurdeploy.ssh.sshconfig` imports it only when an ssh_config file exists).
 
 :func:`connect_spec` resolves everything in the controller: the OpenSSH client config
 (``~/.ssh/config``, ``--ssh-config``), jump hosts (``jump`` var, ``ProxyJump``) and the
 precedence between defaults, ssh_config, inventory vars and flags, documented in
-:mod:`concurdeploy.sshconfig`. A worker never reads ssh_config.
+:mod:`concurdeploy.ssh.sshconfig`. A worker never reads ssh_config.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from . import sshconfig
-from .exceptions import InventoryError, UsageError
+from concurdeploy.exceptions import InventoryError, UsageError
+from concurdeploy.ssh import sshconfig
 
-__all__ = ["ConnectSpec", "FileSpec", "PushJob", "DEFAULTS", "connect_spec"]
+__all__ = ["DEFAULTS", "ConnectSpec", "connect_spec"]
 
 #: Built-in defaults for connection settings (seconds for timeouts).
 DEFAULTS = {
@@ -76,7 +76,7 @@ class ConnectSpec:
     command_timeout: float = DEFAULTS["command_timeout"]
     allow_agent: bool = True
     connect_retries: int = 2
-    jump: tuple["ConnectSpec", ...] = ()
+    jump: tuple[ConnectSpec, ...] = ()
 
     @property
     def address(self) -> str:
@@ -90,64 +90,6 @@ class ConnectSpec:
         if not self.jump:
             return self.address
         return f"{self.address} via {', '.join(h.address for h in self.jump)}"
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One file of a service, resolved for one host.
-
-    :param src: absolute local path of the source (for messages and streaming).
-    :param dest: absolute remote destination path.
-    :param sha256: hex SHA-256 of the content to install.
-    :param size: bytes of the content.
-    :param mode: permission bits (``int``, e.g. ``0o644``), or None = keep the replaced
-        file's mode (``0o644`` for a new file).
-    :param validate: shell command run on the uploaded temporary file, ``{tmp}`` replaced by
-        its quoted path, run from the destination's directory; None = no validation.
-    :param create_dirs: create a missing destination directory (``mkdir -p``) instead of failing.
-    :param content: the bytes to install when rendered in memory (templates); None = read ``src``.
-    :param replace: ``"atomic"`` (rename over the destination) or ``"in-place"`` (rewrite the
-        existing file's content: NOT atomic, for destinations that cannot be renamed over,
-        such as a file bind-mounted into a container).
-    """
-
-    src: str
-    dest: str
-    sha256: str
-    size: int
-    mode: int | None = None
-    validate: str | None = None
-    create_dirs: bool = False
-    content: bytes | None = None
-    replace: str = "atomic"
-
-
-@dataclass(frozen=True)
-class PushJob:
-    """The push of one service to one host: its files and the reload (handler) to run once if any changed.
-
-    :param check: check mode: compare and report, write nothing, run nothing with side effects.
-    :param diff: compute a unified diff of each changed file (``--diff``).
-    :param healthcheck: command run after the reload; failing → roll back like a failed reload.
-    :param backups: backups kept per file after a successful push (0 = none kept; a backup
-        always exists while the push runs, for rollback).
-    :param lock_timeout: seconds to wait for another run's lock on a destination directory.
-    :param secrets: values to mask as ``********`` in diffs and output.
-    :param service: the service (group) name: it names the owed-reload marker on the host.
-    :param become: a :class:`concurdeploy.become.Become` to run every remote step as root
-        through sudo (var ``become: true``), or None.
-    """
-
-    files: tuple[FileSpec, ...]
-    reload: str | None = None
-    check: bool = False
-    diff: bool = False
-    healthcheck: str | None = None
-    backups: int = 3
-    lock_timeout: float = 30.0
-    secrets: tuple[str, ...] = ()
-    service: str = ""
-    become: object = None  # concurdeploy.become.Become, or None: run remote steps through sudo
 
 
 def _opt(value, kind):
@@ -173,7 +115,7 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
 
     Precedence (lowest first): :data:`DEFAULTS` < ``defaults`` (concurdeploy settings,
     e.g. config ``connect_timeout``; None values ignored) < the host's ssh_config block
-    (see :mod:`concurdeploy.sshconfig`) < host vars < ``overrides`` (CLI flags, only keys
+    (see :mod:`concurdeploy.ssh.sshconfig`) < host vars < ``overrides`` (CLI flags, only keys
     whose value is not None).
 
     :param overrides: CLI-level values; besides connection vars it may hold
@@ -181,7 +123,7 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
         the ``ssh_config`` var / ``~/.ssh/config``; ``"none"`` = read none).
     :param defaults: concurdeploy settings below ssh_config (pass them here rather than
         merged into ``hvars``, or they would beat ssh_config's ``ConnectTimeout``).
-    :param inventory: an :class:`~concurdeploy.inventory.Inventory` (or a mapping of host
+    :param inventory: an :class:`~concurdeploy.inventory.model.Inventory` (or a mapping of host
         name to ``Host``/vars dict) so that a ``jump`` naming an inventory host uses that
         host's connection vars; None = every hop is read as ``[user@]host[:port]``.
     :raises InventoryError: ``host_key_policy`` is not one of strict / accept-new / off, a
@@ -200,7 +142,7 @@ class _Resolver:
         self.inventory = {n: getattr(h, "vars", h) for n, h in hosts.items()}
 
     def _config(self, name: str, hvars: dict):
-        from .inventory import where
+        from concurdeploy.inventory.model import where
 
         path, explicit, origin = sshconfig.choose(name, hvars, self.overrides)
         location = where(hvars, "ssh_config") if origin.startswith("host ") else (None, None)

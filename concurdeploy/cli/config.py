@@ -10,18 +10,18 @@ Settings, lowest precedence first (invoke's own layering, see ``invoke.Config``)
 5. the task's flags (``--forks``, ``--inventory``, …).
 
 Host vars from the inventory are *not* config: they describe hosts, and override the
-connection defaults here per host (see :mod:`concurdeploy.specs`). Flags override both.
+connection defaults here per host (see :mod:`concurdeploy.ssh.specs`). Flags override both.
 This module imports nothing of concurdeploy's but the connection defaults of
-:mod:`concurdeploy.specs` (one table, so the two can never disagree).
+:mod:`concurdeploy.ssh.specs` (one table, so the two can never disagree).
 """
 
 from __future__ import annotations
 
 from invoke import Config as _InvokeConfig
 
-from .specs import DEFAULTS as _CONNECTION
+from concurdeploy.ssh.specs import DEFAULTS as _CONNECTION
 
-__all__ = ["Config", "DEFAULTS"]
+__all__ = ["DEFAULTS", "Config"]
 
 #: Defaults of the ``concurdeploy`` settings. Timeouts are seconds.
 DEFAULTS = {

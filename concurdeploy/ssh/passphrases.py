@@ -16,7 +16,7 @@ import hashlib
 import os
 import sys
 
-__all__ = ["env_name", "is_encrypted", "ask"]
+__all__ = ["ask", "env_name", "is_encrypted"]
 
 
 def env_name(path: str) -> str:

@@ -2,7 +2,7 @@
 
 Which file
     ``--ssh-config PATH`` (a task flag; ``overrides["ssh_config"]`` for
-    :func:`concurdeploy.specs.connect_spec`) > the ``ssh_config`` var (any inventory level)
+    :func:`concurdeploy.ssh.specs.connect_spec`) > the ``ssh_config`` var (any inventory level)
     > ``~/.ssh/config``. A file given explicitly (flag or var) that does not exist is an
     error (exit code 2); a missing ``~/.ssh/config`` just means no OpenSSH settings.
     ``ssh_config: none`` (or ``--ssh-config none``) reads no file at all. ``~`` is expanded;
@@ -31,7 +31,7 @@ Keywords honoured (others are ignored)
     to directly. ``Include`` is not supported by paramiko's parser.
 
 Precedence, lowest first, for every connection setting
-    1. built-in defaults (:data:`concurdeploy.specs.DEFAULTS`) and concurdeploy settings
+    1. built-in defaults (:data:`concurdeploy.ssh.specs.DEFAULTS`) and concurdeploy settings
        (``concurdeploy.yaml``, ``CONCURDEPLOY_*``: the ``defaults`` of ``connect_spec``);
     2. ssh_config (the blocks matching the looked-up name);
     3. inventory vars (host > child group > parent group > ``all``);
@@ -53,7 +53,7 @@ Jump hosts (``jump`` var or ``ProxyJump``)
     jump through itself); a real cycle is an error. At most 8 hops.
 
 The file is read in the controller, once per file (re-read if it changes), when the
-:class:`~concurdeploy.specs.ConnectSpec` objects are built: the specs carry the resolved
+:class:`~concurdeploy.ssh.specs.ConnectSpec` objects are built: the specs carry the resolved
 values and worker processes never read it.
 """
 
@@ -62,9 +62,9 @@ from __future__ import annotations
 import os
 import threading
 
-from .exceptions import InventoryError, UsageError
+from concurdeploy.exceptions import InventoryError, UsageError
 
-__all__ = ["DEFAULT_PATH", "NONE", "choose", "load", "settings", "parse_hop", "split_jump"]
+__all__ = ["DEFAULT_PATH", "NONE", "choose", "load", "parse_hop", "settings", "split_jump"]
 
 #: The file read when neither ``--ssh-config`` nor the ``ssh_config`` var names one.
 DEFAULT_PATH = "~/.ssh/config"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 
-from .exceptions import UsageError
+from concurdeploy.exceptions import UsageError
 
-__all__ = ["parse_serial", "split", "parse_max_fail", "exceeded"]
+__all__ = ["exceeded", "parse_max_fail", "parse_serial", "split"]
 
 
 def _size(term: str, total: int, flag: str) -> int:

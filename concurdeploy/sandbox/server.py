@@ -41,11 +41,11 @@ What a sandbox host is not
       :meth:`Sandbox.stop`) gets ``SIGTERM`` sent to its process group.
 
 Logging: paramiko's server-side messages (including the errors it logs when a
-client disconnects abruptly) go to the logger ``concurdeploy.sandbox.ssh``,
+client disconnects abruptly) go to the logger ``concurdeploy.sandbox.server.ssh``,
 which has a ``NullHandler`` and does not propagate, so the sandbox prints
-nothing to stderr. To debug, set ``logging.getLogger("concurdeploy.sandbox.ssh")
+nothing to stderr. To debug, set ``logging.getLogger("concurdeploy.sandbox.server.ssh")
 .propagate = True`` (and configure logging). The sandbox's own few messages go to
-``concurdeploy.sandbox`` at DEBUG level.
+``concurdeploy.sandbox.server`` at DEBUG level.
 """
 
 from __future__ import annotations
@@ -61,12 +61,16 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import paramiko
 import paramiko.sftp as _paramiko_sftp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 from paramiko.channel import Channel
 from paramiko.common import MSG_CHANNEL_REQUEST
 from paramiko.message import Message
@@ -396,7 +400,7 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 class _ExecSession:
     """``/bin/sh -c COMMAND`` connected to one channel."""
 
-    def __init__(self, sandbox: "Sandbox", chan: Channel, command: bytes) -> None:
+    def __init__(self, sandbox: Sandbox, chan: Channel, command: bytes) -> None:
         self.sandbox = sandbox
         self.chan = chan
         self.command = command
@@ -488,7 +492,7 @@ class _ExecSession:
 # --------------------------------------------------------------------------
 
 class _SSHServer(paramiko.ServerInterface):
-    def __init__(self, sandbox: "Sandbox", host: str) -> None:
+    def __init__(self, sandbox: Sandbox, host: str) -> None:
         self.sandbox = sandbox
         self.host = host
         self._after_reply: dict[int, Callable[[], None]] = {}
@@ -717,7 +721,7 @@ class Sandbox:
         if hosts:
             log.debug("sandbox hosts stopped: %s", [h.name for h in hosts])
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -738,7 +742,7 @@ class Sandbox:
             while not host.stop_event.is_set():
                 try:
                     conn, _addr = host.sock.accept()
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     break  # listener closed by stop()

@@ -22,9 +22,9 @@ import threading
 
 import paramiko
 
-from .exceptions import HostKeyMismatch, HostKeyUnknown
+from concurdeploy.exceptions import HostKeyMismatch, HostKeyUnknown
 
-__all__ = ["fingerprint", "known_key_types", "verify", "SYSTEM_KNOWN_HOSTS"]
+__all__ = ["SYSTEM_KNOWN_HOSTS", "fingerprint", "known_key_types", "verify"]
 
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 

@@ -1,0 +1,119 @@
+"""The ``keyscan`` task: scan hosts' SSH host keys (:mod:`concurdeploy.ssh.keyscan`), show
+them, and record the new ones on purpose (``--yes`` or a ``y`` on a terminal)."""
+
+from __future__ import annotations
+
+import sys
+
+from invoke import Exit
+
+from concurdeploy.api import load_inventory, select_hosts
+from concurdeploy.cli.tasks import COMMON_HELP, cdtask
+from concurdeploy.exceptions import HostsFailed
+from concurdeploy.ssh.keyscan import Scan, _record, _targets, scan_all
+from concurdeploy.ssh.specs import connect_spec
+
+__all__ = ["keyscan"]
+
+
+def _line(t: Scan, width: int, ep_width: int) -> str:
+    head = f"{t.label:<{width}}  {t.endpoint:<{ep_width}}"
+    if t.state in ("error", "skipped"):
+        return f"{head}  {t.state}: {t.detail}"
+    return f"{head}  {t.key_type}  {t.fingerprint}  {t.state}"
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@cdtask(help={
+    "group": "Group or host pattern whose host keys to scan.",
+    "inventory": COMMON_HELP["inventory"],
+    "limit": COMMON_HELP["limit"],
+    "known_hosts": "known_hosts file to check and append to (default: each host's known_hosts var, "
+                   "else ~/.ssh/known_hosts).",
+    "yes": "Record the new keys without asking (needed when not on a terminal).",
+    "forks": "Hosts scanned at once (default 50, or $CONCURDEPLOY_FORKS).",
+    "ssh_config": "OpenSSH client config to read (default ~/.ssh/config; 'none' = none).",
+    "connect_timeout": COMMON_HELP["connect_timeout"],
+})
+def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, forks=0,
+            ssh_config=None, connect_timeout=0.0):
+    """Show hosts' SSH host keys (SHA256 fingerprints) and record the new ones in known_hosts."""
+    inv = load_inventory(c, inventory)
+    hosts = select_hosts(inv, group, limit)
+    overrides = {"known_hosts": known_hosts or None, "ssh_config": ssh_config or None,
+                 "connect_timeout": connect_timeout or None}
+    defaults = {"connect_timeout": c.config.get("connect_timeout"),
+                "command_timeout": c.config.get("command_timeout")}
+    sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
+    specs = [connect_spec(h.name, h.vars, overrides, defaults=defaults, inventory=inv)
+             for h in hosts if h.name not in sandboxed]
+    for name in sandboxed:
+        print(f"{name}  skipped: a sandbox host (its keys are the sandbox's own)")
+    if not specs:
+        return
+    targets = _targets(specs)
+    width = max(len(t.label) for t in targets)
+    ep_width = max(len(t.endpoint) for t in targets)
+    forks = int(forks or c.config.get("forks") or 50)
+    interactive = _interactive()
+    declined = []
+
+    def after_level(level: list[Scan]) -> bool:
+        for t in level:
+            print(_line(t, width, ep_width), flush=True)
+        new = [t for t in level if t.state == "new"]
+        if not new:
+            return False
+        files = sorted({t.spec.known_hosts for t in new})
+        if not yes:
+            answer = ""
+            if interactive:
+                try:
+                    answer = input(f"Add these {len(new)} new host key(s) to {', '.join(files)}? "
+                                   f"[y/N] ").strip().lower()
+                except EOFError:
+                    answer = ""
+            if answer not in ("y", "yes"):
+                declined.extend(new)
+                return False
+        _record(new)
+        for t in new:
+            if not t.recorded:  # lost a race with another writer, or the file is not writable
+                print(_line(t, width, ep_width), flush=True)
+        return True
+
+    import logging
+    # paramiko logs e.g. a refused tunnel at WARNING; each host's line already says it
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    try:
+        scan_all(targets, forks, after_level)
+    finally:
+        from concurdeploy.ssh.connection import close_bastions
+        close_bastions()
+
+    recorded = [t for t in targets if t.recorded]
+    changed = [t for t in targets if t.state == "CHANGED"]
+    failed = [t for t in targets if t.state in ("error", "skipped")]
+    counts = {s: sum(1 for t in targets if t.state == s) for s in ("new", "known", "CHANGED")}
+    print(f"keyscan: {len(targets)} scanned: {counts['new']} new ({len(recorded)} recorded), "
+          f"{counts['known']} known, {counts['CHANGED']} changed, {len(failed)} not scanned")
+    for path in sorted({t.spec.known_hosts for t in recorded}):
+        n = sum(1 for t in recorded if t.spec.known_hosts == path)
+        print(f"recorded {n} new host key(s) in {path}")
+    for t in changed:
+        print(f"\n{t.label}: {t.detail}\nkeyscan never replaces a recorded key: verify the new "
+              f"key out of band first.", file=sys.stderr)
+    if declined:
+        how = ("answered no" if interactive else "no terminal to ask on")
+        print(f"\nkeyscan: {len(declined)} new host key(s) NOT recorded ({how}): check the "
+              f"fingerprints above, then run again with --yes to record them.", file=sys.stderr)
+    if changed or failed:
+        raise HostsFailed([t.label for t in changed + failed])
+    if declined:
+        raise Exit(code=1)
