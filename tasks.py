@@ -15,7 +15,11 @@ Rules for your own tasks:
 - it receives an open :class:`concurdeploy.Connection` and its payload, and returns a
   :class:`concurdeploy.HostResult`; raising a ``concurdeploy.exceptions.HostError`` fails
   that host only;
-- payloads are plain picklable values: paths and settings, never open files or secrets.
+- payloads are plain picklable values: paths and settings, never open files or secrets;
+- the task reads its settings with :func:`concurdeploy.options_from` (a flag left None is
+  filled from ``CONCURDEPLOY_*``, ``concurdeploy.yaml`` or the defaults), not from
+  ``c.config`` directly, and returns the ``RunResult`` of :func:`concurdeploy.fan_out`:
+  the exit code is then 1 when a host failed (0 otherwise).
 """
 
 import os
@@ -27,6 +31,7 @@ from concurdeploy import (
     cdtask,
     fan_out,
     load_inventory,
+    options_from,
     select_hosts,
 )
 
@@ -58,10 +63,11 @@ def seed_one(conn, payload):
     "forks": "Hosts in flight at once (default 50).",
 })
 def seed(c, group, src="files/haproxy/haproxy.cfg", dest="/tmp/concurdeploy-seed/{host}/haproxy.cfg",
-         inventory=None, limit=None, forks=0):
+         inventory=None, limit=None, forks=None):
     """Example task: upload one file to every host of GROUP under a uuid name, rename it into place."""
-    inv = load_inventory(c, inventory)
-    hosts = select_hosts(inv, group, limit)
-    local = os.path.join(c.config.project_dir, src)
-    fan_out(c, hosts, seed_one, [(local, dest.replace("{host}", h.name)) for h in hosts],
-            forks=forks, title=f"seed {group}")
+    opts = options_from(c, inventory=inventory, limit=limit, forks=forks)
+    inv = load_inventory(opts.inventory, project_dir=opts.project_dir)
+    hosts = select_hosts(inv, group, opts.limit)
+    local = os.path.join(opts.project_dir, src)
+    return fan_out(hosts, seed_one, [(local, dest.replace("{host}", h.name)) for h in hosts], opts,
+                   inventory=inv, title=f"seed {group}")

@@ -55,9 +55,9 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from measure import become_subreaper, run_measured
+from measure import become_subreaper, run_measured  # noqa: E402 (after the sys.path lines)
 
-from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys
+from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys  # noqa: E402
 
 PORTS_PER_SSHD = 16  # OpenSSH's MAX_LISTEN_SOCKS
 BENCH_USER = "cdbench"

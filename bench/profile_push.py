@@ -117,8 +117,8 @@ def instrument(timers: Timers):
 
     import paramiko
 
-    from concurdeploy.operations import operations
-    from concurdeploy.ssh import connection, hostkeys
+    from concurdeploy.operations import push as operations, replace
+    from concurdeploy.ssh import channels, connection, hostkeys, keys
 
     timers.wrap(paramiko.Transport, "__init__", "paramiko Transport object set-up")
     timers.wrap(connection.Connection, "open", "Connection.open glue (own code)")
@@ -129,15 +129,15 @@ def instrument(timers: Timers):
     timers.wrap(hostkeys, "known_key_types", "known_hosts read for algorithm order")
     timers.wrap(hostkeys, "verify", "host key check (known_hosts read + compare)")
     timers.wrap(connection.Connection, "_authenticate", "user authentication (key load + publickey)")
-    timers.wrap(connection, "load_private_key", "private key load (parse file)")
+    timers.wrap(keys, "load_private_key", "private key load (parse file)")
     timers.wrap(connection.Connection, "hold", "lock + facts command (held channel)")
     timers.wrap(paramiko.SFTPClient, "from_transport", "SFTP session open (channel + subsystem + init)",
                 kind="classmethod")
     timers.wrap(operations, "_upload", "SFTP upload (open, pipelined writes, close)")
     timers.wrap(connection.Connection, "run", _cmd_label)
-    timers.wrap(operations, "replace_atomically", "rename (SFTP posix-rename)")
+    timers.wrap(replace, "replace_atomically", "rename (SFTP posix-rename)")
     if hasattr(connection, "HeldCommand"):
-        timers.wrap(connection.HeldCommand, "release", "release lock (close held channel)")
+        timers.wrap(channels.HeldCommand, "release", "release lock (close held channel)")
     timers.wrap(connection.Connection, "close", "close (SFTP + transport)")
 
 
@@ -154,7 +154,8 @@ class Counts:
         self.select = Counter()
 
     def reset(self):
-        self.sent.clear(); self.recv.clear(); self.sftp.clear(); self.chan_req.clear(); self.select.clear()
+        for counter in (self.sent, self.recv, self.sftp, self.chan_req, self.select):
+            counter.clear()
 
     def install(self):
         import select as _select
@@ -216,7 +217,7 @@ class Counts:
 def _load(spec):
     from dataclasses import replace
 
-    from concurdeploy.inventory.model import load
+    from concurdeploy.inventory import load
     from concurdeploy.operations.service import push_job
     from concurdeploy.ssh.specs import connect_spec
     inv = load(os.path.join(spec["project"], spec["inventory"]))
@@ -235,7 +236,7 @@ def push_loop(spec, k: int, port: int | None, known_hosts: str | None, timers: T
         cs = replace(cs, port=port, known_hosts=known_hosts)
     old = Path(spec["old"]).read_bytes()
     per_iter = []
-    for i in range(k):
+    for _ in range(k):
         Path(spec["dest"]).write_bytes(old)
         os.chown(spec["dest"], spec["uid"], spec["gid"])
         for p in Path(spec["dest"]).parent.iterdir():
@@ -331,12 +332,14 @@ def phases(spec_path: str) -> dict:
                       "round_trips": round((d["wall_ms"] - sp[lab]["wall_ms"]) / rtt_ms, 2),
                       "wall_ms_nodelay": round(pn["wall_ms"], 2),
                       "round_trips_nodelay": round((dn["wall_ms"] - pn["wall_ms"]) / rtt_ms, 2)})
-    mean = lambda it: statistics.fmean(i["wall"] for i in it) * 1000
+
+    def mean(it) -> float:
+        return statistics.fmean(i["wall"] for i in it) * 1000
+
     tot_plain = mean(plain)
     tot_cpu = statistics.fmean(i["cpu"] for i in plain) * 1000
     tot_del = mean(delayed)
     first = plain[-1]
-    sn = _median_steps(nodelay)
     nodelay_cmp = {"wall_ms": round(mean(nodelay), 2),
                    "wall_ms_median": round(statistics.median(i["wall"] for i in nodelay) * 1000, 2),
                    "cpu_ms": round(statistics.fmean(i["cpu"] for i in nodelay) * 1000, 2),
@@ -376,7 +379,7 @@ RULES = [  # (category, substrings of a frame); frames are tried from the leaf u
     ("packet crypto + framing (cipher, MAC)", ["packet.py", "cryptography/hazmat", "message.py"]),
     ("channels / remote commands", ["channel.py", "buffered_pipe.py", "connection.py"]),
     ("transport thread (dispatch)", ["transport.py"]),
-    ("concurdeploy push logic", ["operations.py"]),
+    ("concurdeploy push logic", ["push.py", "replace.py", "facts.py", "handler.py"]),
     ("inventory + service build (controller)", ["inventory.py", "service.py", "yaml/", "specs.py", "jinja2/"]),
     ("invoke CLI (parse, config, collection)", ["invoke/"]),
     ("worker pool: processes, queues, pickling", ["multiprocessing/", "pickle", "fanout.py", "forkserver"]),

@@ -55,9 +55,9 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from measure import Measurement, become_subreaper, run_measured
+from measure import Measurement, become_subreaper, run_measured  # noqa: E402 (after the sys.path lines)
 
-from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys
+from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys  # noqa: E402
 
 VENV_PY = BENCH / ".venv" / "bin" / "python"
 BENCH_USER = "cdbench"
@@ -962,7 +962,8 @@ def main() -> int:
     big = not args.no_big and not quick
     prof = not args.no_profile and not quick
     only = set(filter(None, args.only.split(",")))
-    step = lambda name: not only or name in only
+    def step(name: str) -> bool:
+        return not only or name in only
     if only:
         wan, big, prof = wan or "wan" in only, big or "big" in only, prof or bool(only & {"roundtrips", "profile"})
         if not step("cfg"):

@@ -1,8 +1,24 @@
 """concurdeploy: atomic, parallel config rollouts over SSH.
 
-The public API, for a project's own ``tasks.py``::
+The library API (see :mod:`concurdeploy.api`)::
 
-    from concurdeploy import Connection, fan_out, load_inventory, select_hosts, replace_atomically
+    import concurdeploy
+    result = concurdeploy.push("haproxy", inventory="inventories/prod.yaml", check=True)
+    result.ok, result.exit_code, result.failed, result["lb1"].status
+
+    concurdeploy.run("web", "uptime", limit="web1*")        # -> RunResult
+    concurdeploy.put("web", "files/motd", "/etc/motd", mode="0644")
+    concurdeploy.get("web", "/etc/hostname", "fetched/")
+
+Each takes the options of :data:`concurdeploy.options.OPTIONS` as keywords (or
+``options=RunOptions(...)``), prints nothing unless ``console=True``, returns a
+:class:`RunResult` (one :class:`HostResult` per host, inventory order) and never raises for a
+host's failure; :class:`~concurdeploy.exceptions.UsageError` for bad input,
+:class:`~concurdeploy.exceptions.RunInterrupted` on SIGINT/SIGTERM.
+
+For a project's own ``tasks.py``::
+
+    from concurdeploy import cdtask, options_from, load_inventory, select_hosts, fan_out
 
 Names are imported lazily so that ``concurdeploy --help`` never pays for paramiko.
 """
@@ -10,15 +26,20 @@ Names are imported lazily so that ``concurdeploy --help`` never pays for paramik
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Connection": "ssh.connection", "load_private_key": "ssh.connection",
+    # the library API
+    "push": "api", "run": "api", "put": "api", "get": "api",
+    "fan_out": "api", "load_inventory": "api", "select_hosts": "api",
+    "RunOptions": "options", "RunResult": "records",
+    # for a project's tasks.py
+    "cdtask": "cli.tasks", "options_from": "cli.tasks",
+    # the parts
+    "Connection": "ssh.connection", "load_private_key": "ssh.keys",
     "Job": "executors.local", "WorkerPool": "executors.local", "run_host": "executors.local", "run_jobs": "executors.local",
-    "Inventory": "inventory.model", "Host": "inventory.model", "Group": "inventory.model", "load": "inventory.model",
-    "push": "operations.push", "replace_atomically": "operations.push", "temp_name": "operations.push",
-    "gather_facts": "operations.push", "RunJob": "operations.commands", "GetJob": "operations.commands",
+    "Inventory": "inventory", "Host": "inventory", "Group": "inventory", "load": "inventory",
+    "replace_atomically": "operations.replace", "temp_name": "operations.replace",
+    "gather_facts": "operations.facts", "RunJob": "operations.commands", "GetJob": "operations.commands",
     "HostResult": "records", "FileChange": "records", "CommandResult": "records", "Status": "records",
     "ConnectSpec": "ssh.specs", "FileSpec": "operations.jobs", "PushJob": "operations.jobs", "connect_spec": "ssh.specs",
-    "cdtask": "cli.tasks", "fan_out": "api", "load_inventory": "api",
-    "select_hosts": "api",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,68 +1,71 @@
-"""The library below the CLI: load an inventory, select hosts, fan an action out over them.
+"""The library below the CLI: options record in, :class:`~concurdeploy.records.RunResult` out.
 
-Used by the built-in tasks (:mod:`concurdeploy.cli.tasks`) and by a project's own
-``tasks.py``. Nothing here parses flags; exit codes are the CLI's (:mod:`concurdeploy.cli.program`).
+Entry points (exported by :mod:`concurdeploy`)::
+
+    import concurdeploy
+    result = concurdeploy.push("haproxy", inventory="inventories/prod.yaml", check=True)
+    result.exit_code, [r.status for r in result.hosts], result["lb1"].changes
+
+- :func:`push`, :func:`put`, :func:`run`, :func:`get`: one built-in action over a group;
+- :func:`load_inventory`, :func:`select_hosts`, :func:`fan_out`: the parts, for a project's own
+  ``tasks.py`` (see ``seed`` there) or a script.
+
+Options come as keywords (``forks=10, serial="25%"``, the names of :data:`concurdeploy.options.OPTIONS`)
+or as a :class:`~concurdeploy.options.RunOptions` (``options=``); keywords win. Nothing is printed
+unless ``console=True`` (the CLI sets it), except warnings on stderr. Errors:
+
+- a host's failure never raises: it is that host's ``HostResult`` (``result.ok`` is False);
+- :class:`~concurdeploy.exceptions.UsageError` (and its :class:`~concurdeploy.exceptions.InventoryError`,
+  ``ServiceError``): bad options, inventory, declaration — raised before any host is touched;
+- :class:`~concurdeploy.exceptions.RunInterrupted`: SIGINT/SIGTERM (hosts in flight stopped at a safe
+  point, the reports written).
+
+No invoke here: exit codes are the CLI's (:mod:`concurdeploy.cli.program`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
+import shlex
 import sys
+import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from concurdeploy.exceptions import HostsFailed, RunInterrupted, UsageError
-from concurdeploy.records import HostResult, RunRecord, Status, utc_now
+from concurdeploy.exceptions import NoHostsMatched, RunInterrupted, UsageError
+from concurdeploy.options import RunOptions, check_value
+from concurdeploy.records import HostResult, RunRecord, RunResult, Status, utc_now
 
 if TYPE_CHECKING:  # imported where used: `concurdeploy --list` must stay as fast as invoke's
-    from concurdeploy.inventory.model import Host, Inventory
+    from concurdeploy.inventory import Host, Inventory
 
-__all__ = ["fan_out", "load_inventory", "make_pool", "select_hosts", "setting"]
-
-
+__all__ = ["fan_out", "get", "load_inventory", "push", "put", "run", "select_hosts"]
 
 
+def _options(options: RunOptions | None, flags: dict) -> RunOptions:
+    if options is None:
+        return RunOptions.from_sources(flags)
+    return options.with_flags(**flags) if flags else options
 
 
+def _project_dir(options: RunOptions) -> str:
+    return options.project_dir or os.getcwd()
 
 
+def load_inventory(inventory: str | None = None, *, project_dir: str | None = None) -> Inventory:
+    """Load an inventory file or folder.
 
-
-def _ask_passphrases(hosts) -> None:
-    """On a terminal, ask for the passphrases of encrypted ``key_file``s that have no
-    ``passphrase_env`` (before any worker starts: they inherit the answers)."""
-    from concurdeploy.ssh.passphrases import ask
-
-    ask(h.vars["key_file"] for h in hosts
-        if isinstance(h.vars.get("key_file"), str) and not h.vars.get("passphrase_env")
-        and h.vars.get("connection", "ssh") == "ssh")
-
-
-def _warm_up(c, executor: str | None = None) -> None:
-    """Start the local pool's fork server early (its imports overlap our own work); not when
-    the run goes to a Dask cluster (``--executor dask`` or config ``executor``)."""
-    if str(executor or c.config.get("executor") or "local").strip().lower() == "local":
-        from concurdeploy.executors.local import warm_up
-
-        warm_up()
-
-
-def _project_dir(c) -> str:
-    return os.path.abspath(c.config.get("project_dir") or os.getcwd())
-
-
-def load_inventory(c, inventory: str | None = None) -> Inventory:
-    """Load the inventory named by ``inventory``, else config ``inventory`` (relative to the project root).
-
-    :raises InventoryError: see :func:`concurdeploy.inventory.model.load`.
+    :param inventory: path; None = ``"inventories"``. A relative path that does not exist
+        from the current directory is taken relative to ``project_dir``.
+    :param project_dir: the project root (None = the current directory).
+    :raises InventoryError: see :func:`concurdeploy.inventory.load` (file, line and key named).
     """
-    path = inventory or c.config.get("inventory") or "inventories"
+    path = inventory or "inventories"
     if not os.path.isabs(path) and not os.path.exists(path):
-        path = os.path.join(_project_dir(c), path)
-    from concurdeploy.inventory.model import load
+        path = os.path.join(project_dir or os.getcwd(), path)
+    from concurdeploy.inventory import load
 
     return load(path)
 
@@ -73,13 +76,10 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
     JSON report (``retry_failed``); inventory order.
 
     :raises UnknownGroup, NoHostsMatched: nothing selected (never "deployed to zero hosts").
-    :raises UsageError: ``retry_failed`` is not a readable concurdeploy JSON report.
+    :raises UsageError: ``limit`` is empty; ``retry_failed`` is not a readable concurdeploy JSON report.
     """
-    from concurdeploy.exceptions import NoHostsMatched
-
-    if limit is not None and not str(limit).strip(" ,:"):
-        raise UsageError("--limit is empty (an unset variable?): give a pattern, or leave the "
-                         "flag out to select every host of the group")
+    if limit is not None:
+        check_value("limit", limit)
     chosen = inv.select(group)
     if limit:
         allowed = {h.name for h in inv.select(limit)}
@@ -98,110 +98,197 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
     return chosen
 
 
-def _overrides(c, host_key_policy, connect_timeout, command_timeout, ssh_config=None) -> dict:
-    cfg = c.config
-    for name, value in (("connect_timeout", connect_timeout), ("command_timeout", command_timeout)):
-        if value and value < 0.1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 0.1 seconds, not {value:g}")
-    return {
-        "host_key_policy": host_key_policy or cfg.get("host_key_policy") or None,
-        "connect_timeout": connect_timeout or None,
-        "command_timeout": command_timeout or None,
-        "ssh_config": ssh_config or None,
-    }
+def _prepare(group: str, options: RunOptions) -> tuple[Inventory, list[Host]]:
+    """Inventory and hosts of a built-in action; passphrases asked, the local pool warmed up."""
+    inv = load_inventory(options.inventory, project_dir=options.project_dir)
+    hosts = select_hosts(inv, group, options.limit, options.retry_failed)
+    from concurdeploy.ssh.passphrases import ask  # on a terminal only; before any worker starts
+
+    ask(h.vars["key_file"] for h in hosts
+        if isinstance(h.vars.get("key_file"), str) and not h.vars.get("passphrase_env")
+        and h.vars.get("connection", "ssh") == "ssh")
+    if options.executor == "local":  # its fork server's imports overlap our own work
+        from concurdeploy.executors.local import warm_up
+
+        warm_up()
+    return inv, hosts
 
 
-def setting(c, key: str, kind, given=None, minimum: float = 0):
-    """A number from the flag ``given`` (if set) or the config ``key``, checked.
+def _command(options: RunOptions, *words: str) -> RunOptions:
+    return options if options.command else replace(options, command=shlex.join(["concurdeploy", *words]))
 
-    :raises UsageError: not a number, or below ``minimum`` (names the flag / config key).
+
+def push(service: str, *, options: RunOptions | None = None, **flags: Any) -> RunResult:
+    """Push a service's files to every host of its group: atomic replace, reload if changed.
+
+    :param service: the group whose ``files`` (group vars) are pushed, e.g. ``"haproxy"``.
+    :param options: a :class:`RunOptions`; ``flags`` (``check=True``, ``limit="lb*"``, …) override it.
+    :returns: :class:`RunResult`, one ``HostResult`` per host in inventory order.
+    :raises UsageError: bad option, inventory or ``files`` declaration (no host touched).
+    :raises RunInterrupted: SIGINT/SIGTERM arrived.
     """
-    value = given if given not in (None, 0, 0.0, "") else c.config.get(key)
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{key} must be a number, not {value!r} (check --{key.replace('_', '-')}, "
-                         f"CONCURDEPLOY_{key.upper()} and concurdeploy.yaml)") from None
-    if number < minimum:
-        raise UsageError(f"{key} must be at least {minimum:g}, not {number:g}")
-    return number
+    from concurdeploy.operations.push import push as push_action
+    from concurdeploy.operations.service import TemplateFailed, push_job
+
+    opts = _command(_options(options, flags), "push", service)
+    inv, hosts = _prepare(service, opts)
+    project_dir, cache, payloads = _project_dir(opts), {}, []
+    for h in hosts:  # every declaration checked before any host is touched
+        try:
+            payloads.append(push_job(h, project_dir, check=opts.check, cache=cache, diff=opts.diff,
+                                     service=service))
+        except TemplateFailed as e:
+            payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+    return fan_out(hosts, push_action, payloads, opts, inventory=inv,
+                   title=f"push {service}{' (check mode)' if opts.check else ''}")
 
 
-def _defaults(c) -> dict:
-    return {"connect_timeout": setting(c, "connect_timeout", float, minimum=0.1),
-            "command_timeout": setting(c, "command_timeout", float, minimum=0.1)}
+def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: str | None = None,
+        options: RunOptions | None = None, **flags: Any) -> RunResult:
+    """Put one file on every host of ``group`` with the same atomic replace as :func:`push` (no reload).
+
+    :param src: local file, relative to the project root or absolute.
+    :param dest: absolute path on each host (``{{ var }}`` allowed).
+    :param mode: octal mode string, e.g. ``"0640"`` (None = keep the replaced file's, 0644 for a new one).
+    :param validate: command run on the uploaded temporary file, ``{tmp}`` = its path.
+    :returns: :class:`RunResult`. :raises UsageError, RunInterrupted: as :func:`push`.
+    """
+    from concurdeploy.operations.push import push as push_action
+    from concurdeploy.operations.service import TemplateFailed, put_job
+
+    mode = check_value("mode", mode)
+    opts = _command(_options(options, flags), "put", group, src, dest)
+    inv, hosts = _prepare(group, opts)
+    project_dir, cache, payloads = _project_dir(opts), {}, []
+    for h in hosts:  # every host's job is built before any host is touched
+        try:
+            payloads.append(put_job(h, project_dir, src, dest, mode, validate, opts.check, opts.diff, cache))
+        except TemplateFailed as e:
+            payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+    return fan_out(hosts, push_action, payloads, opts, inventory=inv,
+                   title=f"put {src} -> {dest}{' (check mode)' if opts.check else ''}")
 
 
-def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline: float = 0.0,
-            overrides: dict | None = None, show_output: bool = False, title: str = "",
-            serial: str | None = None, max_fail: str | None = None, fail_fast: bool = False,
-            show_diff: bool = False, stream: bool = False, report_json: str | None = None,
-            junit: str | None = None, progress: bool = True, verbose: int = 0,
-            quiet: bool = False, executor: str | None = None, scheduler: str | None = None,
-            retries: int = 0, inventory: Inventory | None = None) -> list[HostResult]:
-    """Run ``action(conn, payload)`` on every host through the worker pool, printing as hosts finish.
+def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = False, collect: bool = False,
+        options: RunOptions | None = None, **flags: Any) -> RunResult:
+    """Run a shell command on every host of ``group``.
 
-    :param payloads: one payload per host (``list``); a payload that is a
-        :class:`HostResult` is taken as that host's result as is (e.g. a template that
-        failed to render) and the host is not contacted.
-    :param forks: hosts in flight; 0 = config ``forks``.
-    :param deadline: seconds for the whole run; 0 = config ``deadline`` (0 = none).
-    :param serial: batches, e.g. ``"2"``, ``"25%"``, ``"1,10%,100%"`` (see :mod:`.batches`).
-    :param max_fail: stop further batches past this many (``"2"``) or this share (``"10%"``)
-        of failed hosts.
-    :param fail_fast: start no new host after the first failure.
-    :param report_json: write the JSON report here (also when the run fails or is interrupted).
-    :param junit: write a JUnit XML report here (one test case per host).
-    :param progress: live progress display when stdout is a terminal (False: plain lines).
-    :param verbose: 1 = every host's output, 2 = also file checksums; ``quiet``: failures and recap only.
-    :param stream: print output streamed by the action (``run``) as it arrives, each line
-        prefixed by its host.
-    :param executor: ``"local"`` or ``"dask"``; None = config ``executor`` (see :func:`make_pool`).
-    :param scheduler: the Dask scheduler's address; None = config ``scheduler``.
-    :param retries: Dask only: retries of a host whose worker died before its result arrived.
+    :param timeout: seconds the command may run per host (None = the host's ``command_timeout``).
+    :param sudo: run it as root (or ``become_user``) through sudo, password from ``become_password_env``.
+    :param collect: with ``console``: print each host's output under its line when it finishes,
+        instead of streaming it live prefixed by host.
+    :returns: :class:`RunResult`; each ``HostResult.output`` holds the output's tail and
+        ``exit_status`` the command's status (non-zero = that host ``failed``).
+    :raises UsageError, RunInterrupted: as :func:`push`.
+    """
+    from concurdeploy.operations.become import Become
+    from concurdeploy.operations.commands import RunJob, run_command
+    from concurdeploy.operations.service import secret_values
+
+    timeout = check_value("timeout", timeout)
+    opts = _command(_options(options, flags), "run", group, command)
+    inv, hosts = _prepare(group, opts)
+    jobs = []
+    for h in hosts:
+        become = None
+        if sudo or h.vars.get("become") is True:
+            become = Become(user=str(h.vars.get("become_user") or "root"),
+                            password_env=h.vars.get("become_password_env"))
+        jobs.append(RunJob(command, timeout, become, stream=not collect and opts.console,
+                           secrets=secret_values(h)))
+    return fan_out(hosts, run_command, jobs, opts, inventory=inv, show_output=collect,
+                   stream=not collect and opts.console)
+
+
+def get(group: str, remote_path: str, local_dir: str, *, options: RunOptions | None = None,
+        **flags: Any) -> RunResult:
+    """Download one file from every host of ``group`` into ``LOCAL_DIR/<host>/<remote path>``.
+
+    Always runs on the local pool (the files must land on this machine, not on a Dask worker).
+
+    :returns: :class:`RunResult`. :raises UsageError, RunInterrupted: as :func:`push`.
+    """
+    from concurdeploy.operations.commands import GetJob, get_file
+
+    opts = _command(_options(options, flags), "get", group, remote_path, local_dir)
+    opts = replace(opts, executor="local")
+    inv, hosts = _prepare(group, opts)
+    job = GetJob(remote_path, os.path.abspath(local_dir))
+    return fan_out(hosts, get_file, [job] * len(hosts), opts, inventory=inv)
+
+
+class _Null:
+    """A stream that drops everything (the console of a run from Python, by default)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | None = None, *,
+            inventory: Inventory | None = None, title: str = "", show_output: bool = False,
+            stream: bool = False, **flags: Any) -> RunResult:
+    """Run ``action(conn, payload)`` on every host through the worker pool.
+
+    :param hosts: from :func:`select_hosts` (inventory order is kept).
+    :param action: a module-level function ``(Connection, payload) -> HostResult`` (it is sent
+        to worker processes by reference); raising a ``HostError`` fails that host only.
+    :param payloads: one picklable payload per host (``list``); a payload that is a
+        :class:`HostResult` is that host's result as is (e.g. a template that failed to
+        render) and the host is not contacted.
+    :param options: forks, deadline, ``serial``/``max_fail``/``fail_fast``, reports,
+        connection overrides, executor, output (``console``, ``verbose``, ``quiet``,
+        ``no_progress``, ``diff``); ``flags`` override it (e.g. ``forks=5``).
     :param inventory: the whole inventory, so that a ``jump`` var may name any of its hosts.
-    :returns: ``list[HostResult]`` in host order; the recap is printed.
-    :raises HostsFailed: any host failed or was unreachable (the CLI exits 1).
-    :raises RunInterrupted: SIGINT/SIGTERM arrived (in-flight hosts stopped at a safe point).
+    :param title: first line printed (with ``console``), e.g. ``"push haproxy"``.
+    :param show_output: print every host's output under its line; ``stream``: print output
+        the action streams (``conn.emit``) as it arrives, each line prefixed by its host.
+    :returns: :class:`RunResult`; with ``console`` the host lines and the recap were printed;
+        the reports (``report_json``, ``junit``) are written, also when hosts failed.
+    :raises UsageError: bad options or connection vars (before any host is touched).
+    :raises RunInterrupted: SIGINT/SIGTERM arrived (in the main thread only).
     """
     from concurdeploy.executors import batches
-    from concurdeploy.executors.local import Job
+    from concurdeploy.executors.core import Job, make_executor
+    from concurdeploy.executors.interrupts import Interrupts
     from concurdeploy.report import console
 
-    start = time.monotonic()
-    started = utc_now()
-    forks = setting(c, "forks", int, forks, minimum=1)
-    deadline = setting(c, "deadline", float, deadline)
-    if report_json or junit:
-        from concurdeploy.report.files import check_writable
-
-        for path in (report_json, junit):  # a bad path is found before any host is touched
-            if path:
-                check_writable(path)
-    limit = batches.parse_max_fail(max_fail)
-    groups = batches.split(list(range(len(hosts))), serial)
-    width = max(len(h.name) for h in hosts) + 1
-    out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=show_diff,
-                          progress=progress, verbosity=console.verbosity(verbose, quiet))
+    opts = _options(options, flags)
+    start, started = time.monotonic(), utc_now()
+    limit = batches.parse_max_fail(opts.max_fail)
+    groups = batches.split(list(range(len(hosts))), opts.serial)
+    width = max((len(h.name) for h in hosts), default=4) + 1
+    stdout = sys.stdout if opts.console else _Null()
+    out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=opts.diff,
+                          progress=not opts.no_progress, verbosity=console.verbosity(opts.verbose, opts.quiet),
+                          stream=stdout)
     results: dict[int, HostResult] = {}
+    signals = None
     with contextlib.ExitStack() as stack:
         stack.enter_context(out)
         if title:
             extra = f", {len(groups)} batches" if len(groups) > 1 else ""
             out.line(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
-                     f"forks {min(forks, len(hosts))}{extra}")
-        pool = stack.enter_context(make_pool(c, hosts, forks, executor, scheduler, retries))
-        specs = _connect_specs(c, hosts, overrides or {}, stack, inventory)
-        signals = stack.enter_context(_Interrupts(pool))
-        end = time.monotonic() + deadline if deadline else None
-
+                     f"forks {min(opts.forks, len(hosts))}{extra}")
+        pool = stack.enter_context(make_executor(opts.executor, forks=opts.forks, hosts=hosts,
+                                                 processes=opts.processes or None,
+                                                 scheduler=opts.scheduler or "", retries=opts.retries))
+        specs = _connect_specs(hosts, opts, stack, inventory)
+        if threading.current_thread() is threading.main_thread():
+            signals = stack.enter_context(Interrupts(pool))
+        end = time.monotonic() + opts.deadline if opts.deadline else None
         streamer = _Streamer(out, width) if stream else None
 
         def on_result(r: HostResult) -> None:
             if streamer:
                 streamer.flush(r.host)
             out.host_done(r)
-            if fail_fast and r.status.is_failure:
+            if opts.fail_fast and r.status.is_failure:
                 pool.stop(f"--fail-fast: {r.host} {r.status.value}")
 
         for number, members in enumerate(groups, 1):
@@ -215,60 +302,29 @@ def fan_out(c, hosts: list[Host], action, payloads, *, forks: int = 0, deadline:
                 out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
             jobs, index = [], []
             for i in members:
-                p = payloads[i]
-                if isinstance(p, HostResult):
-                    results[i] = replace(p, batch=tag)
+                if isinstance(payloads[i], HostResult):
+                    results[i] = replace(payloads[i], batch=tag)
                     out.host_done(results[i])
                 else:
-                    jobs.append(Job(specs[i], action, p, batch=tag))
+                    jobs.append(Job(specs[i], action, payloads[i], batch=tag))
                     index.append(i)
             for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=streamer)):
                 results[i] = r
-            tried = [results[i] for i in results if results[i].status is not Status.SKIPPED]
+            tried = [r for r in results.values() if r.status is not Status.SKIPPED]
             failed = sum(1 for r in tried if r.status.is_failure)
             if pool.stopped is None and batches.exceeded(failed, len(tried), limit):
-                pool.stop(f"--max-fail {max_fail} exceeded ({failed} of {len(tried)} hosts failed)")
-    ordered = [results.get(i) or HostResult(h.name, Status.SKIPPED, error_kind="NotStarted",
-                                             error=f"not started: {pool.stopped}")
-               for i, h in enumerate(hosts)]
-    out.finish(ordered, time.monotonic() - start, stopped=pool.stopped)
-    record = RunRecord(" ".join(["concurdeploy", *sys.argv[1:]]), started, utc_now(),
-                       tuple(ordered), pool.stopped, signals.signum)
-    _write_reports(record, report_json, junit)
-    if signals.signum:
-        raise RunInterrupted(signals.signum)
-    failed_hosts = [r.host for r in ordered if r.status.is_failure]
-    if failed_hosts:
-        raise HostsFailed(failed_hosts)
-    return ordered
-
-
-def make_pool(c, hosts: list[Host], forks: int, executor: str | None = None,
-              scheduler: str | None = None, retries: int = 0):
-    """The executor for a run: the local :class:`WorkerPool` (default), or a
-    :class:`~concurdeploy.executors.dask.DaskPool` (``--executor dask``, config ``executor``),
-    connected before any host is touched. Both have the same surface.
-
-    :raises UsageError: unknown executor; for Dask: extra not installed, no scheduler given
-        or reachable, an ``executor_pool`` no worker serves, sandbox hosts on a remote cluster.
-    """
-    kind = str(executor or c.config.get("executor") or "local").strip().lower()
-    if kind == "local":
-        from concurdeploy.executors.local import WorkerPool
-
-        processes = int(c.config.get("processes") or 0) or None
-        return WorkerPool(forks=forks, processes=processes, hosts_hint=len(hosts))
-    if kind != "dask":
-        raise UsageError(f"--executor must be local or dask, not {kind!r}")
-    from concurdeploy.executors.dask import DaskPool
-
-    pins = {h.name: h.vars["executor_pool"] for h in hosts if h.vars.get("executor_pool") not in (None, "")}
-    bad = next((h for h, p in pins.items() if not isinstance(p, (str, int)) or isinstance(p, bool)), None)
-    if bad:
-        raise UsageError(f"host {bad}: executor_pool must be a name (e.g. eu), not {pins[bad]!r}")
-    return DaskPool(str(scheduler or c.config.get("scheduler") or ""), forks=forks, hosts_hint=len(hosts),
-                    retries=int(retries or 0), placement=pins,
-                    local_only=any(h.vars.get("connection", "ssh") == "sandbox" for h in hosts))
+                pool.stop(f"--max-fail {opts.max_fail} exceeded ({failed} of {len(tried)} hosts failed)")
+    ordered = tuple(results.get(i) or HostResult(h.name, Status.SKIPPED, error_kind="NotStarted",
+                                                  error=f"not started: {pool.stopped}")
+                    for i, h in enumerate(hosts))
+    elapsed = time.monotonic() - start
+    out.finish(ordered, elapsed, stopped=pool.stopped)
+    signum = signals.signum if signals else 0
+    command = opts.command or " ".join(["concurdeploy", *sys.argv[1:]])
+    _write_reports(RunRecord(command, started, utc_now(), ordered, pool.stopped, signum), opts, stdout)
+    if signum:
+        raise RunInterrupted(signum)
+    return RunResult(ordered, pool.stopped, round(elapsed, 3))
 
 
 class _Streamer:
@@ -294,60 +350,38 @@ class _Streamer:
             self.out.line(f"{host:<{self.width}}| {report.clean(self.partial.pop(key))}")
 
 
-def _write_reports(record: RunRecord, report_json: str | None, junit: str | None) -> None:
-    if not (report_json or junit):
+def _write_reports(record: RunRecord, opts: RunOptions, stdout) -> None:
+    if not (opts.report_json or opts.junit):
         return
     from concurdeploy.report import files as reports
 
-    if report_json:
-        reports.write_json(report_json, record)
-        print(f"JSON report: {report_json}")
-    if junit:
-        reports.write_junit(junit, record)
-        print(f"JUnit report: {junit}")
+    if opts.report_json:
+        reports.write_json(opts.report_json, record)
+        print(f"JSON report: {opts.report_json}", file=stdout)
+    if opts.junit:
+        reports.write_junit(opts.junit, record)
+        print(f"JUnit report: {opts.junit}", file=stdout)
 
 
-class _Interrupts:
-    """While active, SIGINT/SIGTERM abort the pool (hosts stop at a safe point) instead of
-    killing the controller; ``signum`` remembers the first signal."""
-
-    def __init__(self, pool):  # a WorkerPool or a DaskPool
-        self.pool, self.signum, self._old = pool, 0, {}
-
-    def _handle(self, signum, frame) -> None:
-        if not self.signum:
-            self.signum = signum
-            print(f"\n{signal.Signals(signum).name}: stopping — no new hosts; in-flight hosts stop at "
-                  f"a safe point (destinations old or new, temporary files removed)…",
-                  file=sys.stderr, flush=True)
-        self.pool.abort(f"interrupted ({signal.Signals(signum).name})")
-
-    def __enter__(self) -> _Interrupts:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _connect_specs(c, hosts, overrides, stack, inventory=None) -> list:
+def _connect_specs(hosts, opts: RunOptions, stack, inventory=None) -> list:
+    """One ``ConnectSpec`` per host: built-in defaults < config (``default_*``) < ssh_config
+    < host vars < flags (``connect_timeout``, ``command_timeout``, ``host_key_policy``, ``ssh_config``)."""
     from concurdeploy.ssh.specs import connect_spec
 
-    defaults = _defaults(c)
+    defaults = {"connect_timeout": opts.default_connect_timeout,
+                "command_timeout": opts.default_command_timeout}
+    overrides = {"host_key_policy": opts.host_key_policy, "connect_timeout": opts.connect_timeout,
+                 "command_timeout": opts.command_timeout, "ssh_config": opts.ssh_config}
     sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
     bad = next((h for h in hosts if h.vars.get("connection", "ssh") not in ("ssh", "sandbox")), None)
     if bad:
         raise UsageError(f"host {bad.name}: connection {bad.vars['connection']!r} is not ssh or sandbox "
                          f"(set in {bad.origins.get('connection', bad.source)})")
-    ports = {}
-    sandbox = None
+    ports, sandbox = {}, None
     if sandboxed:
-        from concurdeploy.sandbox.server import (
-            Sandbox,  # only when the inventory asks for sandbox hosts
-        )
-        sandbox = stack.enter_context(Sandbox(os.path.join(_project_dir(c), ".sandbox")))
+        from concurdeploy.sandbox import Sandbox  # only when the inventory asks for sandbox hosts
+
+        sandbox = stack.enter_context(Sandbox(os.path.join(_project_dir(opts), ".sandbox")))
         ports = sandbox.start(sandboxed)
     specs = []
     for h in hosts:
@@ -361,42 +395,3 @@ def _connect_specs(c, hosts, overrides, stack, inventory=None) -> list:
         print("WARNING: host_key_policy is 'off' for some hosts: their identity is NOT verified "
               "(anyone in the middle can read what is sent)", file=sys.stderr)
     return specs
-
-
-def _push_payload(project_dir: str, check: bool, diff: bool = False, service: str = ""):
-    from concurdeploy.operations.service import TemplateFailed, push_job
-
-    cache: dict = {}
-
-    def build(h: Host):
-        try:
-            return push_job(h, project_dir, check=check, cache=cache, diff=diff, service=service)
-        except TemplateFailed as e:
-            return HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e))
-    return build
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -8,10 +8,10 @@ of concurdeploy's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import timezone
 from enum import Enum
 
-__all__ = ["CommandResult", "FileChange", "HostResult", "RunRecord", "Status", "tail", "utc_now"]
+__all__ = ["CommandResult", "FileChange", "HostResult", "RunRecord", "RunResult", "Status", "tail", "utc_now"]
 
 #: Bytes of command output kept per host in a result (the end of it: errors come last).
 TAIL_BYTES = 8192
@@ -144,8 +144,50 @@ class RunRecord:
         return round((datetime.strptime(self.ended, fmt) - datetime.strptime(self.started, fmt)).total_seconds(), 3)
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did: returned by :func:`concurdeploy.push`, ``run``, ``put``, ``get`` and
+    :func:`concurdeploy.api.fan_out`. A host's failure is a record here, never an exception.
+
+    :param hosts: one :class:`HostResult` per selected host, in inventory order.
+    :param stopped: why the run stopped early (``--max-fail``, ``--fail-fast``), or None.
+    :param duration_s: wall seconds of the whole run.
+    """
+
+    hosts: tuple[HostResult, ...]
+    stopped: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no host failed or was unreachable (every host ``ok``, ``changed`` or ``skipped``)."""
+        return not self.failed
+
+    @property
+    def failed(self) -> tuple[HostResult, ...]:
+        """The hosts that ``failed`` or were ``unreachable``, in inventory order."""
+        return tuple(r for r in self.hosts if r.status.is_failure)
+
+    @property
+    def changed(self) -> tuple[HostResult, ...]:
+        """The hosts where something changed (or, in check mode, would change)."""
+        return tuple(r for r in self.hosts if r.status is Status.CHANGED)
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this run: 0 all ok/changed, 1 a host failed or was unreachable."""
+        return 0 if self.ok else 1
+
+    def __getitem__(self, host: str) -> HostResult:
+        """The result of the host named ``host`` (inventory name). :raises KeyError: not in the run."""
+        for r in self.hosts:
+            if r.host == host:
+                return r
+        raise KeyError(host)
+
+
 def utc_now() -> str:
     """Current time as ISO 8601 UTC with milliseconds: ``2026-11-29T09:00:00.123Z``."""
     from datetime import datetime
 
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -3,6 +3,9 @@
 Worker processes receive actions by reference (pickle stores ``tests.actions.NAME``), so
 they must live in an importable module, not inside a test function. Each takes
 ``(conn, payload)`` like every concurdeploy action and returns a ``HostResult``.
+
+The ``time.sleep`` calls here wait for nothing: they are the slow or hung host that the
+test is about (a deadline, completion order, a worker dying while others are busy).
 """
 
 from __future__ import annotations
@@ -62,7 +65,10 @@ def raise_bad_host_key(conn, payload) -> HostResult:
 
 
 def die_if_told(conn, payload) -> HostResult:
-    """``payload == "die"``: kill the worker process outright (no cleanup, no result)."""
+    """``payload == "die"``: kill the worker process outright (no cleanup, no result).
+
+    Other hosts work for 0.2 s, so they are still in flight when a worker dies.
+    """
     if payload == "die":
         os._exit(3)
     time.sleep(0.2)

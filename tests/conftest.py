@@ -17,6 +17,15 @@ Fixtures (see ``tests/sshd.py`` for the classes):
 
 OpenSSH missing: the sshd/keys fixtures skip locally, but FAIL when ``$CI``
 is set, so CI can never go green by silently skipping the integration tests.
+
+The same holds for every other skip (``skipif``, ``importorskip``, a fixture's
+``pytest.skip``): with ``$CI`` non-empty, :func:`pytest_runtest_makereport` and
+:func:`pytest_make_collect_report` turn a skip into a failure, because CI installs
+every tool the tests need (sshd, ssh-keygen, ssh-agent, sudo, jsonschema, dask)
+and runs as root, so a skip there means a broken install. A test whose skip is
+expected even on CI says so with ``@pytest.mark.allow_skip("why")`` (a non-empty
+reason is required). xfail is not a skip and is left alone. On CI the run also
+refuses to start without pytest-timeout (the per-test ``timeout`` in setup.cfg).
 """
 
 from __future__ import annotations
@@ -33,8 +42,8 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from tests import sshd as sshd_helpers
-from tests.sshd import (
+from tests import sshd as sshd_helpers  # noqa: E402 (after the sys.path fix above)
+from tests.sshd import (  # noqa: E402
     SSHD_INSTALL_HINT,
     ClientKeys,
     OpenSSHServer,
@@ -48,18 +57,96 @@ from tests.sshd import (
 #: User name mockssh accepts in ``mock_ssh_server``.
 MOCK_SSH_USER = "sample-user"
 
+#: ``pytester`` runs a throw-away pytest session, to test the hooks below.
+pytest_plugins = ("pytester",)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # mockssh 0.9.1 calls Thread.setDaemon(), deprecated since Python 3.10.
     config.addinivalue_line(
         "filterwarnings", r"ignore:setDaemon\(\) is deprecated:DeprecationWarning:mockssh"
     )
+    config.addinivalue_line(
+        "markers", "allow_skip(reason): this test may be skipped even when $CI is set (reason required)"
+    )
+    if _on_ci() and not config.pluginmanager.hasplugin("timeout"):
+        raise pytest.UsageError(
+            "CI is set but pytest-timeout is not installed: every test needs its timeout. "
+            "pip install -e '.[test]'"
+        )
+
+
+# --------------------------------------------------------------------------
+# on CI a skip is a failure
+# --------------------------------------------------------------------------
+
+def _on_ci() -> bool:
+    """True when the environment variable ``CI`` is set to a non-empty value."""
+    return bool(os.environ.get("CI"))
+
+
+def _allowed_skip_reason(item: pytest.Item) -> str | None:
+    """The reason given by the closest ``allow_skip`` marker of ``item``, or None.
+
+    The reason is the first positional argument or ``reason=``; an empty or missing
+    reason does not allow anything.
+    """
+    marker = item.get_closest_marker("allow_skip")
+    if marker is None:
+        return None
+    reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+    return reason.strip() if isinstance(reason, str) and reason.strip() else None
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    """The "Skipped: ..." text of a skipped report (``longrepr`` is (path, line, text))."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _ci_skip_message(reason: str) -> str:
+    return (
+        f"skipped on CI (CI={os.environ.get('CI', '')!r}), which counts as a failure: {reason}\n"
+        "CI installs every tool the tests need and runs as root, so this skip means a broken "
+        "install (see .ci/run). If the skip is expected on CI, mark the test "
+        '@pytest.mark.allow_skip("why").'
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """With ``$CI`` set, turn a skipped setup/call/teardown into a failure.
+
+    Left alone: passes, failures, xfail/xpass (``wasxfail``), and tests marked
+    ``allow_skip("reason")``.
+    """
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not (report.skipped and _on_ci()) or hasattr(report, "wasxfail"):
+        return
+    if _allowed_skip_reason(item) is not None:
+        return
+    report.outcome = "failed"
+    report.longrepr = _ci_skip_message(_skip_reason(report))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """With ``$CI`` set, a whole module skipped at import (``importorskip`` or
+    ``pytest.skip(allow_module_level=True)``) is a collection error, not a skip."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if report.skipped and _on_ci():
+        report.outcome = "failed"
+        report.longrepr = _ci_skip_message(_skip_reason(report))
 
 
 def _openssh_missing(what: str) -> None:
     """Skip (locally) or fail (``$CI`` set) because OpenSSH is not installed."""
     msg = f"{SSHD_INSTALL_HINT} ({what} not found)"
-    if os.environ.get("CI"):
+    if _on_ci():
         pytest.fail(msg, pytrace=False)
     pytest.skip(msg)
 
@@ -168,7 +255,7 @@ def mock_ssh_server(client_keys: ClientKeys):
         import mockssh
     except ImportError:
         msg = "mock-ssh-server is not installed: pip install -e '.[test]'"
-        if os.environ.get("CI"):
+        if _on_ci():
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
     server = mockssh.Server({})

@@ -15,6 +15,9 @@ fixtures, but it can be used from a script too.
   "other" ed25519 key that no server authorises.
 * :func:`write_known_hosts` / :func:`mock_ssh_known_hosts` -- known_hosts
   files for the servers above and for ``mockssh.Server``.
+* :class:`Beacon` -- a FIFO that remote commands (run by a loopback sshd on this
+  machine) write a line to when they reach a point; a test blocks on it instead
+  of polling for a marker file.
 
 Everything is bounded in time: no function here waits forever.
 """
@@ -24,6 +27,8 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import secrets
+import select
 import shutil
 import signal
 import socket
@@ -36,6 +41,7 @@ from pathlib import Path
 
 __all__ = [
     "SSHD_INSTALL_HINT",
+    "Beacon",
     "ClientKeys",
     "OpenSSHServer",
     "StallingServer",
@@ -259,14 +265,53 @@ def _signal_pids(pids: Iterable[int], sig: int) -> None:
             pass
 
 
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it has exited), or None: gone, or no pidfd support.
+
+    ``os.pidfd_open`` needs Linux 5.3+; it works for any process, not only our children.
+    """
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
 def _wait_pids_gone(pids: Iterable[int], timeout: float) -> list[int]:
-    """Wait up to ``timeout`` seconds for non-child ``pids`` to vanish; return survivors."""
+    """Wait up to ``timeout`` seconds for non-child ``pids`` to vanish; return survivors.
+
+    Waits on each process's pidfd (readable when it exits, zombie or reaped: the same
+    "gone" as :func:`_pid_alive`). Only where no pidfd can be had (old kernel, another
+    OS) does it fall back to checking every 10 ms, within the same deadline.
+    """
     deadline = time.monotonic() + timeout
-    left = [p for p in pids if _pid_alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.01)
-        left = [p for p in left if _pid_alive(p)]
-    return left
+    fds: dict[int, int] = {}
+    unwatched: list[int] = []
+    for p in pids:
+        if not _pid_alive(p):
+            continue
+        fd = _pidfd(p)
+        if fd is None:
+            unwatched.append(p)
+        else:
+            fds[fd] = p
+    try:
+        while fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(fds), [], [], left)
+            for fd in ready:
+                os.close(fd)
+                del fds[fd]
+        while unwatched and time.monotonic() < deadline:  # no event to wait on: bounded poll
+            time.sleep(0.01)
+            unwatched = [p for p in unwatched if _pid_alive(p)]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return [p for p in (*fds.values(), *unwatched) if _pid_alive(p)]
 
 
 # --------------------------------------------------------------------------
@@ -490,7 +535,15 @@ class OpenSSHServer:
             raise RuntimeError(err)
 
     def _start_once(self, timeout: float) -> str | None:
-        """One start attempt; return ``None`` on success or an error message."""
+        """One start attempt; return ``None`` on success or an error message.
+
+        Readiness is an event: sshd is started with ``NOTIFY_SOCKET`` pointing at an
+        abstract datagram socket of ours, and Debian's sshd (and upstream's since 9.8)
+        sends ``READY=1`` there once it listens (systemd's sd_notify protocol). The wait
+        also wakes when sshd exits (its pidfd). Every port is then checked for an SSH
+        banner. An sshd without sd_notify support still works: the banner check is then
+        repeated every 20 ms until ``timeout``.
+        """
         Path(self.config_path).write_text(self.render_config())
         try:
             os.unlink(self.pid_file)
@@ -498,16 +551,35 @@ class OpenSSHServer:
             pass
         self._log_file = open(self.log_path, "wb")
         cmd = [self.sshd_path, "-D", "-e", "-f", self.config_path]
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-            start_new_session=True,  # keep Ctrl-C of pytest away from sshd
-        )
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            name = f"concurdeploy-test-sshd-{os.getpid()}-{secrets.token_hex(6)}"
+            notify.bind("\0" + name)  # abstract namespace: no file, no path-length limit
+            notify.setblocking(False)
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                start_new_session=True,  # keep Ctrl-C of pytest away from sshd
+                env={**os.environ, "NOTIFY_SOCKET": "@" + name},
+            )
+            exited = _pidfd(self._proc.pid)
+            try:
+                return self._wait_ready(notify, exited, timeout)
+            finally:
+                if exited is not None:
+                    os.close(exited)
+        finally:
+            notify.close()
+
+    def _wait_ready(self, notify: socket.socket, exited: int | None, timeout: float) -> str | None:
+        """Wait for READY=1 on ``notify`` or sshd's exit (pidfd ``exited``), then for the banners."""
+        assert self._proc is not None
         deadline = time.monotonic() + timeout
         pending = list(self.ports)
+        ready = False
         while True:
             if self._proc.poll() is not None:
                 rc = self._proc.returncode
@@ -525,10 +597,20 @@ class OpenSSHServer:
                 )
                 self.stop()
                 return msg
-            pending = [p for p in pending if not _probe_banner(p, min(0.25, max(remaining, 0.05)))]
+            # Once sshd said READY=1 it listens: each probe may then block until the banner comes.
+            probe_timeout = remaining if ready else min(0.25, max(remaining, 0.05))
+            pending = [p for p in pending if not _probe_banner(p, probe_timeout)]
             if not pending:
                 return None
-            time.sleep(0.005)
+            # Wait for READY=1 (once), sshd's exit, or 20 ms, whichever comes first.
+            events = ([] if ready else [notify]) + ([exited] if exited is not None else [])
+            wait = max(0.0, min(deadline - time.monotonic(), 0.02))
+            readable, _, _ = select.select(events, [], [], wait)
+            if notify in readable:
+                try:
+                    ready = b"READY=1" in notify.recv(4096)
+                except BlockingIOError:
+                    pass
 
     def _cleanup_proc(self) -> None:
         self._proc = None
@@ -663,13 +745,24 @@ class StallingServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
+        self._accepted = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self.port: int | None = None
 
     @property
     def connections(self) -> int:
         with self._lock:
             return len(self._conns)
+
+    def wait_for_connections(self, n: int, timeout: float) -> bool:
+        """Block until ``n`` connections have been accepted in all (by this object, ever).
+
+        :param timeout: seconds to wait at most.
+        :returns: True once ``n`` were accepted; False if ``timeout`` passed first.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._accepted >= n, timeout=timeout)
 
     def start(self) -> StallingServer:
         """Bind, listen and start the accept thread; returns self."""
@@ -697,8 +790,10 @@ class StallingServer:
                 continue
             except OSError:
                 break
-            with self._lock:
+            with self._changed:
                 self._conns.append(conn)
+                self._accepted += 1
+                self._changed.notify_all()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every held connection; idempotent."""
@@ -725,3 +820,100 @@ class StallingServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------
+# an event remote commands can raise
+# --------------------------------------------------------------------------
+
+class Beacon:
+    """A named pipe (FIFO) that commands write one line to; the test waits on it.
+
+    Commands run by a loopback sshd run on this machine, so a remote step can say
+    "I got here" with ``echo NAME > PATH`` (see :meth:`command`), and the test blocks
+    on that event (``select``) instead of polling for a marker file.
+
+    The test keeps a write end open too, so the reader never sees end-of-file between
+    two writers, and a writer's ``open`` never blocks (a reader is always there). Lines
+    under 4096 bytes (PIPE_BUF) from concurrent writers never interleave.
+
+    Attributes:
+        path: the FIFO's path (str).
+        lines: the lines read so far (``list[str]``, in arrival order).
+
+    Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        """Create the FIFO at ``path`` (must not exist) and open both ends, non-blocking."""
+        self.path = str(path)
+        os.mkfifo(self.path, 0o600)
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self._keep = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+        self._buf = b""
+        self.lines: list[str] = []
+
+    def fileno(self) -> int:
+        """The read end, for ``select``; call :meth:`read` when it is readable."""
+        return self._fd
+
+    def command(self, line: str) -> str:
+        """Shell command writing ``line`` (no quotes or newlines) to the FIFO."""
+        return f"echo {line} > '{self.path}'"
+
+    def read(self) -> list[str]:
+        """Read what is there without blocking; return :attr:`lines`."""
+        while True:
+            try:
+                data = os.read(self._fd, 4096)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self._buf += data
+        *complete, self._buf = self._buf.split(b"\n")
+        self.lines += [c.decode("utf-8", "replace") for c in complete]
+        return self.lines
+
+    def wait(self, n: int, timeout: float, proc: subprocess.Popen | None = None) -> list[str]:
+        """Block until :attr:`lines` holds ``n`` lines; return them.
+
+        :param timeout: seconds to wait at most.
+        :param proc: if given, stop waiting as soon as this process exits (its pidfd).
+        :raises TimeoutError: fewer than ``n`` lines within ``timeout``.
+        :raises ChildProcessError: ``proc`` exited before the ``n``-th line.
+        """
+        deadline = time.monotonic() + timeout
+        exited = _pidfd(proc.pid) if proc is not None else None
+        try:
+            while len(self.read()) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.path}: {len(self.lines)} of {n} lines within {timeout:g} s: "
+                                       f"{self.lines}")
+                if proc is not None and proc.poll() is not None:
+                    raise ChildProcessError(f"process {proc.pid} exited with {proc.returncode} after "
+                                            f"{len(self.lines)} of {n} lines")
+                events = [self._fd] + ([exited] if exited is not None else [])
+                select.select(events, [], [], left if exited is not None or proc is None else min(left, 0.1))
+        finally:
+            if exited is not None:
+                os.close(exited)
+        return self.lines
+
+    def close(self) -> None:
+        """Close both ends and remove the FIFO; idempotent."""
+        for fd in (self._fd, self._keep):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._keep = -1
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> Beacon:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

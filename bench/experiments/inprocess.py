@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import invoke  # noqa: F401  (the CLI pays for it)
 
 from concurdeploy.executors.local import Job, run_host
-from concurdeploy.inventory.model import load
+from concurdeploy.inventory import load
 from concurdeploy.operations.push import push
 from concurdeploy.operations.service import push_job
 from concurdeploy.ssh.specs import connect_spec

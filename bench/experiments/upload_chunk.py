@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from concurdeploy.ssh.connection import Connection
-from concurdeploy.ssh.specs import ConnectSpec
-from tests.sshd import OpenSSHServer, generate_client_keys
+from concurdeploy.ssh.connection import Connection  # noqa: E402 (after the sys.path line)
+from concurdeploy.ssh.specs import ConnectSpec  # noqa: E402
+from tests.sshd import OpenSSHServer, generate_client_keys  # noqa: E402
 
 
 def main():

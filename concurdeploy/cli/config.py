@@ -11,31 +11,26 @@ Settings, lowest precedence first (invoke's own layering, see ``invoke.Config``)
 
 Host vars from the inventory are *not* config: they describe hosts, and override the
 connection defaults here per host (see :mod:`concurdeploy.ssh.specs`). Flags override both.
-This module imports nothing of concurdeploy's but the connection defaults of
-:mod:`concurdeploy.ssh.specs` (one table, so the two can never disagree).
+The keys, types and defaults come from the one options table,
+:data:`concurdeploy.options.OPTIONS` (the connection timeouts from :mod:`concurdeploy.ssh.specs`,
+so the two can never disagree); the CLI turns these settings plus the task's flags into a
+:class:`~concurdeploy.options.RunOptions` (:func:`concurdeploy.cli.tasks.options_from`).
 """
 
 from __future__ import annotations
 
 from invoke import Config as _InvokeConfig
 
+from concurdeploy.options import OPTIONS
 from concurdeploy.ssh.specs import DEFAULTS as _CONNECTION
 
 __all__ = ["DEFAULTS", "Config"]
 
-#: Defaults of the ``concurdeploy`` settings. Timeouts are seconds.
-DEFAULTS = {
-    "inventory": "inventories",   # a file or folder, relative to the project root
-    "forks": 50,                  # hosts in flight at once
-    "processes": 0,               # worker processes; 0 = one per CPU (at most forks)
-    "executor": "local",          # local (process pool) | dask (a Dask cluster, see scheduler)
-    "scheduler": "",              # the Dask scheduler's address, e.g. tcp://scheduler.example:8786
-    "connect_timeout": _CONNECTION["connect_timeout"],  # per phase: TCP, handshake, auth
-    "command_timeout": _CONNECTION["command_timeout"],  # per remote command or SFTP request
-    "deadline": 0.0,              # whole run; 0 = none
-    "host_key_policy": "",        # "" = host vars, else strict | accept-new | off
-    "project_dir": "",            # set by the CLI: where tasks.py was found (else the cwd)
-}
+#: Defaults of the ``concurdeploy`` settings (config keys; "" = not set). Timeouts are seconds.
+DEFAULTS = {o.setting: ("" if o.default is None else o.default) for o in OPTIONS if o.setting}
+DEFAULTS["connect_timeout"] = _CONNECTION["connect_timeout"]  # per phase: TCP, handshake, auth
+DEFAULTS["command_timeout"] = _CONNECTION["command_timeout"]  # per remote command or SFTP request
+DEFAULTS["project_dir"] = ""  # set by the CLI: where tasks.py was found (else the cwd)
 
 
 class Config(_InvokeConfig):

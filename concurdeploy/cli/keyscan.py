@@ -8,7 +8,8 @@ import sys
 from invoke import Exit
 
 from concurdeploy.api import load_inventory, select_hosts
-from concurdeploy.cli.tasks import COMMON_HELP, cdtask
+from concurdeploy.cli.tasks import cdtask, options_from
+from concurdeploy.options import option
 from concurdeploy.exceptions import HostsFailed
 from concurdeploy.ssh.keyscan import Scan, _record, _targets, scan_all
 from concurdeploy.ssh.specs import connect_spec
@@ -32,24 +33,26 @@ def _interactive() -> bool:
 
 @cdtask(help={
     "group": "Group or host pattern whose host keys to scan.",
-    "inventory": COMMON_HELP["inventory"],
-    "limit": COMMON_HELP["limit"],
+    "inventory": option("inventory").help,
+    "limit": option("limit").help,
     "known_hosts": "known_hosts file to check and append to (default: each host's known_hosts var, "
                    "else ~/.ssh/known_hosts).",
     "yes": "Record the new keys without asking (needed when not on a terminal).",
     "forks": "Hosts scanned at once (default 50, or $CONCURDEPLOY_FORKS).",
     "ssh_config": "OpenSSH client config to read (default ~/.ssh/config; 'none' = none).",
-    "connect_timeout": COMMON_HELP["connect_timeout"],
+    "connect_timeout": option("connect_timeout").help,
 })
-def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, forks=0,
-            ssh_config=None, connect_timeout=0.0):
+def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, forks=None,
+            ssh_config=None, connect_timeout=None):
     """Show hosts' SSH host keys (SHA256 fingerprints) and record the new ones in known_hosts."""
-    inv = load_inventory(c, inventory)
-    hosts = select_hosts(inv, group, limit)
-    overrides = {"known_hosts": known_hosts or None, "ssh_config": ssh_config or None,
-                 "connect_timeout": connect_timeout or None}
-    defaults = {"connect_timeout": c.config.get("connect_timeout"),
-                "command_timeout": c.config.get("command_timeout")}
+    opts = options_from(c, inventory=inventory, limit=limit, forks=forks, ssh_config=ssh_config,
+                        connect_timeout=connect_timeout)
+    inv = load_inventory(opts.inventory, project_dir=opts.project_dir)
+    hosts = select_hosts(inv, group, opts.limit)
+    overrides = {"known_hosts": known_hosts or None, "ssh_config": opts.ssh_config,
+                 "connect_timeout": opts.connect_timeout}
+    defaults = {"connect_timeout": opts.default_connect_timeout,
+                "command_timeout": opts.default_command_timeout}
     sandboxed = [h.name for h in hosts if h.vars.get("connection", "ssh") == "sandbox"]
     specs = [connect_spec(h.name, h.vars, overrides, defaults=defaults, inventory=inv)
              for h in hosts if h.name not in sandboxed]
@@ -60,7 +63,7 @@ def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, f
     targets = _targets(specs)
     width = max(len(t.label) for t in targets)
     ep_width = max(len(t.endpoint) for t in targets)
-    forks = int(forks or c.config.get("forks") or 50)
+    forks = opts.forks
     interactive = _interactive()
     declined = []
 

@@ -19,28 +19,55 @@ host but web's).
 
 Any term naming nothing (a typo) is an error, even after ``!``: excluding a misspelt host
 must not deploy to it. This module does no I/O except reading ``@path`` files.
+
+Import direction: this module knows an inventory only by its shape (:class:`Selectable`:
+``hosts`` by name, each with its ``groups``; ``groups`` by name; ``location``) and imports
+nothing of the inventory package, so :mod:`concurdeploy.inventory.model` can import it
+and ``Inventory.select`` delegates here.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from concurdeploy.exceptions import InventoryError, NoHostsMatched
 
-if TYPE_CHECKING:  # imported for typing only: inventory imports this module lazily
-    from concurdeploy.inventory.model import Host, Inventory
-
-__all__ = ["select", "split_pattern"]
+__all__ = ["Selectable", "select", "split_pattern"]
 
 GLOB_CHARS = frozenset("*?[")
 
 
-def select(inventory: Inventory, pattern: str) -> list[Host]:
+class Member(Protocol):
+    """What a pattern needs of a host: its groups (ancestors included, ``all`` too)."""
+
+    @property
+    def groups(self) -> tuple[str, ...]: ...
+
+
+H = TypeVar("H", bound=Member)
+
+
+class Selectable(Protocol[H]):
+    """What a pattern needs of an inventory (:class:`~concurdeploy.inventory.model.Inventory`).
+
+    :ivar location: the inventory's path, for messages.
+    :ivar hosts: host name -> host, in inventory order.
+    :ivar groups: group name -> group (only the names are used).
+    """
+
+    location: str
+    hosts: Mapping[str, H]
+    groups: Mapping[str, object]
+
+
+def select(inventory: Selectable[H], pattern: str) -> list[H]:
     """Return the hosts ``pattern`` selects, in inventory order, each once.
 
-    :param inventory: a loaded :class:`~concurdeploy.inventory.model.Inventory`.
+    :param inventory: a loaded :class:`~concurdeploy.inventory.model.Inventory` (any
+        :class:`Selectable`).
     :param pattern: e.g. ``"web"``, ``"lb*,db1"``, ``"all:!db"``, ``"@limit.txt"``.
     :raises NoHostsMatched: a term names no host or group, a glob matches nothing, or the
         whole pattern selects no host.
@@ -151,12 +178,12 @@ def _is_glob(term: str) -> bool:
     return any(char in GLOB_CHARS for char in term)
 
 
-def _group_hosts(inventory: Inventory, group: str) -> set[str]:
+def _group_hosts(inventory: Selectable, group: str) -> set[str]:
     """Names of the hosts of ``group`` and its descendants (possibly none)."""
     return {name for name, host in inventory.hosts.items() if group in host.groups}
 
 
-def _match(inventory: Inventory, term: str) -> set[str]:
+def _match(inventory: Selectable, term: str) -> set[str]:
     """Return the host names one term (no prefix) selects.
 
     :raises NoHostsMatched: an exact name that is neither host nor group; a glob matching
@@ -180,7 +207,7 @@ def _match(inventory: Inventory, term: str) -> set[str]:
     return hosts
 
 
-def _unknown_message(inventory: Inventory, term: str) -> str:
+def _unknown_message(inventory: Selectable, term: str) -> str:
     """Message for a name that is neither host nor group, with close matches (difflib)."""
     message = (f"pattern {term!r} matches no host or group in {inventory.location} "
                f"(known groups: {', '.join(sorted(inventory.groups))})")

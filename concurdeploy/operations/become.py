@@ -1,10 +1,17 @@
-"""Running remote commands as another user through ``sudo`` (Ansible's "become").
+"""Who the remote steps run as: the login user, or another user through ``sudo`` (Ansible's
+"become"), as a strategy object chosen once per host.
 
-A push with ``become: true`` lets a non-root deploy user replace root-owned files with the
-same guarantees as a root push: the upload goes over SFTP to a private staging file the
-user can write (``/tmp/.concurdeploy-stage-<uuid>``, mode 0600), and every remote step —
-copying it beside the destination, checksum, mode and owner, validate, backup, the
-atomic ``mv`` (``rename(2)`` in the same directory), reload, rollback — runs as root.
+:class:`Become` is the picklable declaration (a host's ``become`` vars, ``--sudo``);
+:func:`privilege_for` turns it into a :class:`Privilege` in the worker, and the host
+operations call only that object's methods (``run``, ``hold``, ``open_upload``,
+``staged``, ``sftp_rename``, ``read_bytes``), never ``isinstance`` checks:
+
+* :class:`AsLoginUser` — commands run as they are, SFTP writes, renames and reads directly;
+* :class:`Sudo` — every command runs through ``sudo … /bin/sh -c``; SFTP (which acts as the
+  login user) only writes a private staging file the user can write
+  (``/tmp/.concurdeploy-stage-<uuid>``, mode 0600), which a root command copies beside the
+  destination; every remote step — copy, checksum, mode and owner, validate, backup, the
+  atomic ``mv`` (``rename(2)`` in the same directory), reload, rollback — runs as root.
 
 The sudo password, when sudo asks for one, comes from the environment variable named by
 ``become_password_env`` and is sent as the first line of the remote command's standard
@@ -24,13 +31,16 @@ variable, never its value.
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
+import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
 
-__all__ = ["SUDO_FAILED", "Become", "BecomeShell", "refusal", "wrap"]
+__all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "privilege_for", "refusal", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,15 @@ class Become:
 
 #: Written to stderr (first word) by the wrapper when sudo itself refuses.
 SUDO_FAILED = "@@concurdeploy-sudo-failed"
+_SUDO_FAILED_BYTES = SUDO_FAILED.encode()
 
 
 def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tuple[str, bytes | None]:
     """Return ``(command, stdin)`` rewritten to run ``command`` through ``sudo … /bin/sh -c``.
 
-    :raises CredentialsMissing: ``password_env`` names an unset variable.
+    :param become: None returns ``(command, stdin)`` unchanged.
+    :raises CredentialsMissing: ``password_env`` names an unset variable, or one holding a
+        line break.
     """
     if become is None:
         return command, stdin
@@ -81,7 +94,7 @@ def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tup
     return script, password.encode() + b"\n" + (stdin or b"")
 
 
-def refusal(become: Become, output: str):
+def refusal(become: Become, output: str) -> AuthFailed | None:
     """An :class:`AuthFailed` if ``output`` (a wrapped command's stderr) says sudo refused, else None."""
     at = output.find(SUDO_FAILED)
     if at < 0:
@@ -94,48 +107,147 @@ def refusal(become: Become, output: str):
                       f"become_password_env if sudo asks for one): {detail}")
 
 
-class BecomeShell:
-    """A :class:`~concurdeploy.ssh.connection.Connection` whose ``run``/``hold`` go through sudo.
+class Privilege(Protocol):
+    """How one host's remote steps reach the files: the strategy the host operations call.
 
-    Everything else (``spec``, ``sftp``, ``check_abort``, …) is the connection's own.
-    ``staged`` maps a temporary path beside a destination to its staging upload.
+    ``conn`` is a :class:`~concurdeploy.ssh.connection.Connection`. One instance serves one
+    operation on one host (it may remember staging files: :attr:`staged`).
     """
 
-    def __init__(self, conn, become: Become):
-        self._conn = conn
+    #: temporary path beside a destination → the staging upload a command copies there
+    #: (empty when uploads go straight to the temporary path).
+    staged: dict[str, str]
+
+    def run(self, conn, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
+            on_output=None):
+        """:meth:`Connection.run` with this privilege.
+
+        :returns: the connection's ``CommandResult``.
+        :raises AuthFailed: the privilege was refused (sudo).
+        """
+
+    def hold(self, conn, command: str, ready: str, timeout: float):
+        """:meth:`Connection.hold` with this privilege: ``(held, stdout_before_ready)``.
+
+        :raises AuthFailed: the privilege was refused (sudo).
+        """
+
+    def open_upload(self, conn, tmp: str):
+        """An SFTP file, open for writing, for the upload meant for ``tmp``: ``tmp`` itself,
+        or a staging file the login user can write (mode 0600, recorded in :attr:`staged`).
+
+        :raises OSError: from the SFTP server (permission denied, disk full, dropped link).
+        """
+
+    def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
+        """Rename ``tmp`` over ``dest`` with SFTP ``posix-rename`` when SFTP acts with this
+        privilege; False when it cannot (the caller renames with a command).
+
+        :raises OSError: from the SFTP server (e.g. ``EACCES``, or no posix-rename extension).
+        """
+
+    def read_bytes(self, conn, path: str) -> bytes:
+        """The content of the remote file ``path`` (for ``--diff``).
+
+        :raises OSError: SFTP could not read it (login user; sudo returns ``b""`` instead).
+        """
+
+
+class AsLoginUser:
+    """The login user does everything itself: commands as typed, SFTP in place."""
+
+    def __init__(self):
+        self.staged: dict[str, str] = {}
+
+    def run(self, conn, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
+            on_output=None):
+        return conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+
+    def hold(self, conn, command: str, ready: str, timeout: float):
+        return conn.hold(command, ready, timeout)
+
+    def open_upload(self, conn, tmp: str):
+        return conn.sftp.open(tmp, "wb")
+
+    def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
+        conn.sftp.posix_rename(tmp, dest)
+        return True
+
+    def read_bytes(self, conn, path: str) -> bytes:
+        with conn.sftp.open(path, "rb") as fh:
+            return fh.read()
+
+
+class Sudo:
+    """Every command through sudo as ``become.user``; SFTP (the login user) only stages uploads.
+
+    :param become: the user and the password variable (see :class:`Become`).
+    """
+
+    def __init__(self, become: Become):
         self.become = become
         self.staged: dict[str, str] = {}
 
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
+    @property
+    def user(self) -> str:
+        return self.become.user
 
-    def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
+    @property
+    def password_env(self) -> str | None:
+        return self.become.password_env
+
+    def run(self, conn, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
             on_output=None):
-        """:meth:`Connection.run` through sudo.
+        """:meth:`Connection.run` through sudo; sudo's refusal marker is never streamed.
 
         :raises AuthFailed: sudo refused (wrong or missing password, not in sudoers).
+        :raises CredentialsMissing: ``password_env`` is unset.
         """
         command, stdin = wrap(command, self.become, stdin)
         if on_output is not None:  # sudo's refusal is reported as the error, not streamed
             shown = on_output
 
-            def on_output(stream, data, _marker=SUDO_FAILED.encode()):
-                if _marker not in data:
+            def on_output(stream, data):
+                if _SUDO_FAILED_BYTES not in data:
                     shown(stream, data)
-        res = self._conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+        res = conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
         if res.exited != 0:
             err = refusal(self.become, res.stderr)
             if err is not None:
                 raise err
         return res
 
-    def hold(self, command: str, ready: str, timeout: float):
+    def hold(self, conn, command: str, ready: str, timeout: float):
         """:meth:`Connection.hold` through sudo. :raises AuthFailed: sudo refused."""
         command, stdin = wrap(command, self.become)
         try:
-            return self._conn.hold(command, ready, timeout, stdin=stdin)
+            return conn.hold(command, ready, timeout, stdin=stdin)
         except RemoteCommandFailed as e:
             err = refusal(self.become, e.output)
             if err is not None:
                 raise err from None
             raise
+
+    def open_upload(self, conn, tmp: str):
+        staging = f"/tmp/.concurdeploy-stage-{uuid.uuid4().hex}"
+        self.staged[tmp] = staging  # before the open: a failed upload's leftover is removed too
+        fh = conn.sftp.open(staging, "wb")
+        try:
+            fh.chmod(0o600)
+        except BaseException:
+            fh.close()
+            raise
+        return fh
+
+    def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
+        return False  # SFTP acts as the login user: the rename must run through sudo (``mv``)
+
+    def read_bytes(self, conn, path: str) -> bytes:
+        res = self.run(conn, f"base64 -- {shlex.quote(path)}")
+        return base64.b64decode(res.stdout) if res.exited == 0 else b""
+
+
+def privilege_for(become: Become | None) -> Privilege:
+    """The strategy for one host's operation: :class:`Sudo` for a :class:`Become`, else
+    :class:`AsLoginUser`. A new object per call (it records this operation's staging files)."""
+    return AsLoginUser() if become is None else Sudo(become)

@@ -8,13 +8,12 @@ import uuid
 from dataclasses import dataclass
 
 from concurdeploy.exceptions import DestinationError, HostUnreachable
-from concurdeploy.operations.become import Become, BecomeShell
-from concurdeploy.operations.push import _masked, _secrets, mask
+from concurdeploy.operations.become import Become, privilege_for
+from concurdeploy.operations.masking import mask, masked, secrets_of
 from concurdeploy.records import HostResult, Status, tail
 from concurdeploy.ssh.connection import Connection
 
 __all__ = ["RunJob", "run_command", "GetJob", "get_file"]
-
 
 
 @dataclass(frozen=True)
@@ -69,18 +68,17 @@ def run_command(conn: Connection, job: RunJob) -> HostResult:
     connection's password/passphrase, the sudo password) are masked in all of it, streamed
     output included.
     """
-    return _masked(_run_command, conn, job)
+    return masked(_run_command, conn, job)
 
 
 def _run_command(conn: Connection, job: RunJob) -> HostResult:
     emit = getattr(conn, "emit", None) if job.stream else None
     if emit is not None:
-        secrets = _secrets(conn, job)
+        secrets = secrets_of(conn, job)
         emit = _MaskedEmit(emit, secrets) if secrets else emit
-    if job.become is not None:
-        conn = BecomeShell(conn, job.become)
+    privilege = privilege_for(job.become)
     try:
-        res = conn.run(job.command, timeout=job.timeout, on_output=emit)
+        res = privilege.run(conn, job.command, timeout=job.timeout, on_output=emit)
     finally:
         if isinstance(emit, _MaskedEmit):
             emit.flush()

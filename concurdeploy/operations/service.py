@@ -32,7 +32,7 @@ import posixpath
 import re
 
 from concurdeploy.exceptions import ServiceError
-from concurdeploy.inventory.model import Host, where
+from concurdeploy.inventory import Host, where
 from concurdeploy.operations.jobs import FileSpec, PushJob
 
 __all__ = ["FILE_KEYS", "TemplateFailed", "become_of", "push_job", "put_job", "secret_values"]

@@ -45,40 +45,40 @@ client disconnects abruptly) go to the logger ``concurdeploy.sandbox.server.ssh`
 which has a ``NullHandler`` and does not propagate, so the sandbox prints
 nothing to stderr. To debug, set ``logging.getLogger("concurdeploy.sandbox.server.ssh")
 .propagate = True`` (and configure logging). The sandbox's own few messages go to
-``concurdeploy.sandbox.server`` at DEBUG level.
+the loggers ``concurdeploy.sandbox.server`` and ``concurdeploy.sandbox.commands`` at
+DEBUG level.
+
+This module keeps the lifecycle (ports, listener and connection threads, stop);
+the SSH server interface is in :mod:`~concurdeploy.sandbox.ssh`, commands in
+:mod:`~concurdeploy.sandbox.commands`, SFTP in :mod:`~concurdeploy.sandbox.sftp`,
+key files in :mod:`~concurdeploy.sandbox.keys`.
 """
 
 from __future__ import annotations
 
-import errno
 import getpass
 import logging
 import os
 import signal
 import socket
-import stat
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 
 import paramiko
-import paramiko.sftp as _paramiko_sftp
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
+
+from concurdeploy.sandbox.commands import STOP_TIMEOUT, kill_group
+from concurdeploy.sandbox.keys import (
+    CLIENT_KEY_FILE,
+    HOST_KEY_FILE,
+    KNOWN_HOSTS_FILE,
+    load_or_create_key,
+    write_known_hosts,
 )
-from paramiko.channel import Channel
-from paramiko.common import MSG_CHANNEL_REQUEST
-from paramiko.message import Message
-from paramiko.sftp import CMD_INIT, CMD_VERSION, SFTPError
+from concurdeploy.sandbox.sftp import SFTPInterface, SFTPServer
+from concurdeploy.sandbox.ssh import ServerTransport, SSHServer
 
 __all__ = ["Sandbox"]
-
-_SFTP_VERSION = getattr(_paramiko_sftp, "_VERSION", 3)
 
 log = logging.getLogger(__name__)
 
@@ -90,452 +90,7 @@ _ssh_logger.propagate = False
 
 #: Seconds a listener's ``accept()`` waits before re-checking for :meth:`Sandbox.stop`.
 ACCEPT_POLL = 0.2
-#: Seconds :meth:`Sandbox.stop` waits, in total, for threads and commands to finish.
-STOP_TIMEOUT = 5.0
-#: Bytes moved per read between a channel and a command's pipes.
-CHUNK = 32768
 
-HOST_KEY_FILE = "host_key"
-CLIENT_KEY_FILE = "id_ed25519"
-KNOWN_HOSTS_FILE = "known_hosts"
-
-
-# --------------------------------------------------------------------------
-# files in the state directory
-# --------------------------------------------------------------------------
-
-def _load_or_create_key(path: str) -> paramiko.Ed25519Key:
-    """Load the ed25519 key at ``path``, creating it (mode 0600) first if absent.
-
-    Creation is atomic and never overwrites: the key is written to a temporary
-    file and hard-linked into place, so two processes racing on a fresh state
-    directory end up sharing whichever key landed first.
-    """
-    if not os.path.exists(path):
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()
-        )
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-key-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-        finally:
-            os.unlink(tmp)
-    return paramiko.Ed25519Key.from_private_key_file(path)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-kh-")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-# --------------------------------------------------------------------------
-# transport: run deferred work only after a channel request has been answered
-# --------------------------------------------------------------------------
-
-def _handle_request_then_run_deferred(chan: Channel, m: Message) -> None:
-    Channel._handle_request(chan, m)  # answers MSG_CHANNEL_SUCCESS / FAILURE
-    server = chan.transport.server_object
-    if isinstance(server, _SSHServer):
-        server.run_after_reply(chan.get_id())
-
-
-class _Transport(paramiko.Transport):
-    """A server Transport that starts exec commands only after replying to ``exec``.
-
-    paramiko calls ``check_channel_exec_request`` *before* it sends the
-    ``MSG_CHANNEL_SUCCESS`` reply. A command started from there can finish and
-    close the channel first; the paramiko client then sees the close before the
-    success and ``exec_command`` raises "Channel closed." Wrapping the channel
-    request handler lets the server start the command right after the reply.
-    """
-
-    _channel_handler_table = dict(paramiko.Transport._channel_handler_table)
-    _channel_handler_table[MSG_CHANNEL_REQUEST] = _handle_request_then_run_deferred
-
-
-#: False if a future paramiko drops the handler table: commands then start at once.
-_CAN_DEFER = paramiko.Transport._channel_handler_table.get(MSG_CHANNEL_REQUEST) is (
-    Channel._handle_request
-)
-
-
-# --------------------------------------------------------------------------
-# SFTP on the real filesystem
-# --------------------------------------------------------------------------
-
-def _sftp_error(e: OSError) -> int:
-    return paramiko.SFTPServer.convert_errno(e.errno)
-
-
-def _apply_attrs(target: str | int, attr: paramiko.SFTPAttributes, *, mode: bool = True) -> None:
-    """Apply the fields present in ``attr`` to a path or an open file descriptor."""
-    if mode and attr.st_mode is not None:
-        os.chmod(target, stat.S_IMODE(attr.st_mode))
-    if attr.st_uid is not None and attr.st_gid is not None:
-        os.chown(target, attr.st_uid, attr.st_gid)
-    if attr.st_atime is not None and attr.st_mtime is not None:
-        os.utime(target, (attr.st_atime, attr.st_mtime))
-    if attr.st_size is not None:
-        os.truncate(target, attr.st_size)
-
-
-class _SFTPHandle(paramiko.SFTPHandle):
-    def __init__(self, flags: int, path: str, fileobj) -> None:
-        super().__init__(flags)
-        self.filename = path
-        self.readfile = fileobj
-        self.writefile = fileobj
-
-    def stat(self):
-        try:
-            return paramiko.SFTPAttributes.from_stat(os.fstat(self.readfile.fileno()))
-        except OSError as e:
-            return _sftp_error(e)
-
-    def chattr(self, attr):
-        try:
-            self.writefile.flush()
-            _apply_attrs(self.writefile.fileno(), attr)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-
-class _SFTPInterface(paramiko.SFTPServerInterface):
-    """SFTP requests mapped one-to-one onto ``os`` calls, paths used as given."""
-
-    def list_folder(self, path):
-        try:
-            out = []
-            for name in os.listdir(path):
-                try:
-                    st = os.lstat(os.path.join(path, name))
-                except FileNotFoundError:
-                    continue  # vanished meanwhile
-                out.append(paramiko.SFTPAttributes.from_stat(st, name))
-            return out
-        except OSError as e:
-            return _sftp_error(e)
-
-    def stat(self, path):
-        try:
-            return paramiko.SFTPAttributes.from_stat(os.stat(path))
-        except OSError as e:
-            return _sftp_error(e)
-
-    def lstat(self, path):
-        try:
-            return paramiko.SFTPAttributes.from_stat(os.lstat(path))
-        except OSError as e:
-            return _sftp_error(e)
-
-    def open(self, path, flags, attr):
-        # ``flags`` are already os.O_* flags (SFTPServer converts them).
-        mode = stat.S_IMODE(attr.st_mode) if attr.st_mode is not None else 0o666
-        try:
-            fd = os.open(path, flags, mode)
-        except OSError as e:
-            return _sftp_error(e)
-        if flags & os.O_WRONLY:
-            fmode = "ab" if flags & os.O_APPEND else "wb"
-        elif flags & os.O_RDWR:
-            fmode = "a+b" if flags & os.O_APPEND else "r+b"
-        else:
-            fmode = "rb"
-        try:
-            fileobj = os.fdopen(fd, fmode)
-        except OSError as e:
-            os.close(fd)
-            return _sftp_error(e)
-        return _SFTPHandle(flags, path, fileobj)
-
-    def remove(self, path):
-        try:
-            os.remove(path)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    def rename(self, oldpath, newpath):
-        # Plain SFTP rename never replaces: like OpenSSH, link()+unlink() for
-        # regular files (atomic no-clobber), otherwise check-then-rename.
-        try:
-            st = os.lstat(oldpath)
-            if stat.S_ISREG(st.st_mode):
-                try:
-                    os.link(oldpath, newpath)
-                except OSError as e:
-                    if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EPERM):
-                        raise
-                    self._rename_if_absent(oldpath, newpath)
-                else:
-                    try:
-                        os.unlink(oldpath)
-                    except OSError:
-                        os.unlink(newpath)
-                        raise
-            else:
-                self._rename_if_absent(oldpath, newpath)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    @staticmethod
-    def _rename_if_absent(oldpath: str, newpath: str) -> None:
-        if os.path.lexists(newpath):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), newpath)
-        os.rename(oldpath, newpath)
-
-    def posix_rename(self, oldpath, newpath):
-        try:
-            os.replace(oldpath, newpath)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    def mkdir(self, path, attr):
-        mode = stat.S_IMODE(attr.st_mode) if attr.st_mode is not None else 0o777
-        try:
-            os.mkdir(path, mode)
-            _apply_attrs(path, attr, mode=False)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    def rmdir(self, path):
-        try:
-            os.rmdir(path)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    def chattr(self, path, attr):
-        try:
-            _apply_attrs(path, attr)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    def readlink(self, path):
-        try:
-            return os.readlink(path)
-        except OSError as e:
-            return _sftp_error(e)
-
-    def symlink(self, target_path, path):
-        try:
-            os.symlink(target_path, path)
-        except OSError as e:
-            return _sftp_error(e)
-        return paramiko.SFTP_OK
-
-    def canonicalize(self, path):
-        # Must return a str: SFTPServer sends whatever comes back as the name.
-        return os.path.realpath(path or ".")
-
-
-class _SFTPServer(paramiko.SFTPServer):
-    """paramiko's SFTP server, also advertising ``posix-rename@openssh.com``.
-
-    paramiko's server implements the extension but only advertises
-    ``check-file`` in its VERSION packet; clients that look for the extension
-    before using it (OpenSSH's ``sftp``) would otherwise not use it.
-    """
-
-    def _send_server_version(self):
-        t, data = self._read_packet()
-        if t != CMD_INIT:
-            raise SFTPError("Incompatible sftp protocol")
-        msg = Message()
-        msg.add_int(_SFTP_VERSION)
-        msg.add("posix-rename@openssh.com", "1", "check-file", "md5,sha1")
-        self._send_packet(CMD_VERSION, msg)
-        return int.from_bytes(data[:4], "big")
-
-
-# --------------------------------------------------------------------------
-# exec: one subprocess per channel
-# --------------------------------------------------------------------------
-
-def _spawn(target: Callable[[], None], name: str, *, start: bool = True) -> threading.Thread:
-    """A daemon thread running ``target``; exceptions are logged at DEBUG, never printed."""
-    def run() -> None:
-        try:
-            target()
-        except Exception:
-            log.debug("sandbox thread %s failed", name, exc_info=True)
-
-    t = threading.Thread(target=run, name=name, daemon=True)
-    if start:
-        t.start()
-    return t
-
-
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-class _ExecSession:
-    """``/bin/sh -c COMMAND`` connected to one channel."""
-
-    def __init__(self, sandbox: Sandbox, chan: Channel, command: bytes) -> None:
-        self.sandbox = sandbox
-        self.chan = chan
-        self.command = command
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        t = _spawn(self._run, f"sandbox-exec-{self.chan.get_id()}", start=False)
-        self.sandbox._track_thread(t, add=True)
-        t.start()
-
-    def _run(self) -> None:
-        chan = self.chan
-        try:
-            try:
-                self.proc = proc = subprocess.Popen(
-                    [b"/bin/sh", b"-c", self.command],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    env=os.environ, start_new_session=True,
-                )
-            except OSError as e:
-                self._finish(127, f"sandbox: cannot run /bin/sh: {e}\n".encode())
-                return
-            self.sandbox._track_proc(proc, add=True)
-            try:
-                t_in = _spawn(self._pump_stdin, "sandbox-stdin")
-                t_err = _spawn(lambda: self._pump_out(proc.stderr, chan.sendall_stderr),
-                               "sandbox-stderr")
-                self._pump_out(proc.stdout, chan.sendall)
-                t_err.join()
-                rc = proc.wait()
-                self._finish(rc if rc >= 0 else 128 - rc)
-                t_in.join(STOP_TIMEOUT)
-            finally:
-                self.sandbox._track_proc(proc, add=False)
-        finally:
-            self.sandbox._track_thread(threading.current_thread(), add=False)
-
-    def _finish(self, code: int, stderr: bytes = b"") -> None:
-        try:
-            if stderr:
-                self.chan.sendall_stderr(stderr)
-            self.chan.send_exit_status(code)
-        except Exception:
-            pass  # channel already gone
-        self.chan.close()
-
-    def _pump_out(self, stream, send: Callable[[bytes], None]) -> None:
-        fd = stream.fileno()
-        sending = True
-        try:
-            while True:
-                data = os.read(fd, CHUNK)
-                if not data:
-                    return
-                if sending:
-                    try:
-                        send(data)
-                    except Exception:
-                        sending = False  # channel closed: drain and discard
-        finally:
-            stream.close()
-
-    def _pump_stdin(self) -> None:
-        chan, proc = self.chan, self.proc
-        writing = True
-        while True:
-            data = chan.recv(CHUNK)  # b"" on EOF from the client or channel closed
-            if not data:
-                break
-            if writing:
-                try:
-                    proc.stdin.write(data)
-                    proc.stdin.flush()
-                except (OSError, ValueError):
-                    writing = False  # command closed its stdin: discard the rest
-        try:
-            proc.stdin.close()
-        except (OSError, ValueError):
-            pass
-        # Wait for the channel to close: by _finish() after the command exited,
-        # or earlier by the client / a dropped connection / stop(): then hang up.
-        chan.status_event.wait()
-        if proc.poll() is None:
-            _kill_group(proc, signal.SIGTERM)
-
-
-# --------------------------------------------------------------------------
-# the SSH server interface
-# --------------------------------------------------------------------------
-
-class _SSHServer(paramiko.ServerInterface):
-    def __init__(self, sandbox: Sandbox, host: str) -> None:
-        self.sandbox = sandbox
-        self.host = host
-        self._after_reply: dict[int, Callable[[], None]] = {}
-        self._lock = threading.Lock()
-
-    def run_after_reply(self, chanid: int) -> None:
-        with self._lock:
-            callback = self._after_reply.pop(chanid, None)
-        if callback is not None:
-            callback()
-
-    def get_allowed_auths(self, username):
-        return "publickey"
-
-    def check_auth_publickey(self, username, key):
-        if username == self.sandbox.user and key == self.sandbox._client_key:
-            return paramiko.AUTH_SUCCESSFUL
-        return paramiko.AUTH_FAILED
-
-    def check_channel_request(self, kind, chanid):
-        if kind == "session":
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-
-    def check_channel_exec_request(self, channel, command):
-        if getattr(channel, "_sandbox_exec", False):
-            return False  # one command per channel
-        channel._sandbox_exec = True
-        session = _ExecSession(self.sandbox, channel, bytes(command))
-        if _CAN_DEFER and isinstance(channel.get_transport(), _Transport):
-            with self._lock:
-                self._after_reply[channel.get_id()] = session.start
-        else:
-            session.start()
-        return True
-
-    # shell, pty, env, forwarding: ServerInterface's defaults refuse them.
-    # subsystem: the default dispatches to Transport.set_subsystem_handler ("sftp").
-
-
-# --------------------------------------------------------------------------
-# the public class
-# --------------------------------------------------------------------------
 
 class _Host:
     def __init__(self, name: str, sock: socket.socket, stop_event: threading.Event) -> None:
@@ -569,9 +124,9 @@ class Sandbox:
     def __init__(self, state_dir: str | os.PathLike) -> None:
         self._state_dir = os.path.abspath(os.fspath(state_dir))
         os.makedirs(self._state_dir, mode=0o700, exist_ok=True)
-        self._host_key = _load_or_create_key(os.path.join(self._state_dir, HOST_KEY_FILE))
+        self._host_key = load_or_create_key(os.path.join(self._state_dir, HOST_KEY_FILE))
         self._client_key_path = os.path.join(self._state_dir, CLIENT_KEY_FILE)
-        self._client_key = _load_or_create_key(self._client_key_path)
+        self._client_key = load_or_create_key(self._client_key_path)
         self._known_hosts_path = os.path.join(self._state_dir, KNOWN_HOSTS_FILE)
         self._user = getpass.getuser()
         self._lock = threading.Lock()
@@ -652,11 +207,7 @@ class Sandbox:
                         raise
                     new.append(_Host(name, sock, self._stop_event))
                 all_hosts = list(self._hosts.values()) + new
-                key_line = f"{self._host_key.get_name()} {self._host_key.get_base64()}"
-                _write_atomically(
-                    self._known_hosts_path,
-                    "".join(f"[127.0.0.1]:{h.port} {key_line}\n" for h in all_hosts),
-                )
+                write_known_hosts(self._known_hosts_path, self._host_key, [h.port for h in all_hosts])
             except BaseException:
                 for h in new:
                     h.sock.close()
@@ -704,7 +255,7 @@ class Sandbox:
         with self._lock:
             procs = list(self._procs)
         for p in procs:
-            _kill_group(p, signal.SIGTERM)
+            kill_group(p, signal.SIGTERM)
         while True:
             with self._lock:
                 threads = [t for t in self._threads if t.is_alive()]
@@ -717,7 +268,7 @@ class Sandbox:
         with self._lock:
             procs = list(self._procs)
         for p in procs:
-            _kill_group(p, signal.SIGKILL)
+            kill_group(p, signal.SIGKILL)
         if hosts:
             log.debug("sandbox hosts stopped: %s", [h.name for h in hosts])
 
@@ -763,16 +314,16 @@ class Sandbox:
         try:
             conn.settimeout(None)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport = _Transport(conn)
+            transport = ServerTransport(conn)
             transport.set_log_channel(SSH_LOG_CHANNEL)
             transport.add_server_key(self._host_key)
-            transport.set_subsystem_handler("sftp", _SFTPServer, _SFTPInterface)
+            transport.set_subsystem_handler("sftp", SFTPServer, SFTPInterface)
             with self._lock:
                 if host.stop_event.is_set():
                     raise EOFError("sandbox stopping")
                 self._transports = {t for t in self._transports if t.is_active()}
                 self._transports.add(transport)
-            transport.start_server(server=_SSHServer(self, host.name))
+            transport.start_server(server=SSHServer(self, host.name))
         except Exception:  # bad client, abrupt disconnect, stop(): all quiet
             log.debug("sandbox %s: connection ended during handshake", host.name, exc_info=True)
             if transport is not None:

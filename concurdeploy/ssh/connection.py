@@ -1,98 +1,60 @@
 """One SSH connection to one host (paramiko), shared by its commands and its SFTP session.
 
-This is the only module that talks to paramiko's transport and the only place where
-paramiko and socket errors become concurdeploy errors:
+This is the paramiko boundary: the only module that drives paramiko's ``Transport`` and
+its channels, and the only place where paramiko and socket errors become concurdeploy
+errors:
 
 - refused / timed out / reset / unresolvable / banner never came → :class:`HostUnreachable`
-- every credential refused → :class:`AuthFailed` (never retried)
+  (``transient`` = worth another try: reset, or dropped during the handshake)
+- every credential refused (paramiko ``AuthenticationException``) → :class:`AuthFailed`
+  (never retried)
 - ``key_env``/``password_env`` unset, key file missing or encrypted without passphrase →
-  :class:`CredentialsMissing`
+  :class:`CredentialsMissing` (:mod:`concurdeploy.ssh.keys`)
 - host key unknown or changed → :class:`HostKeyUnknown` / :class:`HostKeyMismatch`
+  (:mod:`concurdeploy.ssh.hostkeys`; paramiko's own ``BadHostKeyException`` is never
+  raised: keys are checked by us)
 - a remote command past its timeout → :class:`CommandTimeout`
+- a tunnel a bastion cannot open → :class:`HostUnreachable` (:meth:`Connection.open_tunnel`)
 
-Secret values (passwords, key text, passphrases) are read from the environment here, in
-the worker, and never appear in a message.
+Secret values (passwords, key text, passphrases) are read from the environment in the
+worker (:mod:`concurdeploy.ssh.keys`) and never appear in a message.
 
-Jump hosts (``spec.jump``): the first hop is connected to directly, each next hop and
-finally the host through a ``direct-tcpip`` channel of the previous one, passed as the
-socket of the next ``Transport``. Every hop's host key is verified under its own
-known_hosts and policy, exactly like a host's. A bastion connection is shared by all the
-hosts behind it in the process (:class:`_Bastions`: keyed by the bastion's full spec,
-including the hops before it; thread-safe; kept for the life of the process, replaced if
-it drops, closed at process exit or by :func:`close_bastions`). A failure on a hop is
-reported on the host behind it, with the same class (``unreachable``, auth, host key…) and
-a message that starts with ``bastion NAME (user@addr:port)`` (just the address when the
-hop was written as one).
+Jump hosts (``spec.jump``) go through :func:`concurdeploy.ssh.bastions.tunnel`: a shared
+connection per bastion and process, a ``direct-tcpip`` channel per host.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import getpass
-import io
-import os
 import select
 import socket
 import threading
 import time
-from dataclasses import replace
 
 import paramiko
 
 from concurdeploy.exceptions import (
     AuthFailed,
     CommandTimeout,
-    CredentialsMissing,
-    HostError,
     HostUnreachable,
     Interrupted,
+    RemoteCommandFailed,
 )
 from concurdeploy.records import CommandResult
 from concurdeploy.ssh import hostkeys
+from concurdeploy.ssh.algorithms import prefer_algorithms
+from concurdeploy.ssh.bastions import close_bastions, tunnel
+from concurdeploy.ssh.channels import HeldCommand, decode, short
+from concurdeploy.ssh.keys import credentials, load_private_key
 from concurdeploy.ssh.specs import ConnectSpec
 
-__all__ = ["Connection", "close_bastions", "load_private_key"]
+# close_bastions, HeldCommand and load_private_key live in bastions, channels and keys;
+# they stay importable from here, where callers have always found them.
+__all__ = ["Connection", "HeldCommand", "close_bastions", "load_private_key"]
 
-_KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
-_DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
-#: Key exchange preferred first: curve25519 is ≈6x cheaper for the controller than
-#: OpenSSH 9's default sntrup761x25519 (see bench/), and is what OpenSSH offers everywhere.
-_KEX_FIRST = ("curve25519-sha256@libssh.org", "curve25519-sha256")
-#: Host key algorithms that verify an "ssh-rsa" known_hosts entry, best first.
-_RSA_HOST_KEY_ALGS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
-#: Ciphers preferred first: AES-GCM is hardware-accelerated and needs no separate MAC.
-_CIPHERS_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
-
-
-def load_private_key(text: str | None = None, path: str | None = None,
-                     passphrase: str | None = None, what: str = "key") -> paramiko.PKey:
-    """Load an Ed25519, ECDSA or RSA private key from ``text`` (PEM/OpenSSH) or a file ``path``.
-
-    :param what: how to name the key in errors (e.g. ``"key_env DEPLOY_KEY"``); never the key itself.
-    :raises CredentialsMissing: unreadable, not a key, or encrypted and no (or a wrong) passphrase.
-    """
-    if path is not None:
-        try:
-            with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError as e:
-            raise CredentialsMissing(f"{what}: cannot read {path}: {e.strerror}") from None
-        if passphrase is None:  # asked on the controller's terminal (concurdeploy.ssh.passphrases)
-            from concurdeploy.ssh.passphrases import env_name
-
-            passphrase = os.environ.get(env_name(path))
-    for cls in _KEY_CLASSES:
-        try:
-            return cls.from_private_key(io.StringIO(text or ""), password=passphrase)
-        except paramiko.PasswordRequiredException:
-            raise CredentialsMissing(
-                f"{what} is encrypted: set passphrase_env to the name of an environment "
-                f"variable holding its passphrase (or run on a terminal to be asked)") from None
-        except (paramiko.SSHException, ValueError, TypeError, IndexError):
-            continue
-    raise CredentialsMissing(f"{what} is not a usable Ed25519, ECDSA or RSA private key "
-                             f"(or its passphrase is wrong)")
+#: What paramiko raises when a connection breaks (``socket.timeout`` is an ``OSError``).
+_TRANSPORT_ERRORS = (paramiko.SSHException, EOFError, OSError)
 
 
 class Connection:
@@ -166,7 +128,7 @@ class Connection:
         """A connected socket to the host, or a ``direct-tcpip`` channel through its last hop."""
         spec = self.spec
         if spec.jump:
-            return _tunnel(spec, self.warnings)
+            return tunnel(spec, self.warnings, _open_bastion)
         where = f"{spec.hostname}:{spec.port}"
         try:
             sock = socket.create_connection((spec.hostname, spec.port), timeout=spec.connect_timeout)
@@ -193,13 +155,13 @@ class Connection:
         t = paramiko.Transport(sock)
         self.transport = t
         t.banner_timeout = t.handshake_timeout = t.auth_timeout = spec.connect_timeout
-        self._prefer_algorithms(t)
+        prefer_algorithms(t, self.spec)
         try:
             t.start_client(timeout=spec.connect_timeout)
             # start_client returns quietly (no exception) when its timeout passes before the
             # banner or the key exchange completed: check that it did.
             server_key = t.get_remote_server_key() if t.is_active() and t.initial_kex_done else None
-        except (paramiko.SSHException, EOFError, OSError) as e:
+        except _TRANSPORT_ERRORS as e:
             self.close()
             if not _timed_out(e):
                 err = HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}")
@@ -226,72 +188,43 @@ class Connection:
         self._sftp = None
         self.transport = None
 
-    # -- set-up helpers --------------------------------------------------------
-    def _prefer_algorithms(self, t: paramiko.Transport) -> None:
-        opts = t.get_security_options()
-        known = hostkeys.known_key_types(self.spec.known_hosts, self.spec.hostname, self.spec.port)
-        # known_hosts names every RSA key "ssh-rsa", but it is negotiated as rsa-sha2-512/256
-        # (OpenSSH ≥ 8.8 and paramiko ≥ 4 no longer offer SHA-1 "ssh-rsa" at all).
-        known = list(dict.fromkeys(a for k in known for a in (_RSA_HOST_KEY_ALGS if k == "ssh-rsa" else (k,))))
-        if known:
-            opts.key_types = tuple(k for k in known if k in opts.key_types) + tuple(
-                k for k in opts.key_types if k not in known)
-        opts.kex = tuple(k for k in _KEX_FIRST if k in opts.kex) + tuple(
-            k for k in opts.kex if k not in _KEX_FIRST)
-        opts.ciphers = tuple(c for c in _CIPHERS_FIRST if c in opts.ciphers) + tuple(
-            c for c in opts.ciphers if c not in _CIPHERS_FIRST)
+    def is_open(self) -> bool:
+        """True while the transport is up (it may still drop at any time)."""
+        t = self.transport
+        return t is not None and t.is_active()
 
-    def _credentials(self):
-        """Yield ``(label, pkey_or_None, password_or_None)`` in the order OpenSSH would try them."""
-        spec = self.spec
-        passphrase = None
-        if spec.passphrase_env:
-            passphrase = os.environ.get(spec.passphrase_env)
-            if passphrase is None:
-                raise CredentialsMissing(f"passphrase_env {spec.passphrase_env} is not set")
-        explicit = False
-        if spec.key_env:
-            text = os.environ.get(spec.key_env)
-            if not text:
-                raise CredentialsMissing(
-                    f"key_env {spec.key_env} is not set (it must hold a private key, e.g. a CI secret)")
-            explicit = True
-            label = f"key_env {spec.key_env}"
-            yield label, load_private_key(text=text, passphrase=passphrase, what=label), None
-        if spec.key_file:
-            explicit = True
-            label = f"key_file {spec.key_file}"
-            yield label, load_private_key(path=spec.key_file, passphrase=passphrase, what=label), None
-        if spec.allow_agent:
-            try:
-                agent = paramiko.Agent()
-            except paramiko.SSHException:
-                agent = None
-            try:  # close the agent's socket once its keys are done with (not at some GC)
-                for i, key in enumerate(agent.get_keys() if agent else ()):
-                    yield f"agent key {i + 1} ({key.get_name()})", key, None
-            finally:
-                if agent is not None:
-                    agent.close()
-        if not explicit:
-            for path in _DEFAULT_IDENTITIES:
-                if os.path.isfile(os.path.expanduser(path)):
-                    try:
-                        yield path, load_private_key(path=path, passphrase=passphrase, what=path), None
-                    except CredentialsMissing:
-                        continue
-        if spec.password_env:
-            password = os.environ.get(spec.password_env)
-            if password is None:
-                raise CredentialsMissing(f"password_env {spec.password_env} is not set")
-            yield f"password_env {spec.password_env}", None, password
+    def open_tunnel(self, hostname: str, port: int, timeout: float) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from this host to ``hostname:port`` (for a host behind it).
 
+        :param timeout: seconds to wait for the server to open it.
+        :raises HostUnreachable: the message is just the reason; ``refused`` is True when the
+            server refused the tunnel (forwarding prohibited, connect failed…), False when
+            this connection is closed or dropped.
+        """
+        if not self.is_open():
+            err = HostUnreachable("connection is closed")
+            err.refused = False
+            raise err
+        try:
+            return self.transport.open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0),
+                                               timeout=timeout)
+        except paramiko.ChannelException as e:
+            reason = {1: "forwarding administratively prohibited (AllowTcpForwarding/PermitOpen)",
+                      2: "connect failed", 4: "resource shortage"}.get(e.code, e.text)
+            err = HostUnreachable(reason)
+            err.refused = True
+        except _TRANSPORT_ERRORS as e:
+            err = HostUnreachable(_one_line(e))
+            err.refused = False
+        raise err
+
+    # -- authentication --------------------------------------------------------
     def _authenticate(self, t: paramiko.Transport) -> None:
         user = self.spec.user or getpass.getuser()
         tried = []
-        credentials = self._credentials()
+        offers = credentials(self.spec)
         try:
-            for label, pkey, password in credentials:
+            for label, pkey, password in offers:
                 tried.append(label)
                 try:
                     if pkey is not None:
@@ -302,12 +235,12 @@ class Connection:
                     continue
                 except paramiko.AuthenticationException:
                     continue
-                except (paramiko.SSHException, EOFError, OSError) as e:
+                except _TRANSPORT_ERRORS as e:
                     raise HostUnreachable(f"connection dropped during authentication: {_one_line(e)}") from None
                 if t.is_authenticated():
                     return
         finally:
-            credentials.close()  # runs the generator's clean-up (closes the agent) now
+            offers.close()  # runs the generator's clean-up (closes the agent) now
         offered = ", ".join(tried) if tried else "no key or password (set key_file, key_env or password_env)"
         raise AuthFailed(f"authentication as {user!r} on {self.spec.hostname}:{self.spec.port} "
                          f"failed; tried: {offered}")
@@ -334,7 +267,7 @@ class Connection:
             raise HostUnreachable("connection is closed")
         try:
             return self.transport.open_session(timeout=self.spec.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as e:
+        except _TRANSPORT_ERRORS as e:
             raise HostUnreachable(f"cannot open a session: {_one_line(e)}") from None
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
@@ -381,28 +314,28 @@ class Connection:
                         break
                     continue
                 if chan.closed and not chan.exit_status_ready():
-                    raise HostUnreachable(f"connection dropped while running: {_short(command)}")
+                    raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CommandTimeout(
-                        f"command timed out after {timeout:g} s: {_short(command)}",
-                        output=_decode(bytes(out + err))[-4096:])
+                        f"command timed out after {timeout:g} s: {short(command)}",
+                        output=decode(bytes(out + err))[-4096:])
                 if not self.transport.is_active():
-                    raise HostUnreachable(f"connection dropped while running: {_short(command)}")
+                    raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 self.check_abort()
                 _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()
             if status == -1 and (self.transport is None or not self.transport.is_active()):
                 # The channel closed because the transport died, not because the command ended.
-                raise HostUnreachable(f"connection dropped while running: {_short(command)}")
+                raise HostUnreachable(f"connection dropped while running: {short(command)}")
         except HostUnreachable:
             raise  # (an OSError too) already says what happened
-        except (paramiko.SSHException, EOFError, OSError) as e:
-            raise HostUnreachable(f"connection dropped while running {_short(command)}: {_one_line(e)}") from None
+        except _TRANSPORT_ERRORS as e:
+            raise HostUnreachable(f"connection dropped while running {short(command)}: {_one_line(e)}") from None
         finally:
             chan.close()
         return CommandResult(command=command, exited=None if status == -1 else status,
-                             stdout=_decode(bytes(out)), stderr=_decode(bytes(err)),
+                             stdout=decode(bytes(out)), stderr=decode(bytes(err)),
                              duration_s=time.monotonic() - start)
 
     def hold(self, command: str, ready: str, timeout: float,
@@ -418,8 +351,6 @@ class Connection:
         :raises CommandTimeout: ``ready`` did not come in time (the command is closed).
         :raises RemoteCommandFailed: the command exited before ``ready``; its output attached.
         """
-        from concurdeploy.exceptions import RemoteCommandFailed
-
         self.check_abort()
         chan = self._channel()
         marker = ready.encode() + b"\n"
@@ -439,20 +370,20 @@ class Connection:
                 if chan.exit_status_ready() or chan.closed:
                     status = chan.recv_exit_status()
                     raise RemoteCommandFailed(f"remote step exited {status} early", exit_status=status,
-                                              output=_decode(bytes(buf + err)))
+                                              output=decode(bytes(buf + err)))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise CommandTimeout(f"no answer within {timeout:g} s: {_short(command)}",
-                                         output=_decode(bytes(buf + err))[-4096:])
+                    raise CommandTimeout(f"no answer within {timeout:g} s: {short(command)}",
+                                         output=decode(bytes(buf + err))[-4096:])
                 self.check_abort()
                 select.select([chan], [], [], min(remaining, 0.5))
         except BaseException as e:
             chan.close()
-            if isinstance(e, (paramiko.SSHException, EOFError, OSError)) and not isinstance(e, HostUnreachable):
+            if isinstance(e, _TRANSPORT_ERRORS) and not isinstance(e, HostUnreachable):
                 raise HostUnreachable(f"connection dropped: {_one_line(e)}") from None
             raise
         before = bytes(buf[:buf.index(marker)])
-        return HeldCommand(chan), _decode(before)
+        return HeldCommand(chan), decode(before)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -467,7 +398,7 @@ class Connection:
                     raise HostUnreachable("connection is closed")
                 try:
                     sftp = paramiko.SFTPClient.from_transport(self.transport)
-                except (paramiko.SSHException, EOFError, OSError) as e:
+                except _TRANSPORT_ERRORS as e:
                     raise HostUnreachable(f"cannot start SFTP: {_one_line(e)}") from None
                 if sftp is None:
                     raise HostUnreachable("cannot start SFTP: the server refused the subsystem")
@@ -481,7 +412,7 @@ class Connection:
         ready. Errors are left for :attr:`sftp` to raise when it is used."""
         def opener():
             try:
-                self.sftp
+                _ = self.sftp  # the property opens the session
             except Exception:
                 pass
         if self._sftp is None and self._sftp_thread is None:
@@ -489,31 +420,10 @@ class Connection:
             self._sftp_thread.start()
 
 
-class HeldCommand:
-    """A remote command left running on purpose (see :meth:`Connection.hold`)."""
 
-    def __init__(self, chan: paramiko.Channel):
-        self._chan = chan
-
-    def release(self) -> None:
-        """Send a newline, close the command's stdin and its channel (it then exits).
-
-        The newline ends a ``read`` even on servers that never pass on end-of-input
-        (mock-ssh-server). Idempotent; never raises.
-        """
-        try:
-            if not self._chan.closed:
-                self._chan.sendall(b"\n")
-        except Exception:
-            pass
-        try:
-            self._chan.shutdown_write()
-        except Exception:
-            pass
-        try:
-            self._chan.close()
-        except Exception:
-            pass
+def _open_bastion(spec: ConnectSpec) -> Connection:
+    """An open, authenticated connection to a bastion (for :func:`bastions.tunnel`)."""
+    return Connection(spec).open()
 
 
 def _wait(chan: paramiko.Channel, seconds: float) -> None:
@@ -523,15 +433,6 @@ def _wait(chan: paramiko.Channel, seconds: float) -> None:
         chan.status_event.wait(seconds)
     else:
         select.select([chan], [], [], seconds)
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
-
-
-def _short(command: str, limit: int = 120) -> str:
-    first = command.strip().splitlines()[0] if command.strip() else ""
-    return first if len(first) <= limit else first[:limit] + "…"
 
 
 def _timed_out(e: BaseException | None) -> bool:
@@ -552,132 +453,3 @@ def _timed_out(e: BaseException | None) -> bool:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
-
-
-# -- jump hosts --------------------------------------------------------------------
-
-class _Entry:
-    """One bastion connection of the cache, with its own lock (one connect at a time)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.conn: Connection | None = None
-        self.failed_at = 0.0
-        self.error: HostError | None = None
-
-
-class _Bastions:
-    """Process-wide cache of open bastion connections, keyed by the bastion's full spec.
-
-    Threads of a worker that go through the same bastion share one authenticated
-    transport (one TCP connection, one login on the bastion), each host using its own
-    ``direct-tcpip`` channel. A connection that dropped is replaced on next use. When
-    several threads wait for the same bastion and the attempt fails, they all get that
-    failure instead of trying again one after the other (a later retry tries afresh).
-    Connections are kept for the life of the process and closed at its exit
-    (``multiprocessing.util.Finalize``, which also runs in worker processes).
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._entries: dict[ConnectSpec, _Entry] = {}
-        self._pid = os.getpid()
-        self._finalizer = None
-
-    def get(self, spec: ConnectSpec, warnings: list) -> Connection:
-        """The open, authenticated connection to bastion ``spec`` (``spec.jump`` = its own hops).
-
-        :raises HostError: the bastion's error, message prefixed ``bastion NAME (addr):``.
-        """
-        asked = time.monotonic()
-        with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's transports are not ours
-                self._entries, self._pid, self._finalizer = {}, os.getpid(), None
-            if self._finalizer is None:
-                import multiprocessing.util
-                self._finalizer = multiprocessing.util.Finalize(None, self.close_all, exitpriority=10)
-            entry = self._entries.setdefault(spec, _Entry())
-        with entry.lock:
-            conn = entry.conn
-            if conn is not None and conn.transport is not None and conn.transport.is_active():
-                return conn
-            if entry.error is not None and entry.failed_at >= asked:
-                raise copy.copy(entry.error)
-            if conn is not None:
-                conn.close()
-                entry.conn = None
-            conn = Connection(spec)
-            try:
-                conn.open()
-            except HostError as e:
-                entry.error, entry.failed_at = _bastion_error(spec, e), time.monotonic()
-                raise copy.copy(entry.error) from None
-            entry.conn, entry.error = conn, None
-            warnings.extend(f"bastion {spec.name}: {w}" for w in conn.warnings)
-            return conn
-
-    def drop(self, spec: ConnectSpec, conn: Connection) -> None:
-        """Forget ``conn`` (it failed to open a channel) so the next use reconnects."""
-        with self._lock:
-            entry = self._entries.get(spec)
-        if entry is not None:
-            with entry.lock:
-                if entry.conn is conn:
-                    entry.conn = None
-        conn.close()
-
-    def close_all(self) -> None:
-        """Close every cached bastion connection (idempotent; never raises)."""
-        with self._lock:
-            entries, self._entries = list(self._entries.values()), {}
-        for entry in entries:
-            if entry.conn is not None:
-                entry.conn.close()
-
-
-_BASTIONS = _Bastions()
-
-
-def close_bastions() -> None:
-    """Close every bastion connection this process holds (they are also closed at exit)."""
-    _BASTIONS.close_all()
-
-
-def _bastion_error(spec: ConnectSpec, e: HostError) -> HostError:
-    """``e`` (raised connecting to bastion ``spec``), its message naming the bastion."""
-    if e.message.startswith("bastion "):
-        return e  # from an earlier hop: already names it
-    err = copy.copy(e)
-    err.message = f"bastion {_hop_label(spec)}: {e.message}"
-    err.args = (err.message, *e.args[1:])
-    return err
-
-
-def _hop_label(spec: ConnectSpec) -> str:
-    """``NAME (user@addr:port)``, or just the address when the name is the address."""
-    return spec.name if spec.name in (spec.address, f"{spec.hostname}:{spec.port}") \
-        else f"{spec.name} ({spec.address})"
-
-
-def _tunnel(spec: ConnectSpec, warnings: list) -> paramiko.Channel:
-    """A ``direct-tcpip`` channel from ``spec``'s last hop to ``spec.hostname:spec.port``."""
-    hop = replace(spec.jump[-1], jump=spec.jump[:-1])
-    target = (spec.hostname, spec.port)
-    for attempt in (1, 2):
-        bastion = _BASTIONS.get(hop, warnings)
-        try:
-            return bastion.transport.open_channel("direct-tcpip", target, ("127.0.0.1", 0),
-                                                  timeout=spec.connect_timeout)
-        except paramiko.ChannelException as e:
-            reason = {1: "forwarding administratively prohibited (AllowTcpForwarding/PermitOpen)",
-                      2: "connect failed", 4: "resource shortage"}.get(e.code, e.text)
-            raise HostUnreachable(f"bastion {_hop_label(hop)} could not open a tunnel to "
-                                  f"{spec.hostname}:{spec.port}: {reason}") from None
-        except (paramiko.SSHException, EOFError, OSError) as e:
-            dead = bastion.transport is None or not bastion.transport.is_active()
-            if dead:  # the shared connection dropped: forget it; reconnect once
-                _BASTIONS.drop(hop, bastion)
-            if attempt == 2 or not dead:
-                raise HostUnreachable(f"bastion {_hop_label(hop)}: no tunnel to "
-                                      f"{spec.hostname}:{spec.port}: {_one_line(e)}") from None
-    raise AssertionError("not reached")

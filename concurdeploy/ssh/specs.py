@@ -142,7 +142,7 @@ class _Resolver:
         self.inventory = {n: getattr(h, "vars", h) for n, h in hosts.items()}
 
     def _config(self, name: str, hvars: dict):
-        from concurdeploy.inventory.model import where
+        from concurdeploy.inventory import where
 
         path, explicit, origin = sshconfig.choose(name, hvars, self.overrides)
         location = where(hvars, "ssh_config") if origin.startswith("host ") else (None, None)

@@ -359,3 +359,108 @@ def test_second_push_to_mock_ssh_server_is_ok(mock_ssh_server, mock_ssh_known_ho
     again = runner.run("push", "haproxy")
     assert again.returncode == 0, again.stdout + again.stderr
     assert status_lines(again.stdout) == {"mock1": "ok"}
+
+
+# ---------------------------------------------------------------------------- one CLI edge (issue 11)
+
+def _inventory_elsewhere(f, tmp_path) -> str:
+    """Move the fleet's inventory out of the project, so that only -i/--inventory finds it."""
+    moved = tmp_path / "elsewhere" / "fleet.yaml"
+    moved.parent.mkdir(exist_ok=True)
+    shutil.move(f.project / "inventories" / "hosts.yaml", moved)
+    return str(moved)
+
+
+@pytest.mark.parametrize("before, after", [
+    (["-i", "{inv}"], ["-i", "{inv}", "--check"]),
+    (["--inventory={inv}", "-C", "-l", "h1"], ["--inventory={inv}", "-C", "-l", "h1"]),
+    (["-P1", "--inventory", "{inv}", "--check", "--limit=h2"], ["-P", "1", "-i", "{inv}", "--check", "-l", "h2"]),
+], ids=["short", "equals-and-limit", "attached-value"])
+def test_options_before_and_after_the_task_name_do_the_same(fleet, tmp_path, before, after):
+    f = fleet(2)
+    inv = _inventory_elsewhere(f, tmp_path)
+    for n in f.names:
+        f.dest(n).write_bytes(b"old\n")
+    fill = lambda args: [a.replace("{inv}", inv) for a in args]  # noqa: E731
+    if "--check" not in before and "-C" not in before:
+        before = before + ["--check"]
+    first = f.run(*fill(before), "push", "haproxy")
+    second = f.run("push", "haproxy", *fill(after))
+    assert first.returncode == second.returncode == 0, first.stdout + first.stderr + second.stderr
+    assert status_lines(first.stdout) == status_lines(second.stdout)
+    assert set(status_lines(first.stdout).values()) == {"changed"}
+    assert "(check mode)" in first.stdout and "(check mode)" in second.stdout
+    assert all(f.dest(n).read_bytes() == b"old\n" for n in f.names)  # check mode wrote nothing
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_dry_is_check_mode_with_a_line_saying_so(fleet, where):
+    f = fleet(2)
+    f.dest("h1").write_bytes(b"old\n")
+    args = ["push", "haproxy", "--dry"] if where == "after" else ["--dry", "push", "haproxy"]
+    res = f.run(*args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "--dry taken as --check" in res.stderr
+    assert status_lines(res.stdout) == {"h1": "changed", "h2": "changed"}
+    assert f.dest("h1").read_bytes() == b"old\n" and not f.dest("h2").exists()  # the hosts are unchanged
+    assert not (f.root("h1") / "reload.log").exists()
+    refused = f.run("run", "haproxy", "touch /nonexistent-dir/x", "-R")
+    assert_usage_error(refused, "--dry", "'run'")
+
+
+REFUSED_CORE = [(["-w"], "--warn-only"), (["--warn-only"], "--warn-only"), (["-f", "2"], "--config"),
+                (["-f", "x.yaml"], "--config"), (["--echo"], "--echo"), (["-e"], "--echo"),
+                (["--pty"], "--pty"), (["-p"], "--pty"), (["-d"], "--debug"), (["-T", "5"], "--command-timeout"),
+                (["--hide", "both"], "--hide"), (["--write-pyc"], "--write-pyc"),
+                (["--prompt-for-sudo-password"], "--prompt-for-sudo-password")]
+
+
+def test_invoke_core_options_are_refused_before_and_after_the_task_name(fleet):
+    f = fleet(1)
+    for flags, needle in REFUSED_CORE:  # bounded: one subprocess per case and position
+        for argv in (["push", "haproxy", *flags], [*flags, "push", "haproxy"]):
+            res = f.run(*argv, stdin=None)
+            assert_usage_error(res, needle)
+    assert not f.dest("h1").exists() and not (f.root("h1") / "reload.log").exists()
+    top = f.run("--help")
+    for _, needle in REFUSED_CORE:
+        assert needle not in top.stdout
+    for kept in ("--list", "--version", "--collection", "--search-root", "--print-config", "--complete"):
+        assert kept in top.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--forks", "0"], "--forks must be at least 1"),
+    (["--serial", "x"], "--serial 'x'"),
+    (["--max-fail", "200%"], "--max-fail '200%'"),
+    (["--host-key-policy", "maybe"], "--host-key-policy must be strict, accept-new or off"),
+    (["--executor", "foo"], "--executor must be local or dask"),
+    (["--report-json", "/etc/passwd/reports/x.json"], "--report-json: cannot write a report"),
+])
+def test_bad_flag_values_before_the_task_name_exit_2(fleet, args, needle):
+    f = fleet(1)
+    assert_usage_error(f.run(*args, "push", "haproxy"), needle)
+    assert_usage_error(f.run("push", "haproxy", *args), needle)
+    assert not f.dest("h1").exists()
+
+
+def test_every_option_a_task_takes_is_in_its_help(fleet):
+    from concurdeploy.options import task_flags
+
+    f = fleet(1)
+    for task in ("push", "put", "run", "get"):
+        res = f.run(task, "--help")
+        assert res.returncode == 0, res.stderr
+        for o in task_flags(task):
+            assert o.flag in res.stdout, (task, o.flag)
+            if o.short:
+                assert f"-{o.short}" in res.stdout, (task, o.short)
+
+
+def test_project_task_exit_1_when_a_host_fails(fleet):
+    f = fleet(2)
+    shutil.copy(REPO / "tasks.py", f.project / "tasks.py")
+    f.servers[1].stop()
+    res = f.run("-P", "2", "seed", "haproxy", "--dest", str(f.project / "seeded" / "{host}.cfg"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert status_lines(res.stdout) == {"h1": "changed", "h2": "unreachable"}

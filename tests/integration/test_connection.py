@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import select
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -278,7 +280,7 @@ def ssh_agent(request):
     d = tempfile.mkdtemp(prefix="cd-agent-", dir="/tmp")  # AF_UNIX paths must stay short
     sock = os.path.join(d, "agent.sock")
     proc = subprocess.Popen([agent_bin, "-D", "-a", sock], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
     def stop():
@@ -294,11 +296,11 @@ def ssh_agent(request):
         os.rmdir(d)
 
     request.addfinalizer(stop)
-    deadline = time.monotonic() + 5
-    while not os.path.exists(sock):
-        assert proc.poll() is None, "ssh-agent exited"
-        assert time.monotonic() < deadline, "ssh-agent socket never appeared"
-        time.sleep(0.01)
+    # ssh-agent -D prints "SSH_AUTH_SOCK=...; export SSH_AUTH_SOCK;" once it listens.
+    ready, _, _ = select.select([proc.stdout], [], [], 10)
+    line = proc.stdout.readline().decode() if ready else ""
+    assert line.startswith(f"SSH_AUTH_SOCK={sock};"), f"ssh-agent not ready: {line!r} (exit {proc.poll()})"
+    proc.stdout.close()
 
     def add(key_path: str) -> str:
         subprocess.run(["ssh-add", key_path], check=True, capture_output=True, timeout=10,
@@ -314,6 +316,24 @@ def agent_sockets(path: str) -> int:
         return sum(1 for line in f if line.rstrip().endswith(" " + path))
 
 
+def agent_sockets_after_a_round_trip(path: str) -> int:
+    """:func:`agent_sockets`, counted once the agent has handled every earlier event.
+
+    A new client asks for the identities and waits for the answer, then the count is taken
+    while it is still connected (so it is one of them). The agent serves all ready sockets in
+    each turn of its poll loop: a client that closed before this one connected has been seen
+    (end-of-file, socket closed) by the time this one is answered. No sleeping, no polling.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(10)
+        probe.connect(path)
+        probe.sendall(struct.pack(">IB", 1, 11))  # SSH2_AGENTC_REQUEST_IDENTITIES
+        header = probe.recv(5, socket.MSG_WAITALL)
+        assert len(header) == 5 and header[4] == 12, header  # SSH2_AGENT_IDENTITIES_ANSWER
+        count = agent_sockets(path)
+    return count - 1  # without the probe
+
+
 @pytest.mark.parametrize("key_type", ["ed25519", "rsa"])
 def test_agent_key_authenticates(server, kh, client_keys, ssh_agent, monkeypatch, key_type):
     sock = ssh_agent(getattr(client_keys, key_type))
@@ -326,10 +346,7 @@ def test_agent_key_authenticates(server, kh, client_keys, ssh_agent, monkeypatch
         echo_ok(conn)
         # The agent's socket is closed once authenticated, not left for the garbage collector:
         # the agent then drops its end, leaving only its listening socket.
-        deadline = time.monotonic() + 3
-        while agent_sockets(sock) > 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert agent_sockets(sock) == 1
+        assert agent_sockets_after_a_round_trip(sock) == 1
     # allow_agent=False really means no agent.
     with pytest.raises(AuthFailed):
         Connection(make_spec(server.port, kh, allow_agent=False)).open()
@@ -800,14 +817,17 @@ def test_server_stopped_during_a_command_is_unreachable(server, kh, client_keys)
     """A dropped connection is HostUnreachable, not a command that "exited None"."""
     with Connection(make_spec(server.port, kh, key_file=client_keys.ed25519)) as conn:
         echo_ok(conn)
-        stopper = threading.Timer(0.5, server.stop)  # while the command runs
+        started = threading.Event()
+        # stopped while the command runs: once its first output has arrived
+        stopper = threading.Thread(target=lambda: started.wait(10) and server.stop())
         stopper.start()
         try:
             start = time.monotonic()
             with pytest.raises(HostUnreachable) as ei:
-                conn.run("sleep 5", timeout=4)
+                conn.run("echo started; sleep 5", timeout=4, on_output=lambda _s, _d: started.set())
             assert time.monotonic() - start < 3.5
         finally:
+            started.set()
             stopper.join(10)
         msg = str(ei.value)
         assert "connection dropped" in msg and msg.count("sleep 5") == 1

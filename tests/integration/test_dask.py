@@ -8,10 +8,12 @@ worker are stopped by the fixtures even when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -40,29 +42,39 @@ except ImportError:  # pragma: no cover - the test extra installs it
     distributed = None
 
 
-@pytest.fixture(scope="module")
-def cluster(client_keys, tmp_path_factory):
-    """A LocalCluster of 2 worker processes on 127.0.0.1 and a client to it.
+@contextlib.contextmanager
+def local_cluster(client_keys, scratch: Path):
+    """A LocalCluster of 2 worker processes (with nannies) on 127.0.0.1 and a client to it:
+    yields ``(scheduler_address, client)``; both closed on exit.
 
     The workers' environment holds ``CD_WORKER_KEY`` (an authorised private key) that the
-    controller never has: credentials are resolved on the worker.
+    controller never has: credentials are resolved on the worker. Skips (fails under ``CI``)
+    without the extra.
     """
     if distributed is None:
         msg = "dask[distributed] is not installed: pip install -e '.[test]'"
         if os.environ.get("CI"):
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
-    scratch = tmp_path_factory.mktemp("dask-scratch")
     cl = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=2, host="127.0.0.1",
                                   dashboard_address=None, local_directory=str(scratch),
                                   env={"CD_WORKER_KEY": Path(client_keys.ecdsa).read_text()})
-    client = distributed.Client(cl.scheduler_address, set_as_default=False, timeout=30)
     try:
-        client.wait_for_workers(2, timeout=60)
-        yield cl.scheduler_address, client
+        client = distributed.Client(cl.scheduler_address, set_as_default=False, timeout=30)
+        try:
+            client.wait_for_workers(2, timeout=60)
+            yield cl.scheduler_address, client
+        finally:
+            client.close()
     finally:
-        client.close()
         cl.close(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster(client_keys, tmp_path_factory):
+    """:func:`local_cluster` for the module: ``(scheduler_address, client)``."""
+    with local_cluster(client_keys, tmp_path_factory.mktemp("dask-scratch")) as running:
+        yield running
 
 
 def dask_args(cluster, *more) -> tuple:
@@ -80,6 +92,44 @@ def settle_cluster(client, n: int = 2) -> None:
     while len(client.nthreads()) != n and time.monotonic() < end:
         time.sleep(0.2)
     assert len(client.nthreads()) == n
+
+
+class HostEvents:
+    """A FIFO that the hosts' shell commands write one line to (``echo NAME >> FIFO``: the
+    hosts are sshd on this machine) and that the test waits on with ``select``, not sleep.
+
+    The test holds a writer end too, so the reader never sees EOF between writers, and writers
+    never block (the pipe buffers 64 KiB). Use as a context manager.
+    """
+
+    def __init__(self, path: Path):
+        os.mkfifo(path)
+        self.path = path
+        self._r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._w = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        self._buf = b""
+        self.lines: list[str] = []
+
+    def __enter__(self) -> HostEvents:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+    def wait_for(self, n: int, timeout: float, alive=lambda: True) -> list[str]:
+        """Lines received, once there are ``n`` (or ``timeout`` s passed, or ``alive()`` is False;
+        it is asked at least every second)."""
+        end = time.monotonic() + timeout
+        while len(self.lines) < n and alive():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if select.select([self._r], [], [], min(left, 1.0))[0]:
+                self._buf += os.read(self._r, 65536)
+                *complete, self._buf = self._buf.split(b"\n")
+                self.lines += [ln.decode() for ln in complete]
+        return self.lines
 
 
 def report(path) -> dict:
@@ -224,21 +274,18 @@ def test_pinned_hosts_run_only_on_their_pool_and_an_unserved_pool_fails_before_a
 
 # ------------------------------------------------------------------------------- faults
 
-def _push_and_kill_a_worker(f, cluster, report_path, *more):
-    """Start a push whose validate is slow, kill one worker process (SIGKILL) while its hosts
-    validate, and return (completed process, killed pid)."""
+def _push_and_kill_a_worker(f, cluster, events: HostEvents, report_path, *more):
+    """Start a push whose validate is slow (and tells ``events`` it started), kill one worker
+    process (SIGKILL) once every host validates, and return (completed process, killed pid)."""
     address, client = cluster
     for n in f.names:
         f.dest(n).write_bytes(OLD)
-        (f.root(n) / "validating").unlink(missing_ok=True)
+    seen = len(events.lines)
     proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy", "--report-json",
                              str(report_path), *dask_args(cluster, *more)],
                             cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 60
-        while sum((f.root(n) / "validating").exists() for n in f.names) < len(f.names) \
-                and time.monotonic() < end and proc.poll() is None:
-            time.sleep(0.05)
+        events.wait_for(seen + len(f.names), 60, alive=lambda: proc.poll() is None)
         assert proc.poll() is None, proc.communicate()
         victim = sorted(worker_pids(client).values())[0]
         os.kill(victim, signal.SIGKILL)
@@ -253,10 +300,16 @@ def _push_and_kill_a_worker(f, cluster, report_path, *more):
 
 def test_a_worker_killed_mid_run_loses_no_host_and_retries_when_allowed(fleet, cluster, tmp_path):
     f = fleet(8)
+    events = HostEvents(tmp_path / "validating.fifo")
     f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
-                              "validate": "touch '{{ root }}/validating' && sleep 3 && test -s {tmp}"}])
+                              "validate": f"echo '{{{{ root }}}}' >> {events.path} && sleep 3 "
+                                          f"&& test -s {{tmp}}"}])
+    with events:
+        _the_worker_killed_mid_run_cases(f, cluster, events, tmp_path)
 
-    res, victim = _push_and_kill_a_worker(f, cluster, tmp_path / "r0.json")
+
+def _the_worker_killed_mid_run_cases(f, cluster, events, tmp_path):
+    res, victim = _push_and_kill_a_worker(f, cluster, events, tmp_path / "r0.json")
     rep = report(tmp_path / "r0.json")
     assert res.returncode == 1, res.stdout + res.stderr
     assert sorted(h["host"] for h in rep["hosts"]) == sorted(f.names)     # every host accounted for
@@ -270,7 +323,7 @@ def test_a_worker_killed_mid_run_loses_no_host_and_retries_when_allowed(fleet, c
     for h in done:
         assert f.dest(h["host"]).read_bytes() == HAPROXY_CFG
 
-    res, victim = _push_and_kill_a_worker(f, cluster, tmp_path / "r1.json", "--retries", "1")
+    res, victim = _push_and_kill_a_worker(f, cluster, events, tmp_path / "r1.json", "--retries", "1")
     rep = report(tmp_path / "r1.json")
     assert res.returncode == 0, res.stdout + res.stderr
     assert [h["status"] for h in rep["hosts"]] == ["changed"] * 8
@@ -279,7 +332,7 @@ def test_a_worker_killed_mid_run_loses_no_host_and_retries_when_allowed(fleet, c
     assert all(f.dest(n).read_bytes() == HAPROXY_CFG for n in f.names)
 
 
-def test_sigint_stops_in_flight_hosts_at_a_safe_point_and_run_streams_output(fleet, cluster):
+def test_sigint_stops_in_flight_hosts_at_a_safe_point_and_run_streams_output(fleet, cluster, tmp_path):
     f = fleet(4)
     res = f.run("run", "haproxy", "echo out-$(hostname); echo err >&2", *dask_args(cluster))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -287,15 +340,16 @@ def test_sigint_stops_in_flight_hosts_at_a_safe_point_and_run_streams_output(fle
 
     for n in f.names:
         f.dest(n).write_bytes(OLD)
+    events = HostEvents(tmp_path / "validating.fifo")
     f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
-                              "validate": "sleep 3; test -s {tmp}"}])
+                              "validate": f"echo '{{{{ root }}}}' >> {events.path}; sleep 3; "
+                                          f"test -s {{tmp}}"}])
     proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy", "-P", "2",
                              *dask_args(cluster)],
                             cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end and len(f.temp_files()) < 2 and proc.poll() is None:
-            time.sleep(0.05)
+        with events:  # validate runs once the upload is in place
+            events.wait_for(2, 60, alive=lambda: proc.poll() is None)
         assert len(f.temp_files()) == 2, "the push never reached the upload step"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -314,7 +368,7 @@ def test_sigint_stops_in_flight_hosts_at_a_safe_point_and_run_streams_output(fle
     runs = {ex: f.run("push", "haproxy", "-P", "2", "--deadline", "3", "--executor", ex,
                       *(("--scheduler", cluster[0]) if ex == "dask" else ()))
             for ex in ("local", "dask")}
-    for ex, res in runs.items():
+    for res in runs.values():
         assert res.returncode == 1, res.stdout + res.stderr
         assert sorted(recap_statuses(res.stdout).values()) == ["failed", "failed", "skipped", "skipped"]
         assert "deadline exceeded" in res.stdout, res.stdout

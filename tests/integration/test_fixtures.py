@@ -83,6 +83,141 @@ def test_missing_openssh_fails_on_ci_and_skips_elsewhere(monkeypatch):
         _openssh_missing("sshd")
 
 
+# --------------------------------------------------------------------------
+# on CI a skip is a failure (hooks in tests/conftest.py)
+# --------------------------------------------------------------------------
+
+_SKIP_CASES = """
+import pytest
+
+@pytest.fixture
+def missing_tool():
+    pytest.skip("tool not found")
+
+def test_skip_in_body():
+    pytest.skip("no tool")
+
+@pytest.mark.skipif(True, reason="needs root")
+def test_skipif():
+    pass
+
+def test_skip_in_fixture(missing_tool):
+    pass
+
+def test_importorskip():
+    pytest.importorskip("concurdeploy_no_such_module")
+
+@pytest.mark.allow_skip("differs by platform, on purpose")
+def test_allowed():
+    pytest.skip("allowed")
+
+@pytest.mark.allow_skip(reason="   ")
+def test_allowed_without_a_reason():
+    pytest.skip("blank reason")
+
+@pytest.mark.xfail(reason="known bug", strict=True)
+def test_xfail():
+    assert False
+
+def test_passes():
+    pass
+"""
+
+
+def _run_cases(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run a pytest session in ``pytester.path`` with tests/conftest.py's hooks loaded."""
+    return pytester.runpytest("-p", "tests.conftest", "-p", "no:cacheprovider", "-rA", *args)
+
+
+@pytest.mark.parametrize("ci", ["true", "1"])
+def test_on_ci_every_skip_fails_unless_allowed_with_a_reason(pytester, monkeypatch, ci):
+    pytester.makepyfile(test_cases=_SKIP_CASES)
+    monkeypatch.setenv("CI", ci)
+    result = _run_cases(pytester)
+    # setup-time skips (skipif, a fixture's skip) become errors, call-time skips failures;
+    # the allowed skip stays a skip, xfail and passes are untouched
+    result.assert_outcomes(passed=1, failed=3, errors=2, skipped=1, xfailed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    for name in ("test_skip_in_body", "test_importorskip", "test_allowed_without_a_reason"):
+        result.stdout.fnmatch_lines([f"FAILED test_cases.py::{name}*"])
+    for name in ("test_skipif", "test_skip_in_fixture"):
+        result.stdout.fnmatch_lines([f"ERROR test_cases.py::{name}*"])
+    result.stdout.fnmatch_lines(["SKIPPED *allowed*", "*skipped on CI*which counts as a failure: *tool not found*",
+                                 "*@pytest.mark.allow_skip*"])
+
+
+@pytest.mark.parametrize("ci", [None, ""])
+def test_off_ci_skips_stay_skips(pytester, monkeypatch, ci):
+    pytester.makepyfile(test_cases=_SKIP_CASES)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    result = _run_cases(pytester)
+    result.assert_outcomes(passed=1, skipped=6, xfailed=1)
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_on_ci_a_module_skipped_at_import_is_an_error(pytester, monkeypatch):
+    pytester.makepyfile(test_gone="""
+        import pytest
+        pytest.importorskip("concurdeploy_no_such_module")
+
+        def test_never_collected():
+            pass
+    """)
+    monkeypatch.setenv("CI", "true")
+    result = _run_cases(pytester)
+    result.assert_outcomes(errors=1)
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*skipped on CI*concurdeploy_no_such_module*"])
+    monkeypatch.delenv("CI")
+    result = _run_cases(pytester)
+    result.assert_outcomes(skipped=1)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_on_ci_a_run_without_pytest_timeout_is_refused(pytester, monkeypatch):
+    pytester.makepyfile(test_cases="def test_passes():\n    pass\n")
+    monkeypatch.setenv("CI", "true")
+    result = _run_cases(pytester, "-p", "no:timeout")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pytest-timeout is not installed*"])
+    assert _run_cases(pytester).ret == pytest.ExitCode.OK
+
+
+def test_this_session_has_a_per_test_timeout(pytestconfig):
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert 60 <= float(pytestconfig.getini("timeout")) <= 600
+    assert pytestconfig.getini("timeout_method") == "signal"
+
+
+def test_a_hung_test_fails_alone_and_its_teardown_runs(pytester, pytestconfig):
+    """The timeout method of setup.cfg: the hung test fails, the next one still runs, and
+    the hung test's fixture teardown runs (where sshd processes and users are cleaned up)."""
+    teardown_marker = pytester.path / "teardown-ran"
+    pytester.makepyfile(test_hang=f"""
+        import threading
+        import pytest
+
+        @pytest.fixture
+        def resource():
+            yield
+            open({str(teardown_marker)!r}, "w").close()
+
+        def test_hangs(resource):
+            threading.Event().wait(60)
+
+        def test_after():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "timeout=2",
+                                           "-o", f"timeout_method={pytestconfig.getini('timeout_method')}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Timeout*"])
+    assert teardown_marker.exists()
+
+
 def test_client_keys(client_keys):
     assert client_keys.ed25519 != client_keys.other
     for path in (*client_keys.authorized, client_keys.other):
@@ -291,9 +426,7 @@ def test_stalling_server_accepts_but_never_speaks(stalling_server):
         with pytest.raises(socket.timeout):
             s.recv(1)
         assert 0.9 <= time.monotonic() - t0 < 3.0
-    deadline = time.monotonic() + 2.0
-    while stalling_server.connections < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert stalling_server.wait_for_connections(1, timeout=2.0)
     assert stalling_server.connections >= 1
 
 
@@ -310,9 +443,7 @@ def test_stalling_server_trips_paramiko_banner_timeout(stalling_server, client_k
 def test_stalling_server_stop_closes_connections():
     server = sshd_helpers.StallingServer().start()
     s = socket.create_connection(("127.0.0.1", server.port), timeout=1.0)
-    deadline = time.monotonic() + 2.0
-    while server.connections < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert server.wait_for_connections(1, timeout=2.0)
     server.stop()
     s.settimeout(1.0)
     assert s.recv(1) == b""  # EOF: the server closed its end

@@ -304,6 +304,66 @@ def test_a_dropped_bastion_connection_is_replaced(net):
     assert logins(net.bastion) == 2
 
 
+def test_a_host_closing_mid_write_does_not_drop_the_shared_bastion(net, monkeypatch):
+    """A packet still being written through a host's tunnel when the host closes goes out
+    before the tunnel's CHANNEL_CLOSE, never after it.
+
+    paramiko closes a transport's socket from the closing thread while the transport's own
+    thread may be half-way through a write (e.g. answering the host's session close). That
+    packet then followed our CLOSE; OpenSSH, having freed the channel, dropped the whole
+    bastion connection ("data packet referred to nonexistent channel") and every other
+    host's tunnel with it: hosts still running failed with "connection dropped while
+    running" (the flaky six-hosts test under load). Here a write is held in flight, as a
+    descheduled thread would be, while the host closes.
+    """
+    import threading
+
+    from paramiko.common import MSG_CHANNEL_DATA
+
+    with Connection(spec_for(net.targets[1].port, net.kh, net.key, jump=[net.hop])) as other:
+        host = Connection(spec_for(net.targets[0].port, net.kh, net.key, jump=[net.hop])).open()
+        tunnel = host.transport.sock
+        bastion_transport, remote_id = tunnel.get_transport(), tunnel.remote_chanid
+        in_flight, release = threading.Event(), threading.Event()
+        send = bastion_transport._send_user_message
+
+        def held(m):  # the write of the "late-writer" thread waits here, its channel check passed
+            data = m.asbytes()
+            if (threading.current_thread().name == "late-writer" and data[0] == MSG_CHANNEL_DATA
+                    and int.from_bytes(data[1:5], "big") == remote_id):
+                in_flight.set()
+                release.wait(10)
+            return send(m)
+
+        freed, unlink = threading.Event(), bastion_transport._unlink_channel
+
+        def unlinked(chanid):  # the server's CLOSE came: it has freed its end of the channel
+            unlink(chanid)
+            if chanid == tunnel.chanid:
+                freed.set()
+
+        monkeypatch.setattr(bastion_transport, "_send_user_message", held)
+        monkeypatch.setattr(bastion_transport, "_unlink_channel", unlinked)
+        writer = threading.Thread(target=host.transport.send_ignore, name="late-writer")
+        writer.start()
+        assert in_flight.wait(10), "the write never reached the tunnel"
+        closer = threading.Thread(target=host.close)
+        closer.start()
+        closer.join(1.0)  # fixed, close waits for the write in flight (and never gets to CLOSE)
+        if not closer.is_alive():  # unfixed, its CLOSE overtook the write: let the server free
+            assert freed.wait(10)  # the channel before the late packet arrives
+        release.set()
+        writer.join(10)
+        closer.join(10)
+        assert not writer.is_alive() and not closer.is_alive()
+        # one round trip on the bastion connection: the server has handled what came before
+        bastion_transport.global_request("keepalive@openssh.com", wait=True)
+        assert bastion_transport.is_active(), f"bastion connection dropped: {net.bastion.stderr_text()[-200:]}"
+        assert other.run("echo still").stdout == "still\n"
+    assert "nonexistent channel" not in net.bastion.stderr_text()
+    assert logins(net.bastion) == 1
+
+
 def test_waiting_threads_share_one_failed_attempt(stalling_server, net):
     """Six hosts behind a bastion that never answers: bounded by one timeout, not six."""
     import threading
@@ -357,7 +417,7 @@ def test_jump_naming_an_inventory_host(fleet, sshd_factory, known_hosts_file):
     inv["all"]["children"]["bastions"] = {"hosts": {"gate": {"host": "127.0.0.1", "port": bastion.port}}}
     path.write_text(yaml.safe_dump(inv, sort_keys=False))
 
-    from concurdeploy.inventory.model import load
+    from concurdeploy.inventory import load
     loaded = load(path)
     spec = connect_spec("h1", loaded.hosts["h1"].vars, inventory=loaded)
     assert [(h.name, h.port) for h in spec.jump] == [("gate", bastion.port)]

@@ -28,6 +28,8 @@ import pytest
 
 from concurdeploy.report import files as reports
 
+from tests.sshd import Beacon
+
 from .conftest import HAPROXY_CFG
 
 pytestmark = pytest.mark.integration
@@ -146,23 +148,29 @@ def test_junit_unreachable_host_is_a_failure(fleet):
     assert failure.get("type")                 # the error kind, e.g. HostUnreachable
 
 
-def test_interrupted_run_still_writes_complete_reports(fleet):
+def _validating_beacon(f, tmp_path) -> Beacon:
+    """Every host's validate says "validating" on a :class:`Beacon`, then runs 5 s."""
+    beacon = Beacon(tmp_path / "validating.fifo")
+    f.write_inventory(files=[{**FILE, "validate": f"{beacon.command('validating')}; sleep 5; test -s {{tmp}}"}])
+    return beacon
+
+
+def test_interrupted_run_still_writes_complete_reports(fleet, tmp_path):
     f = fleet(2)
-    marker = "{{ root }}/validating"
-    f.write_inventory(files=[{**FILE, "validate": f"touch '{marker}'; sleep 5; test -s {{tmp}}"}])
+    beacon = _validating_beacon(f, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy",
                              "--report-json", "r/run.json", "--junit", "r/junit.xml"],
                             cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not all((f.root(n) / "validating").exists() for n in f.names):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "validate never started"
-            time.sleep(0.05)
+        try:
+            beacon.wait(len(f.names), timeout=60, proc=proc)   # every host is inside validate
+        except ChildProcessError:
+            raise AssertionError(f"concurdeploy exited before validate started: {proc.communicate()}") from None
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
+        beacon.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -179,10 +187,12 @@ def test_interrupted_run_still_writes_complete_reports(fleet):
 
 # -- terminal output -------------------------------------------------------------------------
 
-def _run_in_pty(f, *args, timeout: float = 90, cols: int = 120, interrupt_when=None) -> tuple[int, str]:
+def _run_in_pty(f, *args, timeout: float = 90, cols: int = 120,
+                interrupt_after: tuple[Beacon, int] | None = None) -> tuple[int, str]:
     """Run ``concurdeploy ARGS`` with stdout/stderr on a pseudo-terminal; return (exit code, output).
 
-    :param interrupt_when: ``() -> bool`` polled while reading: once true, SIGINT is sent (once).
+    :param interrupt_after: ``(beacon, n)``: SIGINT is sent (once) as soon as ``beacon`` has
+        received ``n`` lines; the wait for them is the same ``select`` as the terminal's output.
     """
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
@@ -196,14 +206,15 @@ def _run_in_pty(f, *args, timeout: float = 90, cols: int = 120, interrupt_when=N
     deadline = time.monotonic() + timeout
     try:
         while True:
-            if interrupt_when is not None and interrupt_when():
+            if interrupt_after is not None and len(interrupt_after[0].read()) >= interrupt_after[1]:
                 proc.send_signal(signal.SIGINT)
-                interrupt_when = None
+                interrupt_after = None
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no EOF from the pty within {timeout} s: {b''.join(chunks)!r}")
-            ready, _, _ = select.select([master], [], [], min(left, 0.1))
-            if not ready:
+            watched = [master] + ([interrupt_after[0]] if interrupt_after is not None else [])
+            ready, _, _ = select.select(watched, [], [], left)
+            if master not in ready:
                 continue
             try:
                 data = os.read(master, 65536)
@@ -242,11 +253,11 @@ def test_pty_run_shows_live_progress_and_coloured_recap(fleet):
         assert re.search(rf"\b{n}\b.*changed", plain)
 
 
-def test_pty_run_interrupted_closes_the_display_and_writes_the_report(fleet):
+def test_pty_run_interrupted_closes_the_display_and_writes_the_report(fleet, tmp_path):
     f = fleet(2)
-    f.write_inventory(files=[{**FILE, "validate": "touch '{{ root }}/validating'; sleep 5; test -s {tmp}"}])
-    started = lambda: all((f.root(n) / "validating").exists() for n in f.names)
-    code, out = _run_in_pty(f, "push", "haproxy", "--report-json", "run.json", interrupt_when=started)
+    with _validating_beacon(f, tmp_path) as beacon:
+        code, out = _run_in_pty(f, "push", "haproxy", "--report-json", "run.json",
+                                interrupt_after=(beacon, len(f.names)))
     assert code == 130, out
     assert out.rfind("\x1b[?25h") > out.rfind("\x1b[?25l")       # cursor shown again at the end
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -108,13 +109,27 @@ def test_backups_keep_the_last_k(fleet):
     f = fleet(1)
     f.write_inventory(backups=2)
     src = f.project / "files" / "haproxy" / "haproxy.cfg"
+    directory = f.root("h1") / "etc" / "haproxy"
     for i in range(4):
         src.write_text(f"version {i}\n")
         res = f.run("push", "haproxy")
         assert res.returncode == 0, res.stdout
-        time.sleep(1.05)  # backup names carry the UTC second
-    backups = sorted((f.root("h1") / "etc" / "haproxy").glob("haproxy.cfg.concurdeploy-*.bak"))
+        _wait_past_newest_backup_second(directory)  # backup names carry the UTC second
+    backups = sorted(directory.glob("haproxy.cfg.concurdeploy-*.bak"))
     assert [b.read_text() for b in backups] == ["version 1\n", "version 2\n"]
+
+
+def _wait_past_newest_backup_second(directory) -> None:
+    """Return once the UTC clock has left the second named in the newest backup (at most 3 s):
+    the next push's backup then sorts after it. Waits only until that second ends."""
+    names = sorted(p.name for p in directory.glob("haproxy.cfg.concurdeploy-*.bak"))
+    if not names:
+        return
+    stamp = names[-1].split(".concurdeploy-", 1)[1].split("-", 1)[0]  # 20250101T120000Z
+    deadline = time.monotonic() + 3
+    while time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) <= stamp:
+        assert time.monotonic() < deadline, f"the UTC clock did not pass {stamp}"
+        time.sleep(1 - time.time() % 1 + 0.001)  # exactly to the next second boundary
 
 
 def test_owed_reload_is_not_forgotten(fleet):
@@ -198,10 +213,34 @@ def _push_until_uploaded(f, *args) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy", *args],
                             cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not f.temp_files():
-        time.sleep(0.05)
+    while not f.temp_files() and time.monotonic() < deadline:
+        try:  # waits on the push's exit between looks: a push that ends early fails at once
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        out, err = proc.communicate()
+        pytest.fail(f"the push exited {proc.returncode} before its upload step:\n{out}{err}")
     assert f.temp_files(), "the push never reached the upload step"
     return proc
+
+
+def _wait_for_exit(pids: set, timeout: float) -> list:
+    """Wait (at most ``timeout`` s) for each process in ``pids`` to exit, on its pidfd (an
+    event: readable when the process ends; a zombie has ended). :returns: those still running."""
+    deadline = time.monotonic() + timeout
+    alive = []
+    for pid in sorted(pids):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                alive.append(pid)
+        finally:
+            os.close(fd)
+    return alive
 
 
 def _children(pid: int) -> set:
@@ -229,9 +268,7 @@ def test_sigint_mid_rollout_leaves_old_or_new_no_temp_files_no_orphans(fleet):
     statuses = _statuses(out)
     assert set(statuses.values()) <= {"failed", "skipped", "changed"}
     assert "skipped" in statuses.values()  # hosts 4-6 were never started
-    time.sleep(0.5)
-    alive = [p for p in workers if os.path.exists(f"/proc/{p}")
-             and "Z" not in open(f"/proc/{p}/stat").read().split(")")[1].split()[0]]
+    alive = _wait_for_exit(workers, timeout=10)
     assert alive == [], f"orphan processes left: {alive}"
 
 

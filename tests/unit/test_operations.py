@@ -1,5 +1,7 @@
-"""Local, SSH-free checks of the pieces of ``concurdeploy.operations.push`` that build remote paths
-and shell scripts: :func:`temp_name` and the prepare script (run here with a real ``sh``)."""
+"""Local, SSH-free checks of the host-operations layer (``concurdeploy.operations``): the pieces
+that build remote paths and shell scripts (:func:`temp_name`, the prepare script, run here with
+a real ``sh``), and the privilege strategies (login user / sudo) against a fake connection
+that records what would be sent to the host."""
 
 from __future__ import annotations
 
@@ -13,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from concurdeploy.exceptions import AuthFailed, CredentialsMissing, DestinationError, RemoteCommandFailed
+from concurdeploy.operations.become import SUDO_FAILED, AsLoginUser, Become, Sudo, privilege_for
+from concurdeploy.operations.facts import DestFacts
 from concurdeploy.operations.jobs import FileSpec
-from concurdeploy.operations.push import (
-    _FAIL,
-    _WARN,
-    DestFacts,
-    _prepare_script,
-    q,
-    temp_name,
-)
+from concurdeploy.operations.replace import prepare_script as _prepare_script
+from concurdeploy.operations.replace import replace_atomically, temp_name
+from concurdeploy.operations.shell import FAIL as _FAIL
+from concurdeploy.operations.shell import WARN as _WARN
+from concurdeploy.operations.shell import q
 
 HEX32 = r"[0-9a-f]{32}"
 NASTY = "conf dir $(touch pwned) ;'\"&`id` \\ *"
@@ -155,3 +157,169 @@ def test_q_round_trips_through_sh(tmp_path):
         res = sh(f"printf '%s' {q(word)}", tmp_path)
         assert res.stdout == word
 
+
+
+# ---------------------------------------------------------------------------- privilege strategies
+
+class FakeResult:
+    def __init__(self, exited=0, stdout="", stderr=""):
+        self.exited, self.stdout, self.stderr = exited, stdout, stderr
+
+
+class FakeFile:
+    def __init__(self, sftp, path):
+        self.sftp, self.path, self.mode, self.closed = sftp, path, None, False
+
+    def chmod(self, mode):
+        self.mode = mode
+
+    def close(self):
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class FakeSftp:
+    """Records calls; ``rename_error`` is raised by ``posix_rename`` when set."""
+
+    def __init__(self, rename_error=None, files=None):
+        self.calls, self.rename_error, self.files = [], rename_error, files or {}
+
+    def posix_rename(self, tmp, dest):
+        self.calls.append(("posix_rename", tmp, dest))
+        if self.rename_error is not None:
+            raise self.rename_error
+
+    def open(self, path, mode):
+        self.calls.append(("open", path, mode))
+        return FakeFile(self, path)
+
+
+class FakeConn:
+    """Stands in for :class:`Connection`: ``run``/``hold`` record what would be sent and
+    answer from ``answers`` (a list of :class:`FakeResult`, default: exit 0)."""
+
+    def __init__(self, answers=(), sftp=None):
+        self.sent, self.answers, self.sftp = [], list(answers), sftp or FakeSftp()
+
+    def run(self, command, *, stdin=None, timeout=None, on_output=None):
+        self.sent.append((command, stdin))
+        res = self.answers.pop(0) if self.answers else FakeResult()
+        if on_output is not None:
+            on_output("stdout", res.stdout.encode())
+            on_output("stderr", res.stderr.encode())
+        return res
+
+    def hold(self, command, ready, timeout, stdin=None):
+        self.sent.append((command, stdin))
+        res = self.answers.pop(0) if self.answers else FakeResult()
+        if res.exited != 0:
+            raise RemoteCommandFailed("remote step exited early", exit_status=res.exited,
+                                      output=res.stdout + res.stderr)
+        return object(), res.stdout
+
+
+def test_privilege_for_picks_the_strategy_once():
+    assert isinstance(privilege_for(None), AsLoginUser)
+    sudo = privilege_for(Become("daemon", "PW"))
+    assert isinstance(sudo, Sudo) and (sudo.user, sudo.password_env) == ("daemon", "PW")
+    assert privilege_for(None) is not privilege_for(None)  # staging files are per operation
+
+
+def test_login_user_runs_commands_as_typed_and_uploads_in_place():
+    conn, priv = FakeConn(), AsLoginUser()
+    priv.run(conn, "echo hi", stdin=b"x")
+    assert conn.sent == [("echo hi", b"x")]
+    fh = priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg")
+    assert fh.path == "/etc/.a.concurdeploy-1.cfg" and fh.mode is None and priv.staged == {}
+
+
+def test_sudo_password_goes_on_stdin_only(monkeypatch, tmp_path):
+    password = "s3cr3t 'pw' $(id)"
+    monkeypatch.setenv("CD_PW", password)
+    conn, priv = FakeConn(), Sudo(Become("root", "CD_PW"))
+    priv.run(conn, "cat /etc/shadow", stdin=b"more\n")
+    command, stdin = conn.sent[0]
+    assert password not in command
+    assert stdin == password.encode() + b"\nmore\n"
+    assert "sudo -k -S" in command and "sudo -n" in command
+    assert sh(f"sh -n -c {q(command)}", tmp_path).returncode == 0  # the wrapper parses
+
+
+def test_sudo_without_password_env_uses_sudo_n_and_sends_no_stdin():
+    conn, priv = FakeConn(), Sudo(Become("daemon"))
+    priv.run(conn, "id -u")
+    command, stdin = conn.sent[0]
+    assert stdin is None and "exec sudo -n -u daemon -- /bin/sh -c 'id -u'" in command
+
+
+def test_sudo_unset_or_multiline_password_env_is_refused(monkeypatch):
+    monkeypatch.delenv("CD_PW", raising=False)
+    with pytest.raises(CredentialsMissing, match="CD_PW is not set"):
+        Sudo(Become("root", "CD_PW")).run(FakeConn(), "true")
+    monkeypatch.setenv("CD_PW", "a\nb")
+    with pytest.raises(CredentialsMissing, match="line break"):
+        Sudo(Become("root", "CD_PW")).run(FakeConn(), "true")
+
+
+@pytest.mark.parametrize("password_env, words", [
+    ("CD_PW", ["refused the password from become_password_env CD_PW", "1 incorrect password attempt"]),
+    (None, ["failed without a password (sudo -n", "1 incorrect password attempt"]),
+])
+def test_sudo_refusal_is_auth_failed_naming_the_variable_never_the_value(monkeypatch, password_env, words):
+    monkeypatch.setenv("CD_PW", "hunter2")
+    refused = FakeResult(1, "", f"{SUDO_FAILED} sudo: 1 incorrect password attempt\n")
+    shown = []
+    with pytest.raises(AuthFailed) as e:
+        Sudo(Become("root", password_env)).run(FakeConn([refused]), "true",
+                                               on_output=lambda s, d: shown.append(d))
+    assert all(w in str(e.value) for w in words) and "hunter2" not in str(e.value)
+    assert not any(SUDO_FAILED.encode() in d for d in shown)  # the marker is never streamed
+    with pytest.raises(AuthFailed):
+        Sudo(Become("root", password_env)).hold(FakeConn([refused]), "true", "READY", 5)
+
+
+def test_sudo_failure_that_is_not_a_refusal_is_the_commands_own():
+    res = Sudo(Become()).run(FakeConn([FakeResult(3, "", "no such file\n")]), "cat /x")
+    assert res.exited == 3
+    with pytest.raises(RemoteCommandFailed):
+        Sudo(Become()).hold(FakeConn([FakeResult(2, "", "boom\n")]), "true", "READY", 5)
+
+
+def test_sudo_stages_uploads_privately_and_renames_with_mv():
+    conn, priv = FakeConn(), Sudo(Become())
+    fh = priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg")
+    assert re.fullmatch(rf"/tmp/\.concurdeploy-stage-{HEX32}", fh.path) and fh.mode == 0o600
+    assert priv.staged == {"/etc/.a.concurdeploy-1.cfg": fh.path}
+    assert replace_atomically(conn, "/etc/.a.concurdeploy-1.cfg", "/etc/a.cfg", priv) == "mv"
+    assert not [c for c in conn.sftp.calls if c[0] == "posix_rename"]  # SFTP is not root
+    assert "mv -f -- /etc/.a.concurdeploy-1.cfg /etc/a.cfg" in conn.sent[-1][0]
+    assert "sudo" in conn.sent[-1][0]
+
+
+def test_replace_atomically_login_user_uses_posix_rename_then_falls_back_to_mv():
+    conn = FakeConn()
+    assert replace_atomically(conn, "/d/.t", "/d/t") == "posix-rename" and conn.sent == []
+    conn = FakeConn(sftp=FakeSftp(rename_error=OSError("No such extension")))
+    assert replace_atomically(conn, "/d/.t", "/d/t") == "mv"
+    assert conn.sent == [("mv -f -- /d/.t /d/t", None)]
+    conn = FakeConn(sftp=FakeSftp(rename_error=PermissionError(13, "Permission denied")))
+    with pytest.raises(DestinationError, match="cannot rename into /d/t: Permission denied"):
+        replace_atomically(conn, "/d/.t", "/d/t")
+    conn = FakeConn([FakeResult(1, "", "mv: cannot move: Device or resource busy\n")],
+                    sftp=FakeSftp(rename_error=OSError("No such extension")))
+    with pytest.raises(DestinationError, match="busy"):
+        replace_atomically(conn, "/d/.t", "/d/t")
+
+
+def test_sudo_reads_a_file_for_diff_through_base64():
+    import base64
+
+    conn = FakeConn([FakeResult(0, base64.b64encode(b"old\n").decode() + "\n")])
+    assert Sudo(Become()).read_bytes(conn, "/etc/a b") == b"old\n"
+    assert "base64 -- '/etc/a b'" in conn.sent[0][0]
+    assert Sudo(Become()).read_bytes(FakeConn([FakeResult(1)]), "/x") == b""

@@ -7,8 +7,7 @@ import textwrap
 import pytest
 
 from concurdeploy.exceptions import InventoryError, NoHostsMatched
-from concurdeploy.inventory.model import load
-from concurdeploy.inventory.patterns import select, split_pattern
+from concurdeploy.inventory import load, select, split_pattern
 
 INVENTORY = """\
 all:

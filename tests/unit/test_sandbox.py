@@ -1,15 +1,20 @@
-"""concurdeploy.sandbox.server: real SSH over loopback, paramiko client with strict host keys, no mocks."""
+"""concurdeploy.sandbox: real SSH over loopback, paramiko client with strict host keys, no mocks."""
 
 from __future__ import annotations
 
+import ast
+import configparser
+import importlib.metadata
 import os
 import re
+import select
 import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -20,9 +25,14 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
+import concurdeploy.sandbox
+from concurdeploy.exceptions import UsageError
 from concurdeploy.sandbox.server import Sandbox
 
 TIMEOUT = 15  # seconds: upper bound on any single network wait in these tests
+REPO = Path(__file__).resolve().parents[2]
+SANDBOX_DIR = REPO / "concurdeploy" / "sandbox"
+EXTRA_MESSAGE = "the sandbox needs the 'sandbox' extra: pip install 'concurdeploy[sandbox]'"
 
 
 @pytest.fixture
@@ -62,6 +72,19 @@ def run(client: paramiko.SSHClient, command: str) -> tuple[str, str, int]:
     return out, err, stdout.channel.recv_exit_status()
 
 
+def start_long_command(client: paramiko.SSHClient) -> tuple[paramiko.Channel, int]:
+    """Start ``sleep 60`` on a new channel; return the channel and the command's pid.
+
+    The command prints its pid first: reading that line (bounded by ``TIMEOUT``)
+    is the event "the command is running".
+    """
+    chan = client.get_transport().open_session(timeout=TIMEOUT)
+    chan.settimeout(TIMEOUT)
+    chan.exec_command("echo $$; exec sleep 60")
+    line = chan.makefile("rb").readline()
+    return chan, int(line)
+
+
 def other_key_file(tmp_path) -> str:
     path = tmp_path / "other_ed25519"
     path.write_bytes(Ed25519PrivateKey.generate().private_bytes(
@@ -70,21 +93,16 @@ def other_key_file(tmp_path) -> str:
     return str(path)
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
-def process_gone(pid: int) -> bool:
+def wait_process_gone(pid: int, timeout: float = TIMEOUT) -> bool:
+    """Wait (at most ``timeout`` s) for process ``pid`` to end: a pidfd polls readable on exit."""
     try:
-        os.kill(pid, 0)
+        fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return True
-    return False
+        return True  # already ended and reaped
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- state files
@@ -148,15 +166,11 @@ def test_commands_on_one_connection_run_concurrently(sandbox, port):
         assert blocked.recv_exit_status() == 0
 
 
-def test_closing_channel_ends_running_command(sandbox, port, tmp_path):
-    pidfile = tmp_path / "pid"
+def test_closing_channel_ends_running_command(sandbox, port):
     with connect(sandbox, port) as client:
-        chan = client.get_transport().open_session(timeout=TIMEOUT)
-        chan.exec_command(f"echo $$ > '{pidfile}'; exec sleep 60")
-        assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-        pid = int(pidfile.read_text())
+        chan, pid = start_long_command(client)
         chan.close()
-        assert wait_for(lambda: process_gone(pid))
+        assert wait_process_gone(pid)
 
 
 def test_shell_pty_and_other_channel_types_refused(sandbox, port):
@@ -286,21 +300,19 @@ def test_keys_persist_across_sandboxes(tmp_path):
 
 # ------------------------------------------------------------------- lifecycle
 
-def test_stop_closes_port_and_sessions_quickly(sandbox, port, tmp_path):
-    pidfile = tmp_path / "pid"
+def test_stop_closes_port_and_sessions_quickly(sandbox, port):
     client = connect(sandbox, port)
     try:
-        chan = client.get_transport().open_session(timeout=TIMEOUT)
-        chan.exec_command(f"echo $$ > '{pidfile}'; exec sleep 60")
-        assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-        pid = int(pidfile.read_text())
+        _chan, pid = start_long_command(client)
         started = time.monotonic()
         sandbox.stop()
         assert time.monotonic() - started < 4
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        assert wait_for(lambda: not client.get_transport().is_active())
-        assert wait_for(lambda: process_gone(pid))
+        transport = client.get_transport()
+        transport.join(TIMEOUT)  # the client's transport thread ends when the server hangs up
+        assert not transport.is_active()
+        assert wait_process_gone(pid)
         sandbox.stop()  # idempotent
     finally:
         client.close()
@@ -352,19 +364,29 @@ def test_ten_concurrent_connections(sandbox, tmp_path):
 # Run in a child process: pytest attaches logging handlers to the root logger,
 # which would hide exactly the stderr noise (paramiko tracebacks) checked for.
 _RUDE_CLIENTS = r"""
-import socket, struct, sys, time
+import os, select, socket, struct, sys
 import paramiko
 from concurdeploy.sandbox.server import Sandbox
 
 RST = struct.pack("ii", 1, 0)
+
+def read_banner(s):
+    data = b""
+    for _ in range(64):  # bounded: the server's banner is one short line
+        chunk = s.recv(256)
+        data += chunk
+        if not chunk or b"\n" in data:
+            return data
+    return data
+
 with Sandbox(sys.argv[1]) as sb:
     port = sb.start(["h"])["h"]
     # 1. connect and vanish
     socket.create_connection(("127.0.0.1", port), timeout=10).close()
-    # 2. garbage instead of a banner
+    # 2. garbage instead of a banner (close once the server has answered with its own)
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"garbage\r\n" * 3)
-    time.sleep(0.2)
+    assert read_banner(s).startswith(b"SSH-2.0-")
     s.close()
     # 3. a banner and half a packet, then a TCP reset
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -377,9 +399,14 @@ with Sandbox(sys.argv[1]) as sb:
     c.set_missing_host_key_policy(paramiko.RejectPolicy())
     c.connect("127.0.0.1", port=port, username=sb.user, key_filename=sb.client_key_path,
               look_for_keys=False, allow_agent=False, timeout=10)
-    c.get_transport().open_session(timeout=10).exec_command("sleep 30")
+    chan = c.get_transport().open_session(timeout=10)
+    chan.settimeout(10)
+    chan.exec_command("echo $$; exec sleep 30")
+    pidfd = os.pidfd_open(int(chan.makefile("rb").readline()))
     c.get_transport().sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
     c.get_transport().sock.shutdown(socket.SHUT_RDWR)
+    # the server noticed the reset: it hung up the command (its pidfd turns readable)
+    assert select.select([pidfd], [], [], 10)[0], "command outlived its reset connection"
     # the server still serves others
     c2 = paramiko.SSHClient()
     c2.load_host_keys(sb.known_hosts_path)
@@ -388,15 +415,141 @@ with Sandbox(sys.argv[1]) as sb:
                look_for_keys=False, allow_agent=False, timeout=10)
     _, out, _ = c2.exec_command("echo ok", timeout=10)
     print(out.read().decode(), end="")
-    time.sleep(0.5)  # let the server threads notice the resets
+    # our clients hang up before stop(): a client still talking when the server closes
+    # would get a TCP reset, and paramiko's *client* logs that to stderr (not ours to test)
+    c2.close()
+    c.close()
 print("stopped")
 """
 
 
-def test_abrupt_disconnects_are_quiet(tmp_path):
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+def _python(code: str, *args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, "-c", _RUDE_CLIENTS, str(tmp_path / "state")],
-                          capture_output=True, text=True, timeout=60, env=env)
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=cwd)
+
+
+def test_abrupt_disconnects_are_quiet(tmp_path):
+    proc = _python(_RUDE_CLIENTS, str(tmp_path / "state"))
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\nstopped\n", "")
+
+
+# ------------------------------------------------------------ packaging, extra
+
+def test_sandbox_importable_from_package_and_server_module():
+    assert concurdeploy.sandbox.Sandbox is Sandbox
+    doc = concurdeploy.sandbox.__doc__
+    assert all(words in doc for words in ("127.0.0.1", "own user", "never used for real hosts",
+                                          "concurdeploy[sandbox]"))
+    assert concurdeploy.sandbox.EXTRA_MESSAGE == EXTRA_MESSAGE
+    assert issubclass(concurdeploy.sandbox.SandboxExtraMissing, UsageError)
+    assert issubclass(concurdeploy.sandbox.SandboxExtraMissing, ImportError)
+
+
+def _sandbox_imports() -> dict[str, set[str]]:
+    """Module → every absolute module name imported by that module of concurdeploy/sandbox/."""
+    out = {}
+    for path in sorted(SANDBOX_DIR.glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module)
+        out[path.name] = names
+    return out
+
+
+def test_sandbox_imports_only_exceptions_of_concurdeploy():
+    imports = _sandbox_imports()
+    assert {"__init__.py", "server.py", "ssh.py", "sftp.py", "commands.py", "keys.py"} <= set(imports)
+    outside = {mod: sorted(n for n in names if n.split(".")[0] == "concurdeploy"
+                           and not n.startswith("concurdeploy.sandbox")
+                           and n != "concurdeploy.exceptions")
+               for mod, names in imports.items()}
+    assert outside == {mod: [] for mod in imports}
+
+
+def test_sandbox_modules_are_small():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in SANDBOX_DIR.glob("*.py")}
+    assert max(sizes.values()) <= 500, sizes
+
+
+def _requirement_names(text: str) -> set[str]:
+    return {re.split(r"[\s<>=!~\[;]", line.strip(), maxsplit=1)[0].lower()
+            for line in text.splitlines() if line.strip()}
+
+
+def test_every_third_party_import_is_declared_in_the_sandbox_extra():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extra = _requirement_names(cfg["options.extras_require"]["sandbox"])
+    core = _requirement_names(cfg["options"]["install_requires"])
+    test_extra = _requirement_names(cfg["options.extras_require"]["test"])
+    assert "cryptography" in extra and extra <= test_extra
+    dists = importlib.metadata.packages_distributions()
+    third_party = {n for names in _sandbox_imports().values() for n in names
+                   if n.split(".")[0] not in sys.stdlib_module_names and n.split(".")[0] != "concurdeploy"}
+    assert {n.split(".")[0] for n in third_party} == {"paramiko", "cryptography"}
+    for name in third_party:
+        declared_as = {d.lower() for d in dists[name.split(".")[0]]}
+        assert declared_as & (extra | core), f"{name} ({declared_as}) is not declared"
+        # ... and checked up front, so that a missing one gives the one-line message
+        assert any(name == m or name.startswith(m + ".") for m in concurdeploy.sandbox.REQUIRED_MODULES), name
+
+
+_MISSING_EXTRA = r"""
+import sys
+missing, target = sys.argv[1], sys.argv[2]
+if missing != "cryptography":
+    import paramiko  # paramiko itself loads fine; only the sandbox's own import is gone
+sys.modules[missing] = None  # "not installed": importing it raises ModuleNotFoundError
+from concurdeploy.exceptions import UsageError
+try:
+    __import__(target)
+except UsageError as e:
+    print(type(e).__name__, isinstance(e, ImportError), e.missing, sep="|")
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("missing", ["cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519"])
+@pytest.mark.parametrize("target", ["concurdeploy.sandbox", "concurdeploy.sandbox.server"])
+def test_missing_extra_raises_usage_error(missing, target):
+    proc = _python(_MISSING_EXTRA, missing, target)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    first, message = proc.stdout.splitlines()
+    kind, is_import_error, missing_name = first.split("|")
+    assert (kind, is_import_error, message) == ("SandboxExtraMissing", "True", EXTRA_MESSAGE)
+    assert missing_name.startswith("cryptography")  # the module that failed (or its parent)
+
+
+def test_missing_extra_uncaught_shows_no_module_not_found_traceback():
+    proc = _python("import sys; sys.modules['cryptography'] = None; import concurdeploy.sandbox")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == f"concurdeploy.sandbox.SandboxExtraMissing: {EXTRA_MESSAGE}"
+    assert "ModuleNotFoundError" not in proc.stderr
+
+
+_CLI_WITHOUT_EXTRA = r"""
+import sys
+import paramiko
+sys.modules["cryptography.hazmat.primitives.asymmetric.ed25519"] = None
+from concurdeploy.cli.program import program
+program.run(["concurdeploy", "push", "haproxy", "-i", sys.argv[1], "--no-progress"])
+"""
+
+
+def test_cli_without_extra_exits_2_with_one_line(tmp_path):
+    (tmp_path / "tasks.py").write_text('"""Marks tmp_path as the project root."""\n')
+    (tmp_path / "app.cfg").write_text("x = 1\n")
+    inventory = tmp_path / "sandbox.yaml"
+    inventory.write_text(
+        "all:\n  vars:\n    connection: sandbox\n  children:\n    haproxy:\n      hosts:\n        lb1:\n"
+        "      vars:\n        files:\n          - src: app.cfg\n"
+        f"            dest: {tmp_path}/hosts/lb1/app.cfg\n")
+    proc = _python(_CLI_WITHOUT_EXTRA, str(inventory), cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"concurdeploy: error: {EXTRA_MESSAGE}"  # one line, no traceback
+    assert not (tmp_path / ".sandbox").exists() and not (tmp_path / "hosts").exists()

@@ -1,6 +1,6 @@
 """A service's ``files``/``reload`` declaration → one :class:`FileSpec` per file, per host.
 
-Inventories are real YAML files loaded with :func:`concurdeploy.inventory.model.load`, so error
+Inventories are real YAML files loaded with :func:`concurdeploy.inventory.load`, so error
 locations (file, line, key) are the ones an operator would see.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from concurdeploy.exceptions import ServiceError, UsageError
-from concurdeploy.inventory.model import load
+from concurdeploy.inventory import load
 from concurdeploy.operations.service import TemplateFailed, push_job
 
 

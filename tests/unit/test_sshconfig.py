@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from concurdeploy.exceptions import InventoryError, UsageError
-from concurdeploy.inventory.model import load
+from concurdeploy.inventory import load
 from concurdeploy.ssh import sshconfig
 from concurdeploy.ssh.specs import DEFAULTS, ConnectSpec, connect_spec
 

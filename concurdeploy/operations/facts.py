@@ -1,0 +1,128 @@
+"""What the host says about each destination, read in one command (one round trip).
+
+Per destination: whether it exists, its resolved target (a symlink is followed: the file it
+points to is replaced, the link kept), its mode, owner, size and SHA-256. The push reads
+them under a lock (:func:`lock_and_facts_script`: an exclusive ``flock`` on each
+destination directory, held until the push ends, so two runs never interleave on a host);
+:func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh`` and
+coreutils (``sha256sum``, ``stat``, ``readlink``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from concurdeploy.exceptions import RemoteCommandFailed
+from concurdeploy.operations.jobs import PushJob
+from concurdeploy.operations.shell import BUSY, PENDING, READY, WARN, q
+from concurdeploy.records import tail
+from concurdeploy.ssh.connection import Connection
+
+__all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "parse_facts"]
+
+_FACTS_FN = r"""cd_fact() {
+  t=$1
+  if [ -L "$t" ]; then t=$(readlink -f -- "$1") || t=$1; fi
+  dir=${t%/*}; [ -n "$dir" ] || dir=/
+  if [ ! -d "$dir" ]; then printf 'nodir\t%s\n' "$t"; return 0; fi
+  if [ -d "$t" ]; then printf 'isdir\t%s\n' "$t"; return 0; fi
+  if [ ! -e "$t" ]; then printf 'absent\t%s\n' "$t"; return 0; fi
+  if [ ! -f "$t" ]; then printf 'notreg\t%s\n' "$t"; return 0; fi
+  s=$(sha256sum < "$t") || { printf 'unreadable\t%s\n' "$t"; return 0; }
+  printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a:%u:%g:%s' -- "$t")" "${s%% *}" "$t"
+}
+"""
+
+
+@dataclass(frozen=True)
+class DestFacts:
+    """What the host says about one destination.
+
+    :param state: ``file`` | ``absent`` | ``nodir`` (parent directory missing) | ``isdir`` |
+        ``notreg`` (device, fifo, …) | ``unreadable``.
+    :param target: the path that will be replaced: ``dest``, or what it links to.
+    :param mode: permission bits (``int``) of an existing file, else None.
+    :param size: bytes; ``sha256``: hex digest (existing file only).
+    """
+
+    dest: str
+    state: str
+    target: str
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+def gather_facts(conn: Connection, dests: list[str]) -> list[DestFacts]:
+    """Ask the host about every destination in one command (one round trip), without locking.
+
+    :param dests: absolute remote paths.
+    :returns: one :class:`DestFacts` per destination, in order.
+    :raises RemoteCommandFailed: the facts command failed (no POSIX shell/coreutils?).
+    """
+    res = conn.run(_FACTS_FN + "".join(f"cd_fact {q(d)}\n" for d in dests))
+    if res.exited != 0:
+        raise RemoteCommandFailed(
+            "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
+            output=tail(res.stdout + res.stderr, 2000), exit_status=res.exited)
+    return parse_facts(dests, res.stdout)[0]
+
+
+def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
+    """Lock each destination directory (``flock -w lock_timeout``, held until the controller
+    closes stdin), remove stale temporary uploads there, then report facts and whether the
+    owed-reload ``marker`` exists; prints ``READY`` last.
+
+    Exits 75 with a ``BUSY <dir>`` line when a lock is not had in time.
+    """
+    dirs = sorted({posixpath.dirname(f.dest) or "/" for f in job.files})
+    lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
+    for fd, d in zip(range(3, 10), dirs):
+        lines.append(f"  [ -d {q(d)} ] && {{ exec {fd}<{q(d)} && flock -w {job.lock_timeout:g} {fd} "
+                     f"|| {{ echo {BUSY} {q(d)}; exit 75; }}; }}")
+    lines.append(f"else echo '{WARN} - noflock'; fi")
+    # Temporary uploads older than 10 minutes in a directory we now hold locked are
+    # leftovers of a run whose connection died (a live run would hold the lock): remove them.
+    hexes = "[0-9a-f]" * 32
+    for d in dirs:
+        lines.append(f"[ -d {q(d)} ] && find {q(d)} -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
+                     f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
+    lines += [f"cd_fact {q(f.dest)}" for f in job.files]
+    if marker:
+        lines.append(f"[ -e {q(marker)} ] && echo {PENDING}")
+    # Hold the locks until the controller sends a line or closes stdin (or the connection dies).
+    lines += [f"echo {READY}", "exec head -n 1 >/dev/null"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, list[str]]:
+    """Read the facts script's output.
+
+    :returns: ``(facts per destination, reload pending, notes for the result's warnings)``.
+    :raises RemoteCommandFailed: not one fact line per destination.
+    """
+    facts, pending, notes = [], False, []
+    rows = []
+    for ln in text.splitlines():
+        if ln == PENDING:
+            pending = True
+        elif ln.startswith(WARN):
+            notes.append("flock is not installed on the host: concurrent runs are not kept apart")
+        elif ln:
+            rows.append(ln)
+    if len(rows) != len(dests):
+        raise RemoteCommandFailed(
+            "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
+            output=tail(text, 2000))
+    for dest, line in zip(dests, rows):
+        parts = line.split("\t")
+        if parts[0] == "file" and len(parts) == 4:
+            mode, uid, gid, size = parts[1].split(":")
+            facts.append(DestFacts(dest, "file", parts[3], int(mode, 8), int(uid), int(gid),
+                                   int(size), parts[2]))
+        else:
+            facts.append(DestFacts(dest, parts[0], parts[-1]))
+    return facts, pending, notes

@@ -1,0 +1,50 @@
+"""Small helpers around one SSH session channel: a command left running on purpose
+(:class:`HeldCommand`), and how commands and their output are shown in messages.
+
+No error translation here: a channel's paramiko errors become concurdeploy errors in
+:mod:`concurdeploy.ssh.connection`.
+"""
+
+from __future__ import annotations
+
+import paramiko
+
+__all__ = ["HeldCommand", "decode", "short"]
+
+
+class HeldCommand:
+    """A remote command left running on purpose (see :meth:`Connection.hold`)."""
+
+    def __init__(self, chan: paramiko.Channel):
+        self._chan = chan
+
+    def release(self) -> None:
+        """Send a newline, close the command's stdin and its channel (it then exits).
+
+        The newline ends a ``read`` even on servers that never pass on end-of-input
+        (mock-ssh-server). Idempotent; never raises.
+        """
+        try:
+            if not self._chan.closed:
+                self._chan.sendall(b"\n")
+        except Exception:
+            pass
+        try:
+            self._chan.shutdown_write()
+        except Exception:
+            pass
+        try:
+            self._chan.close()
+        except Exception:
+            pass
+
+
+def decode(data: bytes) -> str:
+    """Remote output as text: UTF-8, invalid bytes replaced (U+FFFD)."""
+    return data.decode("utf-8", errors="replace")
+
+
+def short(command: str, limit: int = 120) -> str:
+    """The first line of ``command``, cut to ``limit`` characters, for messages."""
+    first = command.strip().splitlines()[0] if command.strip() else ""
+    return first if len(first) <= limit else first[:limit] + "…"
