@@ -201,7 +201,7 @@ def _batch_terms(spec: str, label: str, zero_ok: bool, single: bool) -> None:
 
 
 def _writable(path: str, label: str) -> str:
-    """``path`` as an absolute path, if a report can be written there: not a directory, and
+    """``path`` (``~`` expanded), if a report can be written there: not a directory, and
     its nearest existing ancestor is a writable folder (missing folders are created when the
     report is written, as ``mkdir -p`` would). Nothing is created here.
 
@@ -224,7 +224,7 @@ def _writable(path: str, label: str) -> str:
     if reason:
         raise UsageError(f"{label}: cannot write a report to {full}: {reason}; give a path in a "
                          f"writable folder; nothing was touched")
-    return full
+    return os.path.expanduser(path)  # as given (relative to the working directory): messages show it so
 
 
 def check_value(name: str, value: Any, source: str = "flag") -> Any:
