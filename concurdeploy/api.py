@@ -50,6 +50,31 @@ def _options(options: RunOptions | None, flags: dict) -> RunOptions:
     return options.with_flags(**flags) if flags else options
 
 
+def _task_options(task: str, options: RunOptions | None, flags: dict) -> RunOptions:
+    """The options of one built-in run (``push``, ``put``, ``run``, ``get``), refusing what
+    that task does not honour — as its CLI does (``run --check`` is exit 2 there): a keyword
+    it does not take, or an options record asking for such a thing (``check=True`` for
+    ``run`` would otherwise run the command for real). Config-file settings are exempt.
+
+    :raises UsageError: names the option(s) and the task.
+    """
+    from concurdeploy.options import OPTIONS, task_flags
+
+    honoured = {o.name for o in task_flags(task)}
+    free = {o.name for o in OPTIONS if not o.group} | {"project_dir", "console", "command"}
+    bad = sorted(k for k in flags if k not in honoured | free)
+    opts = _options(options, flags)
+    if options is not None:
+        plain = RunOptions()
+        bad += sorted(o.name for o in OPTIONS if o.group and o.name not in honoured and not o.setting
+                      and hasattr(opts, o.name) and getattr(opts, o.name) != getattr(plain, o.name)
+                      and o.name not in bad)
+    if bad:
+        raise UsageError(f"{task} does not take {', '.join(bad)} (its options: "
+                         f"{', '.join(sorted(honoured))}); nothing was touched")
+    return opts
+
+
 def _project_dir(options: RunOptions) -> str:
     return options.project_dir or os.getcwd()
 
@@ -75,14 +100,23 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
     """Hosts of ``group`` (any pattern), narrowed by ``limit`` and by the failed hosts of a
     JSON report (``retry_failed``); inventory order.
 
-    :raises UnknownGroup, NoHostsMatched: nothing selected (never "deployed to zero hosts").
+    :raises UnknownGroup, NoHostsMatched: nothing selected (never "deployed to zero hosts"): an
+        unknown name, a pattern or ``--limit`` matching nothing, an empty intersection.
+    :raises InventoryError: the inventory mixes sandbox hosts with real ones
+        (:func:`concurdeploy.targeting.check_sandbox`).
     :raises UsageError: ``limit`` is empty; ``retry_failed`` is not a readable concurdeploy JSON report.
     """
+    from concurdeploy.targeting import check_sandbox
+
     if limit is not None:
         check_value("limit", limit)
+    check_sandbox(inv)  # whatever is selected: the sandbox never runs beside real hosts
     chosen = inv.select(group)
     if limit:
-        allowed = {h.name for h in inv.select(limit)}
+        try:
+            allowed = {h.name for h in inv.select(limit)}
+        except NoHostsMatched as e:
+            raise NoHostsMatched(f"--limit {limit!r} selects nothing: {e}") from None
         chosen = [h for h in chosen if h.name in allowed]
         if not chosen:
             raise NoHostsMatched(f"--limit {limit!r} leaves no host of {group!r} "
@@ -98,10 +132,16 @@ def select_hosts(inv: Inventory, group: str, limit: str | None = None,
     return chosen
 
 
-def _prepare(group: str, options: RunOptions) -> tuple[Inventory, list[Host]]:
-    """Inventory and hosts of a built-in action; passphrases asked, the local pool warmed up."""
+def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, list[Host]]:
+    """Inventory and hosts of a built-in action; passphrases asked, the local pool warmed up.
+
+    :param check: ``check(inv, hosts)``, called once the hosts are selected and before any
+        prompt: where an action builds (and so checks) its per-host jobs.
+    """
     inv = load_inventory(options.inventory, project_dir=options.project_dir)
     hosts = select_hosts(inv, group, options.limit, options.retry_failed)
+    if check is not None:
+        check(inv, hosts)
     from concurdeploy.ssh.passphrases import ask  # on a terminal only; before any worker starts
 
     ask(h.vars["key_file"] for h in hosts
@@ -121,24 +161,32 @@ def _command(options: RunOptions, *words: str) -> RunOptions:
 def push(service: str, *, options: RunOptions | None = None, **flags: Any) -> RunResult:
     """Push a service's files to every host of its group: atomic replace, reload if changed.
 
-    :param service: the group whose ``files`` (group vars) are pushed, e.g. ``"haproxy"``.
+    :param service: the group whose declaration is pushed, e.g. ``"haproxy"``: its ``files``,
+        ``reload``… read from that group, its parents and the hosts' own vars, never from
+        another group a host is in (:class:`concurdeploy.targeting.Service`).
     :param options: a :class:`RunOptions`; ``flags`` (``check=True``, ``limit="lb*"``, …) override it.
     :returns: :class:`RunResult`, one ``HostResult`` per host in inventory order.
-    :raises UsageError: bad option, inventory or ``files`` declaration (no host touched).
+    :raises UsageError: bad option, inventory or declaration; ``service`` is a host or a pattern,
+        not a group (no host touched).
     :raises RunInterrupted: SIGINT/SIGTERM arrived.
     """
     from concurdeploy.operations.push import push as push_action
     from concurdeploy.operations.service import TemplateFailed, push_job
+    from concurdeploy.targeting import Service
 
-    opts = _command(_options(options, flags), "push", service)
-    inv, hosts = _prepare(service, opts)
+    opts = _command(_task_options("push", options, flags), "push", service)
     project_dir, cache, payloads = _project_dir(opts), {}, []
-    for h in hosts:  # every declaration checked before any host is touched
-        try:
-            payloads.append(push_job(h, project_dir, check=opts.check, cache=cache, diff=opts.diff,
-                                     service=service))
-        except TemplateFailed as e:
-            payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+
+    def build(inv: Inventory, hosts: list[Host]) -> None:  # every declaration checked before any host is touched
+        declared = Service(inv, service)
+        for h in hosts:
+            try:
+                payloads.append(push_job(h, project_dir, check=opts.check, cache=cache, diff=opts.diff,
+                                         service=service, declaration=declared.for_host(h)))
+            except TemplateFailed as e:
+                payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+
+    inv, hosts = _prepare(service, opts, build)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"push {service}{' (check mode)' if opts.check else ''}")
 
@@ -157,14 +205,18 @@ def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: s
     from concurdeploy.operations.service import TemplateFailed, put_job
 
     mode = check_value("mode", mode)
-    opts = _command(_options(options, flags), "put", group, src, dest)
-    inv, hosts = _prepare(group, opts)
+    opts = _command(_task_options("put", options, flags), "put", group, src, dest)
     project_dir, cache, payloads = _project_dir(opts), {}, []
-    for h in hosts:  # every host's job is built before any host is touched
-        try:
-            payloads.append(put_job(h, project_dir, src, dest, mode, validate, opts.check, opts.diff, cache))
-        except TemplateFailed as e:
-            payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+
+    def build(inv: Inventory, hosts: list[Host]) -> None:  # every job built before any host is touched
+        for h in hosts:
+            try:
+                payloads.append(put_job(h, project_dir, src, dest, mode, validate, opts.check, opts.diff,
+                                        cache))
+            except TemplateFailed as e:
+                payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
+
+    inv, hosts = _prepare(group, opts, build)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"put {src} -> {dest}{' (check mode)' if opts.check else ''}")
 
@@ -186,7 +238,7 @@ def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = 
     from concurdeploy.operations.service import secret_values
 
     timeout = check_value("timeout", timeout)
-    opts = _command(_options(options, flags), "run", group, command)
+    opts = _command(_task_options("run", options, flags), "run", group, command)
     inv, hosts = _prepare(group, opts)
     jobs = []
     for h in hosts:
@@ -210,7 +262,7 @@ def get(group: str, remote_path: str, local_dir: str, *, options: RunOptions | N
     """
     from concurdeploy.operations.commands import GetJob, get_file
 
-    opts = _command(_options(options, flags), "get", group, remote_path, local_dir)
+    opts = _command(_task_options("get", options, flags), "get", group, remote_path, local_dir)
     opts = replace(opts, executor="local")
     inv, hosts = _prepare(group, opts)
     job = GetJob(remote_path, os.path.abspath(local_dir))
@@ -269,16 +321,18 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                           stream=stdout)
     results: dict[int, HostResult] = {}
     signals = None
+    _check_reports(opts)
     with contextlib.ExitStack() as stack:
         stack.enter_context(out)
-        if title:
-            extra = f", {len(groups)} batches" if len(groups) > 1 else ""
-            out.line(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
-                     f"forks {min(opts.forks, len(hosts))}{extra}")
+        # everything that can refuse the run comes before its first line is printed
         pool = stack.enter_context(make_executor(opts.executor, forks=opts.forks, hosts=hosts,
                                                  processes=opts.processes or None,
                                                  scheduler=opts.scheduler or "", retries=opts.retries))
         specs = _connect_specs(hosts, opts, stack, inventory)
+        if title:
+            extra = f", {len(groups)} batches" if len(groups) > 1 else ""
+            out.line(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "
+                     f"forks {min(opts.forks, len(hosts))}{extra}")
         if threading.current_thread() is threading.main_thread():
             signals = stack.enter_context(Interrupts(pool))
         end = time.monotonic() + opts.deadline if opts.deadline else None
@@ -321,10 +375,11 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     out.finish(ordered, elapsed, stopped=pool.stopped)
     signum = signals.signum if signals else 0
     command = opts.command or " ".join(["concurdeploy", *sys.argv[1:]])
-    _write_reports(RunRecord(command, started, utc_now(), ordered, pool.stopped, signum), opts, stdout)
+    report_error = _write_reports(RunRecord(command, started, utc_now(), ordered, pool.stopped, signum),
+                                  opts, stdout)
     if signum:
         raise RunInterrupted(signum)
-    return RunResult(ordered, pool.stopped, round(elapsed, 3))
+    return RunResult(ordered, pool.stopped, round(elapsed, 3), report_error)
 
 
 class _Streamer:
@@ -350,23 +405,51 @@ class _Streamer:
             self.out.line(f"{host:<{self.width}}| {report.clean(self.partial.pop(key))}")
 
 
-def _write_reports(record: RunRecord, opts: RunOptions, stdout) -> None:
+def _check_reports(opts: RunOptions) -> None:
+    """Refuse the run now, before any host is touched, if a requested report could not be
+    written (:func:`concurdeploy.report.files.check_writable`). :raises UsageError:"""
+    if opts.report_json or opts.junit:
+        from concurdeploy.report import files as reports
+
+        for path, flag in ((opts.report_json, "--report-json"), (opts.junit, "--junit")):
+            if path:
+                try:
+                    reports.check_writable(path)
+                except UsageError as e:
+                    raise UsageError(f"{flag}: {e}") from None
+
+
+def _write_reports(record: RunRecord, opts: RunOptions, stdout) -> str | None:
+    """Write the requested reports. The hosts have been touched by now, so a failure is not
+    "bad input": it is returned (and said on stderr) for :attr:`RunResult.report_error`."""
     if not (opts.report_json or opts.junit):
-        return
+        return None
     from concurdeploy.report import files as reports
 
-    if opts.report_json:
-        reports.write_json(opts.report_json, record)
-        print(f"JSON report: {opts.report_json}", file=stdout)
-    if opts.junit:
-        reports.write_junit(opts.junit, record)
-        print(f"JUnit report: {opts.junit}", file=stdout)
+    errors = []
+    for path, write, what in ((opts.report_json, reports.write_json, "JSON report"),
+                              (opts.junit, reports.write_junit, "JUnit report")):
+        if not path:
+            continue
+        try:
+            write(path, record)
+            print(f"{what}: {path}", file=stdout)
+        except UsageError as e:
+            errors.append(str(e))
+            print(f"concurdeploy: error: {e} (the run itself finished: see the recap above)", file=sys.stderr)
+    return "; ".join(errors) or None
 
 
 def _connect_specs(hosts, opts: RunOptions, stack, inventory=None) -> list:
     """One ``ConnectSpec`` per host: built-in defaults < config (``default_*``) < ssh_config
-    < host vars < flags (``connect_timeout``, ``command_timeout``, ``host_key_policy``, ``ssh_config``)."""
+    < host vars < flags (``connect_timeout``, ``command_timeout``, ``host_key_policy``, ``ssh_config``).
+
+    ``connection: sandbox`` is honoured only for a host without a real address, in an inventory of
+    sandbox hosts alone (:mod:`concurdeploy.targeting`); else :class:`UsageError`, before the
+    sandbox starts.
+    """
     from concurdeploy.ssh.specs import connect_spec
+    from concurdeploy.targeting import check_sandbox, has_local_address
 
     defaults = {"connect_timeout": opts.default_connect_timeout,
                 "command_timeout": opts.default_command_timeout}
@@ -377,6 +460,14 @@ def _connect_specs(hosts, opts: RunOptions, stack, inventory=None) -> list:
     if bad:
         raise UsageError(f"host {bad.name}: connection {bad.vars['connection']!r} is not ssh or sandbox "
                          f"(set in {bad.origins.get('connection', bad.source)})")
+    real = next((h for h in hosts if h.name in sandboxed and not has_local_address(h)), None)
+    if real:
+        raise UsageError(f"host {real.name} has the real address {real.vars.get('host', real.name)!r} but "
+                         f"connection: sandbox (set in {real.origins.get('connection', real.source)}): a "
+                         f"sandbox connection never applies to a real host; remove the sandbox inventory "
+                         f"or use -i with your own")
+    if sandboxed and inventory is not None:
+        check_sandbox(inventory)
     ports, sandbox = {}, None
     if sandboxed:
         from concurdeploy.sandbox import Sandbox  # only when the inventory asks for sandbox hosts

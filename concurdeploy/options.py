@@ -24,7 +24,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from concurdeploy.exceptions import UsageError
@@ -42,6 +42,7 @@ class Option:
     :param short: one-letter flag, or None.
     :param setting: config key (``concurdeploy.yaml``) and env suffix (``CONCURDEPLOY_<KEY>``), or None.
     :param minimum: numbers: smallest allowed value.
+    :param maximum: numbers: largest allowed value (a sanity bound).
     :param choices: strings: the allowed values (lower-cased before the check).
     :param metavar: the value's name in ``--help`` (``N``, ``SECONDS``, ``PATH``).
     :param advice: what to give, appended to an error message.
@@ -55,6 +56,7 @@ class Option:
     short: str | None = None
     setting: str | None = None
     minimum: float | None = None
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
     metavar: str = ""
     advice: str = ""
@@ -82,7 +84,7 @@ OPTIONS: tuple[Option, ...] = (
            "unreachable or skipped.", metavar="REPORT", group="select"),
     # -- how to connect
     Option("forks", int, 50, "Hosts in flight at once (default 50, or $CONCURDEPLOY_FORKS).", short="P",
-           setting="forks", minimum=1, metavar="N", advice="hosts in flight at once, e.g. 20", group="connect"),
+           setting="forks", minimum=1, maximum=10000, metavar="N", advice="hosts in flight at once, e.g. 20", group="connect"),
     Option("host_key_policy", str, None, "strict (default) | accept-new | off: overrides the host_key_policy "
            "var.", setting="host_key_policy", choices=("strict", "accept-new", "off"), metavar="POLICY",
            group="connect"),
@@ -119,8 +121,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("scheduler", str, None, "--executor dask: the scheduler's address, tcp://HOST:8786 (or "
            "$CONCURDEPLOY_SCHEDULER).", setting="scheduler", metavar="ADDRESS", group="executor"),
     Option("retries", int, 0, "Times a host whose worker process died before its result arrived is "
-           "retried on another worker (default 0: reported unreachable); local and dask executors.", minimum=0, metavar="N",
-           group="executor"),
+           "retried on another worker (default 0: reported unreachable); local and dask executors.",
+           minimum=0, maximum=100, metavar="N", group="executor"),
     # -- settings without a flag
     Option("processes", int, 0, "Worker processes; 0 = one per CPU (at most forks).", setting="processes",
            minimum=0),
@@ -201,29 +203,16 @@ def _batch_terms(spec: str, label: str, zero_ok: bool, single: bool) -> None:
 
 
 def _writable(path: str, label: str) -> str:
-    """``path`` (``~`` expanded), if a report can be written there: not a directory, and
-    its nearest existing ancestor is a writable folder (missing folders are created when the
-    report is written, as ``mkdir -p`` would). Nothing is created here.
+    """``path`` (``~`` expanded) if it is not a folder. Whether the report can really be
+    written there is probed before any host is touched, by the run itself
+    (:func:`concurdeploy.report.files.check_writable`, where the report-path rules live).
 
-    :raises UsageError: names the flag, the path and the reason.
+    :raises UsageError: names the flag and the path.
     """
     full = os.path.abspath(os.path.expanduser(path))
-    ancestor = os.path.dirname(full)
-    for _ in range(full.count(os.sep) + 1):  # bounded: one step per path level
-        if os.path.lexists(ancestor) or ancestor == os.path.dirname(ancestor):
-            break
-        ancestor = os.path.dirname(ancestor)
     if os.path.isdir(full):
-        reason = f"{full} is a directory"
-    elif not os.path.isdir(ancestor):
-        reason = f"{ancestor} is not a folder"
-    elif not os.access(ancestor, os.W_OK | os.X_OK):
-        reason = f"folder {ancestor} is not writable"
-    else:
-        reason = None
-    if reason:
-        raise UsageError(f"{label}: cannot write a report to {full}: {reason}; give a path in a "
-                         f"writable folder; nothing was touched")
+        raise UsageError(f"{label}: cannot write a report to {full}: it is a folder; give a file "
+                         f"path; nothing was touched")
     return os.path.expanduser(path)  # as given (relative to the working directory): messages show it so
 
 
@@ -245,36 +234,18 @@ def check_value(name: str, value: Any, source: str = "flag") -> Any:
         if not isinstance(value, (bool, int)):
             raise UsageError(f"{label} must be true or false, not {value!r}{where}")
         return bool(value)
+    if isinstance(value, str) and not value.strip(" ,:" if name == "limit" else " "):
+        raise UsageError(_empty(opt, label, where))
     if opt.kind in (int, float):
-        number = None
-        if not isinstance(value, bool):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                pass
-        if number is None or math.isnan(number) or math.isinf(number):
-            raise UsageError(f"{label} must be a number, not {value!r} (wrong type){advice or ''}{where}")
-        if opt.kind is int:
-            if number != int(number):
-                raise UsageError(f"{label} must be a whole number, not {value!r}{advice}{where}")
-            number = int(number)
-        if opt.minimum is not None and number < opt.minimum:
-            unit = " seconds" if opt.metavar == _S or name.endswith(("timeout", "deadline")) else ""
-            raise UsageError(f"{label} must be at least {opt.minimum:g}{unit}, not {number:g}{advice}{where}")
-        return number
+        return _number(opt, value, label, advice, where)
     if not isinstance(value, str):
         raise UsageError(f"{label} must be a string, not {value!r}{where}")
     if opt.choices:
         text = value.strip().lower()
-        if text == "" and not opt.default:
-            return None
         if text not in opt.choices:
             raise UsageError(f"{label} must be {', '.join(opt.choices[:-1])} or {opt.choices[-1]}, "
                              f"not {value!r}{where}")
         return text
-    if name == "limit" and not value.strip(" ,:"):
-        raise UsageError("--limit is empty (an unset variable?): give a pattern, or leave the "
-                         "flag out to select every host of the group")
     if name == "serial":
         _batch_terms(value, label, zero_ok=False, single=False)
     elif name == "max_fail":
@@ -283,9 +254,54 @@ def check_value(name: str, value: Any, source: str = "flag") -> Any:
         return _writable(value, label)
     elif name == "mode" and not re.fullmatch(r"0?[0-7]{3,4}", value.strip()):
         raise UsageError(f"{label} {value!r}: give an octal mode such as 0640 or 644")
-    elif name in ("inventory", "scheduler", "ssh_config", "retry_failed") and value.strip() == "":
-        return None
+    elif name == "ssh_config" and value.strip().lower() != "none" and \
+            not os.path.isfile(os.path.expanduser(value)):
+        raise UsageError(f"{label} {value!r}: no such file (from {os.getcwd()}); give an OpenSSH client "
+                         f"config file, or 'none' to read none; no host was contacted")
     return value
+
+
+def _empty(opt: Option, label: str, where: str) -> str:
+    """The message for an empty value: typed by the user, it is a mistake (an unset shell
+    variable, a ``--flag=`` left unfinished), never "use the default"."""
+    if opt.name == "limit":
+        return ("--limit is empty (an unset variable?): give a pattern, or leave the flag out to "
+                "select every host of the group")
+    what = {"PATH": "a path", "PATTERN": "a pattern", "ADDRESS": "an address", _S: "a number of seconds",
+            "REPORT": "the path of a JSON report"}.get(opt.metavar) or (
+        "a whole number" if opt.kind is int else "a number" if opt.kind is float else "a value")
+    if opt.choices:
+        what = f"{', '.join(opt.choices[:-1])} or {opt.choices[-1]}"
+    leave = ("leave the flag out" if label.startswith("--") else
+             "unset it" if label.startswith("CONCURDEPLOY_") else "remove the line")
+    return f"{label} is empty (an unset variable?): give {what}, or {leave} for the default{where}"
+
+
+_WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _number(opt: Option, value: Any, label: str, advice: str, where: str) -> int | float:
+    """``value`` as ``opt``'s number type, within its bounds. A count (int) must be written
+    as a whole number: ``1e3`` or ``2.0`` are refused, not rounded."""
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or math.isnan(number) or math.isinf(number):
+        raise UsageError(f"{label} must be a number, not {value!r} (wrong type){advice}{where}")
+    if opt.kind is int:
+        if not (isinstance(value, int) or (isinstance(value, str) and _WHOLE.match(value))):
+            raise UsageError(f"{label} must be a whole number written in digits, not {value!r}{advice}{where}")
+        number = int(number) if isinstance(value, int) else int(value.strip())
+    unit = " seconds" if opt.metavar == _S or opt.name.endswith(("timeout", "deadline")) else ""
+    shown = str(number) if opt.kind is int else f"{number:g}"
+    if opt.minimum is not None and number < opt.minimum:
+        raise UsageError(f"{label} must be at least {opt.minimum:g}{unit}, not {shown}{advice}{where}")
+    if opt.maximum is not None and number > opt.maximum:
+        raise UsageError(f"{label} must be at most {opt.maximum:g}{unit}, not {shown}{advice}{where}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -334,7 +350,9 @@ class RunOptions:
     command: str | None = None
 
     def __post_init__(self) -> None:
-        sources = self.__dict__.pop("_sources", None) or {}
+        layered = "_sources" in self.__dict__  # built by from_sources / with_flags: sources known
+        sources = self.__dict__.get("_sources") or {}
+        object.__setattr__(self, "_sources", dict(sources))  # kept: with_flags re-checks with it
         for f in fields(self):
             if f.name in _BY_NAME:
                 value = check_value(f.name, getattr(self, f.name), sources.get(f.name, "flag"))
@@ -343,8 +361,36 @@ class RunOptions:
                 object.__setattr__(self, f.name, value)
         if self.quiet and self.verbose:
             raise UsageError("-q/--quiet and -v/--verbose exclude each other: give one of them")
+        if layered:  # not for dataclasses.replace(), which cannot tell a flag from a setting
+            self._check_executor(sources)
         if self.project_dir is not None:
             object.__setattr__(self, "project_dir", os.path.abspath(self.project_dir))
+
+    def _check_executor(self, sources: Mapping[str, str]) -> None:
+        """``--scheduler`` only with the Dask executor; ``executor: dask`` from the config or
+        the environment needs a scheduler and the extra (the message names that setting; for
+        ``--executor dask`` the executor itself says what is missing)."""
+        if self.executor == "local" and self.scheduler and sources.get("scheduler", "flag") == "flag":
+            raise UsageError("--scheduler is for --executor dask (the local executor has no scheduler): "
+                             "add --executor dask, or leave --scheduler out")
+        source = sources.get("executor", "flag")
+        if self.executor != "dask" or source == "flag":
+            return
+        label = ("executor: dask (concurdeploy.yaml)" if source == "config"
+                 else "CONCURDEPLOY_EXECUTOR=dask")
+        try:
+            import importlib.util
+
+            missing = importlib.util.find_spec("distributed") is None
+        except (ImportError, ValueError):  # sys.modules["distributed"] = None
+            missing = True
+        if missing:
+            raise UsageError(f"{label} needs Dask distributed, which is not installed; fix: pip install "
+                             f"'concurdeploy[dask]', or remove that setting to run on this machine")
+        if not self.scheduler:
+            raise UsageError(f"{label} needs the scheduler's address: --scheduler tcp://HOST:8786 (or "
+                             f"CONCURDEPLOY_SCHEDULER, or 'scheduler' in concurdeploy.yaml); or remove "
+                             f"that setting to run on this machine")
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any] | None = None, *, config: Mapping | None = None,
@@ -375,9 +421,9 @@ class RunOptions:
                 layers.append(("env", env.get(f"CONCURDEPLOY_{opt.setting.upper()}")))
             layers.append(("flag", flags.get(f.name)))
             for source, value in layers:
-                if value is not None and value != "":
-                    values[f.name], sources[f.name] = value, source
-                elif source == "flag" and value == "":  # an explicit empty flag is an error, not "unset"
+                # "" in ``config`` is invoke's "not set" default (files are checked when read,
+                # :mod:`concurdeploy.cli.config`); an empty flag or variable is an error
+                if value is not None and (value != "" or source != "config"):
                     values[f.name], sources[f.name] = value, source
         for key in ("project_dir", "console", "command"):
             if key in flags and key not in extra:
@@ -398,4 +444,10 @@ class RunOptions:
         unknown = sorted(set(flags) - names)
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}: the options are {', '.join(sorted(names))}")
-        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+        given = {k: v for k, v in flags.items() if v is not None}
+        record = type(self).__new__(type(self))
+        object.__setattr__(record, "_sources", {**self._sources, **{k: "flag" for k in given}})
+        for f in fields(self):
+            object.__setattr__(record, f.name, given.get(f.name, getattr(self, f.name)))
+        record.__post_init__()
+        return record

@@ -152,11 +152,14 @@ class RunResult:
     :param hosts: one :class:`HostResult` per selected host, in inventory order.
     :param stopped: why the run stopped early (``--max-fail``, ``--fail-fast``), or None.
     :param duration_s: wall seconds of the whole run.
+    :param report_error: why a requested report (``report_json``, ``junit``) could not be
+        written after the run, or None; such a run exits 1 even if every host was fine.
     """
 
     hosts: tuple[HostResult, ...]
     stopped: str | None = None
     duration_s: float = 0.0
+    report_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -175,8 +178,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """The CLI's exit code for this run: 0 all ok/changed, 1 a host failed or was unreachable."""
-        return 0 if self.ok else 1
+        """The CLI's exit code for this run: 0 all ok/changed, 1 a host failed or was
+        unreachable, or a requested report could not be written (``report_error``)."""
+        return 0 if self.ok and not self.report_error else 1
 
     def __getitem__(self, host: str) -> HostResult:
         """The result of the host named ``host`` (inventory name). :raises KeyError: not in the run."""

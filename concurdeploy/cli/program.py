@@ -13,9 +13,13 @@ Exit codes:
 Options may come before or after the task name: ``concurdeploy -i INV push web --check`` is
 ``concurdeploy push web -i INV --check`` (:meth:`ConcurdeployProgram.normalize_argv`).
 invoke's core options: ``--help``, ``--list`` (``-D``, ``--list-format``), ``--version``,
-``-c``, ``-r``, ``--no-dedupe``, ``--complete``, ``--print-completion-script`` are kept;
-``--print-config`` is ours; ``-R/--dry`` means ``--check`` for a task that has it; the rest
-(:data:`REFUSED`) are hidden from ``--help`` and refused with exit code 2, wherever they are typed.
+``-c``, ``-r``, ``--no-dedupe``, ``--complete``, ``--print-completion-script`` are kept, typed
+before the task name (after it a core option is the task's own flag of that name, e.g. ``-F``
+= ``--ssh-config``, or refused with exit 2: never acted on, never ignored); ``-c``/``-r``
+naming nothing that exists is exit 2; ``--print-config`` is ours; ``-R/--dry`` means
+``--check`` for a task that has it; the rest (:data:`REFUSED`) are hidden from ``--help`` and
+refused with exit code 2, wherever they are typed. Words after ``--``, a flag given twice or
+left without its value, and an empty value are refused too (:mod:`concurdeploy.cli.argv`).
 
 Tasks come from the project's ``tasks.py`` (found as invoke finds it: the current
 directory, then its parents) plus the built-in tasks of :mod:`concurdeploy.cli.tasks`;
@@ -33,41 +37,23 @@ from invoke import Argument, Collection, Exit, ParseError, Program
 from invoke.exceptions import CollectionNotFound, UncastableEnvVar
 
 from concurdeploy import __version__
+from concurdeploy.cli.argv import (
+    KEEP_ORDER,
+    REFUSED,
+    check_task_part,
+    core_value,
+    flags_of,
+    is_cluster,
+    not_found,
+    reads_remainder,
+)
 from concurdeploy.cli.config import Config
 from concurdeploy.exceptions import HostsFailed, RunInterrupted, UsageError
 from concurdeploy.records import RunResult
 
 __all__ = ["REFUSED", "ConcurdeployProgram", "program"]
 
-#: invoke core options concurdeploy refuses (exit 2), with what to do instead. Hidden from --help.
-REFUSED = {
-    "echo": "-e/--echo is an invoke option (echo the local shell commands a task runs) that concurdeploy "
-            "does not use: its tasks run commands on the hosts. To see each host's output use -v; "
-            "for file changes use --diff.",
-    "pty": "-p/--pty is an invoke option (run local commands in a pseudo-terminal) that concurdeploy does "
-           "not use. Leave it out (the number of hosts in flight is -P/--forks).",
-    "warn-only": "-w/--warn-only is an invoke option that concurdeploy does not use: a failed host never "
-                 "stops the others, and the exit code is 1 when a host failed or was unreachable. To stop "
-                 "early use --fail-fast or --max-fail N.",
-    "prompt-for-sudo-password": "--prompt-for-sudo-password is an invoke option that concurdeploy does not "
-                                "use: for sudo on the hosts set the become vars, with become_password_env "
-                                "naming an environment variable that holds the password (run: --sudo).",
-    "config": "-f/--config (an invoke runtime config file) is not read by concurdeploy: settings come from "
-              "concurdeploy.yaml in the project root, ~/.concurdeploy.yaml, /etc/concurdeploy.yaml and "
-              "CONCURDEPLOY_* variables (see --print-config).",
-    "command-timeout": "-T/--command-timeout as a core option is invoke's, which concurdeploy does not use: "
-                       "push, put, run and get take --command-timeout SECONDS (a limit per remote "
-                       "command), before or after the task name.",
-    "hide": "--hide is an invoke option (hide local command output) that concurdeploy does not use: "
-            "-q/--quiet prints only failed hosts and the recap.",
-    "write-pyc": "--write-pyc is an invoke option that concurdeploy does not use; leave it out.",
-    "debug": "-d/--debug (invoke's own debug log) is not supported by concurdeploy: use -v or -vv to see "
-             "more of each host.",
-}
-_DRY = "dry"
-#: Core options that, before the task name, leave the command line as typed.
-_KEEP_ORDER = {"-h", "--help", "--list", "-V", "--version", "--complete", "--print-completion-script",
-               "--print-config"}
+_DRY = "dry"  # invoke's -R/--dry: check mode for a task that has --check
 
 
 def _builtins() -> Collection:
@@ -76,27 +62,6 @@ def _builtins() -> Collection:
 
     return Collection(tasks.push, tasks.put, tasks.run, tasks.get, tasks.hosts,
                       tasks.inventory, keyscan)
-
-
-def _core_value(args: list[str], names: tuple[str, ...]):
-    """The value of core option ``names`` (``-r X``, ``--search-root=X``) in ``args``, or None."""
-    for i, tok in enumerate(args):
-        flag, eq, value = tok.partition("=")
-        if flag in names:
-            return value if eq else (args[i + 1] if i + 1 < len(args) else None)
-    return None
-
-
-def _flags(ctx, optional_valued: bool = True) -> dict[str, bool]:
-    """Every flag of a parser context (``--name``, ``-n``, ``--no-name``) → whether it takes a
-    value (an optional value counts only if ``optional_valued``)."""
-    out = {}
-    for arg in ctx.args.values():
-        valued = arg.takes_value and (optional_valued or not arg.optional)
-        for n in arg.names:
-            out[("-" if len(n) == 1 else "--") + n] = valued
-    out.update({f: False for f in ctx.inverse_flags})
-    return out
 
 
 class ConcurdeployProgram(Program):
@@ -122,6 +87,8 @@ class ConcurdeployProgram(Program):
         try:
             module, parent = loader.load(name)
         except CollectionNotFound:
+            if start is not None or name is not None:  # asked for by name: not finding it is an error
+                raise Exit(f"concurdeploy: {not_found(start, name)}", code=2)
             module, parent = None, os.getcwd()
         except Exception as e:  # tasks.py itself fails to import: the operator's code, one paragraph
             where = getattr(e, "filename", None) or "tasks.py"
@@ -131,6 +98,8 @@ class ConcurdeployProgram(Program):
         self.config.set_project_location(parent)
         try:
             self.config.load_project()
+        except UsageError as e:  # checked as read (cli.config): file, line, key
+            raise Exit(f"concurdeploy: {e}", code=2)
         except Exception as e:  # malformed concurdeploy.yaml
             raise Exit(f"concurdeploy: cannot read concurdeploy.yaml in {parent}: "
                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", code=2)
@@ -149,6 +118,12 @@ class ConcurdeployProgram(Program):
 
     def load_collection(self) -> None:
         self.collection = self._collection(self.args["search-root"].value, self.args.collection.value)
+
+    def create_config(self) -> None:
+        try:
+            super().create_config()  # reads /etc/concurdeploy.yaml and ~/.concurdeploy.yaml
+        except UsageError as e:
+            raise Exit(f"concurdeploy: {e}", code=2)
 
     # -- argv ----------------------------------------------------------------------------------
 
@@ -177,25 +152,29 @@ class ConcurdeployProgram(Program):
         """``[prog, opts…, TASK, rest…]`` → ``[prog, core opts…, TASK, task opts…, rest…]``.
 
         A flag before the task name that the task takes (its own or a shared one, any form:
-        ``-i X``, ``--inventory=X``, ``-P5``, ``-qv``) moves after the name; core options stay.
-        A short flag both invoke and the task know (``-l``, ``-F``) is the task's when a task
-        name follows. Anything else (an unknown flag, no task name) leaves argv unchanged,
-        for invoke to parse or refuse.
+        ``-i X``, ``--inventory=X``, ``-P5``, ``-qv``) moves after the name; core options stay
+        (a cluster of both, ``-qR``, is split). A short flag both invoke and the task know
+        (``-l``, ``-F``) is the task's when a task name follows. ``-h/--help`` among them asks
+        for TASK's help (the other options do not matter then). Anything else (an unknown flag,
+        no task name) leaves argv unchanged, for invoke to parse or refuse.
         """
         end = argv.index("--") if "--" in argv else len(argv)
         head = argv[1:end]
-        if not head or not head[0].startswith("-") or head[0].partition("=")[0] in _KEEP_ORDER:
+        if not head or not head[0].startswith("-") or head in (["-h"], ["--help"]):
             return argv
-        coll = self._collection(_core_value(head, ("-r", "--search-root")),
-                                _core_value(head, ("-c", "--collection")))
+        if head[0].partition("=")[0] in KEEP_ORDER - {"-h", "--help"}:
+            return argv
+        coll = self._collection(core_value(head, ("-r", "--search-root")),
+                                core_value(head, ("-c", "--collection")))
         contexts = {}
         for ctx in coll.to_contexts(ignore_unknown_help=True):
             for name in (ctx.name, *ctx.aliases):
                 contexts[name] = ctx
         union: dict[str, bool] = {}
         for ctx in contexts.values():
-            for flag, valued in _flags(ctx).items():
+            for flag, valued in flags_of(ctx).items():
                 union[flag] = union.get(flag, False) or valued
+        core_flags = flags_of(self.initial_context, optional_valued=False)
 
         def width(tok: str, flags: dict[str, bool]) -> int | None:
             """Tokens taken by flag ``tok`` (1 or 2), or None if ``flags`` lacks it."""
@@ -206,23 +185,31 @@ class ConcurdeployProgram(Program):
                 return None
             return 2 if flags[key] and not eq and not cluster else 1
 
-        core_flags = _flags(self.initial_context, optional_valued=False)
-        i, task_at = 0, None
-        while i < len(head):
+        i, task_at, asked_help, split = 0, None, False, []
+        while i < len(head):  # bounded: i grows each turn
             tok = head[i]
             if not tok.startswith("-") or tok == "-":
-                task_at = i if tok in contexts else None
+                task_at = len(split) if tok in contexts else None
+                split += head[i:]
                 break
-            if tok.partition("=")[0] in _KEEP_ORDER:
+            if tok in ("-h", "--help"):
+                asked_help, i = True, i + 1
+                continue
+            if tok.partition("=")[0] in KEEP_ORDER:
                 return argv
             n = width(tok, union) or width(tok, core_flags)
             if n is None:
                 return argv  # unknown: invoke says so
+            if n == 1 and is_cluster(tok) and not (union.get(tok[:2]) or core_flags.get(tok[:2])):
+                split += ["-" + c for c in tok[1:]]  # -qR: -q (the task's) and -R (invoke's)
+            else:
+                split += head[i:i + n]
             i += n
         if task_at is None:
             return argv
+        head = split
         ctx = contexts[head[task_at]]
-        mine = _flags(ctx)
+        mine = flags_of(ctx)
         moved, kept, i = [], [], 0
         while i < task_at:
             n = width(head[i], mine)
@@ -232,7 +219,9 @@ class ConcurdeployProgram(Program):
                 n = width(head[i], core_flags) or 1
                 kept += head[i:i + n]
             i += n
-        return [argv[0], *kept, head[task_at], *moved, *head[task_at + 1:], *argv[1 + len(head):]]
+        if asked_help:  # `-i INV --help push`: push's help; the options given do not change it
+            return [argv[0], *kept, head[task_at], "--help"]
+        return [argv[0], *kept, head[task_at], *moved, *head[task_at + 1:], *argv[end:]]
 
     def parse_core(self, argv) -> None:
         try:
@@ -243,7 +232,18 @@ class ConcurdeployProgram(Program):
             raise Exit(f"concurdeploy: a core option has a value of the wrong type ({e}). See "
                        f"'concurdeploy --help'.", code=2)
 
+    def parse_core_args(self) -> None:
+        super().parse_core_args()
+        for name, message in REFUSED.items():  # before -d turns invoke's log on, before any output
+            if self.args[name].got_value and self.args[name].value not in (False, None, ""):
+                raise Exit(f"concurdeploy: {message}", code=2)
+
     def parse_tasks(self) -> None:
+        contexts = {}
+        for ctx in self.collection.to_contexts(ignore_unknown_help=self.config.tasks.ignore_unknown_help):
+            for name in (ctx.name, *ctx.aliases):
+                contexts[name] = ctx
+        check_task_part(list(self.core.unparsed), self.initial_context, contexts)
         try:
             super().parse_tasks()
         except ParseError as e:
@@ -252,6 +252,33 @@ class ConcurdeployProgram(Program):
         except ValueError as e:  # a project task's typed flag, e.g. --count abc
             raise Exit(f"concurdeploy: a flag has a value of the wrong type ({e}). See "
                        f"'concurdeploy TASK --help'.", code=2)
+        self._refuse_remainder()
+
+    def _refuse_remainder(self) -> None:
+        """Words after ``--`` (invoke's "remainder") are refused unless every task given reads
+        ``c.remainder``: no built-in task does, and a project task counts as reading it when
+        its source mentions ``remainder`` (unreadable source: refused). ``--complete`` keeps
+        it (the shell's words come there)."""
+        rest = self.core.remainder
+        if not rest or self.args.complete.value:
+            return
+        deaf = [ctx.name for ctx in self.tasks if not reads_remainder(self.collection[ctx.name])]
+        if deaf or not self.tasks:
+            who = f"task {deaf[0]!r} does not read it" if deaf else "no task was given"
+            raise Exit(f"concurdeploy: concurdeploy takes nothing after '--': {rest!r} would be ignored "
+                       f"({who}). Quote a shell command as one argument (run GROUP 'echo a; echo b'), "
+                       f"and type options before '--', not after it.", code=2)
+
+    def parse_cleanup(self) -> None:
+        root = self.args.list.value
+        if isinstance(root, str):
+            try:
+                self.collection.subcollection_from_path(root)
+            except KeyError:
+                raise Exit(f"concurdeploy: --list {root}: the tasks have no sub-collection {root!r} (a bare "
+                           f"--list shows every task). Before the task name -l is --list; to limit the "
+                           f"hosts type -l after it: concurdeploy push SERVICE -l {root}", code=2)
+        super().parse_cleanup()
 
     def _refuse_core_options(self) -> None:
         """invoke's core options that make no sense here: refuse them (exit 2), map ``--dry``."""
@@ -273,6 +300,8 @@ class ConcurdeployProgram(Program):
         try:
             super().update_config(merge)
             self.config.load_shell_env()  # invoke loads it at execution; we want it checked now
+        except UsageError as e:  # a CONCURDEPLOY_<SETTING> variable, named (cli.config.check_environment)
+            raise Exit(f"concurdeploy: {e}", code=2)
         except (UncastableEnvVar, ValueError) as e:
             raise Exit(f"concurdeploy: a CONCURDEPLOY_* environment variable has the wrong type "
                        f"({e}); see 'concurdeploy --print-config' for the settings and their types",

@@ -133,12 +133,35 @@ def _load(c, inventory):
 
 
 @cdtask(help={"inventory": option("inventory").help,
-              "graph": "Show the group tree with each group's hosts (the default view)."})
-def inventory(c, inventory=None, graph=False):
-    """Show the inventory's group tree: groups, child groups and hosts (connects to nothing)."""
+              "graph": "Show the group tree with each group's hosts (the default view).",
+              "list": "Print the inventory as JSON in the shape of 'ansible-inventory --list' (vars as "
+                      "written, ansible_* names kept; secret vars masked)."})
+def inventory(c, inventory=None, graph=False, list=False):
+    """Show the inventory: the group tree (--graph, default), or --list as ansible-inventory's JSON
+    (connects to nothing)."""
+    if list and graph:
+        from concurdeploy.exceptions import UsageError
+
+        raise UsageError("inventory: give --list or --graph, not both")
     inv = _load(c, inventory)
+    if list:
+        from concurdeploy.inventory.listing import dumps
+
+        print(dumps(inv, mask=_list_mask))
+        return
     for line in _graph(inv, "all", 0, frozenset({"all"})):
         print(line)
+
+
+def _list_mask(key: str, value, names: set):
+    """``inventory --list``'s masking: a var listed in ``secret_vars`` or named like a secret
+    (``hosts --vars``' rule) prints as ``********``; ``*_file``/``*_env`` vars name a file or an
+    environment variable and print as written."""
+    from concurdeploy.report.masking import _mask
+
+    if key in names:
+        return "********"
+    return value if str(key).endswith(("_file", "_env")) else _mask(key, value, names)
 
 
 def _graph(inv, name: str, depth: int, seen: frozenset) -> list[str]:

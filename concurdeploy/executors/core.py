@@ -197,6 +197,7 @@ class Outcome(str, Enum):
     WORKER_LOST = "worker_lost"              # its worker died or left before its result arrived
     NO_WORKER = "no_worker"                  # no live worker may take it (Dask placement)
     NOT_STARTED = "not_started"              # the run stopped before it was handed to a worker
+    POOL_BROKEN = "pool_broken"              # never run: the executor's workers cannot start or keep dying
     GIVEN_UP = "given_up"                    # the grace after an abort / the deadline ran out
     JOB_UNSENDABLE = "job_unsendable"        # its job cannot be pickled to a worker
     RESULT_UNSENDABLE = "result_unsendable"  # its result cannot be pickled back
@@ -226,6 +227,8 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
                           else ``unreachable``
     NO_WORKER             ``unreachable``                                 NoWorker
     NOT_STARTED           ``skipped`` ("not started: <why>")              NotStarted
+    POOL_BROKEN           ``failed`` ("not started: <why>"): never        PoolBroken
+                          ``skipped``, so the run cannot look fine
     GIVEN_UP              in flight: ``failed``; queued: ``skipped``      Deadline
     JOB_UNSENDABLE        ``failed``                                      JobNotPicklable
     RESULT_UNSENDABLE     ``failed``                                      ResultNotPicklable
@@ -260,6 +263,8 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
         return HostResult(name, Status.UNREACHABLE, error_kind="NoWorker", error=why, batch=batch)
     if what is Outcome.NOT_STARTED:
         return HostResult(name, Status.SKIPPED, error_kind="NotStarted", error=f"not started: {why}", batch=batch)
+    if what is Outcome.POOL_BROKEN:
+        return HostResult(name, Status.FAILED, error_kind="PoolBroken", error=f"not started: {why}", batch=batch)
     if what is Outcome.GIVEN_UP:
         return HostResult(name, Status.FAILED if started else Status.SKIPPED, error_kind="Deadline",
                           error=why, batch=batch)

@@ -227,7 +227,7 @@ class WorkerPool(Executor):
             self.stop(f"worker processes keep dying ({self._deaths} so far; last exit code "
                       f"{list(dead.values())[-1]})")
             for index, job in self._drain_queue():  # handed out, never taken: not started
-                run.settle(index, host_outcome(job, Outcome.NOT_STARTED, why=self._stop_reason), report=False)
+                run.settle(index, host_outcome(job, Outcome.POOL_BROKEN, why=self._stop_reason), report=False)
             if not self._procs:  # nobody left to finish what is in flight
                 self._give_up(run, str(self._stop_reason))
             return

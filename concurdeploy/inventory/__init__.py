@@ -10,15 +10,19 @@ Use::
 
 Variable precedence, lowest first (a later layer replaces a key wholesale, no deep merge):
 group ``all`` < parent group < child group (groups ordered by depth from ``all``, then by
-name) < the host's own vars; then magic vars (``inventory_hostname``, ``group_names`` …).
-In one line: **host > child group > parent group > all**. Written once, in
-:func:`model.make_host`.
+``ansible_group_priority``, then by name) < ``group_vars`` files < the host's own vars <
+``host_vars`` files; then magic vars (``inventory_hostname``, ``group_names`` …). In one
+line: **host > child group > parent group > all**. Written once, in
+:func:`model.host_layers` / :func:`model.merge_layers`. ``Host.raw_vars`` keeps the merged
+vars as written (``ansible_*`` names), for ``inventory --list`` (:mod:`.listing`).
 
 Modules; imports inside the package flow one way, top to bottom (no cycle, no lazy import)::
 
-    loader    → builder, yaml, model
+    loader    → builder, yaml, script, model
+    listing   → model
+    script    → yaml, model
     builder   → vars, model
-    yaml      → model
+    yaml      → vars, model
     vars      → model
     model     → patterns
     patterns  → (nothing of the package)
@@ -26,6 +30,9 @@ Modules; imports inside the package flow one way, top to bottom (no cycle, no la
 - :mod:`.loader`: :func:`load` — which files to read for a path, one reader per file;
 - :mod:`.builder`: ``Builder`` — parsed documents → groups, hosts, ``children`` checks → ``Inventory``;
 - :mod:`.yaml`: ``read_yaml`` — one YAML file → ``YamlMapping``\\ s that keep ``file:line`` per key;
+- :mod:`.script`: ``read`` — an inventory script's ``--list`` output, or a JSON file (Ansible's
+  script format or the YAML shape) → the same documents;
+- :mod:`.listing`: ``ansible_list``/``dumps`` — an ``Inventory`` as ``ansible-inventory --list`` JSON;
 - :mod:`.vars`: connection vars: aliases (``ansible_host`` → ``host``), value checks
   (``CONNECTION_VARS``), refusal of plain-text passwords;
 - :mod:`.model`: ``Host``, ``Group``, ``Inventory``, ``YamlMapping``/``where``, the precedence rule;
@@ -46,11 +53,11 @@ Importers use the names below from ``concurdeploy.inventory``.
 """
 
 from concurdeploy.inventory.loader import load
-from concurdeploy.inventory.model import Group, Host, Inventory, YamlMapping, where
+from concurdeploy.inventory.model import Group, Host, Inventory, Unsafe, YamlMapping, where
 from concurdeploy.inventory.patterns import select, split_pattern
 from concurdeploy.inventory.vars import ALIASES, CONNECTION_VARS, PLAINTEXT_PASSWORD_VARS
 
 __all__ = [
     "ALIASES", "CONNECTION_VARS", "PLAINTEXT_PASSWORD_VARS", "Group", "Host", "Inventory",
-    "YamlMapping", "load", "select", "split_pattern", "where",
+    "Unsafe", "YamlMapping", "load", "select", "split_pattern", "where",
 ]

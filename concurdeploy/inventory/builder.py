@@ -2,14 +2,23 @@
 documents, whatever file they came from.
 
 A document is the shape of Ansible's YAML inventory: a mapping of groups (``all`` and any
-other top-level group, a child of ``all``), each a mapping with ``hosts`` (host name ->
-vars mapping, or empty), ``children`` (group name -> group) and ``vars``; every mapping a
-:class:`~concurdeploy.inventory.model.YamlMapping` so errors can name ``file:line``.
-:class:`Builder` takes one document per file (:meth:`Builder.add_document`); the same
-group in two documents gets the hosts, children and vars of both, and a var set twice must
-have the same value. :meth:`Builder.build` then checks the ``children`` graph for cycles,
-puts group-less hosts into ``ungrouped``, computes each group's depth and merges every
-host's vars by :func:`~concurdeploy.inventory.model.make_host`'s precedence rule.
+other top-level group), each a mapping with ``hosts`` (host name -> vars mapping, or empty;
+a string is one host name), ``children`` (group name -> group, or empty; a string is one
+name) and ``vars``; every mapping a :class:`~concurdeploy.inventory.model.YamlMapping` so
+errors can name ``file:line``. Every reader produces it (YAML, INI, JSON, inventory scripts).
+
+:class:`Builder` takes one document per file (:meth:`Builder.add_document`) and, from
+``group_vars``/``host_vars`` files, vars layers (:meth:`Builder.add_group_vars_file`,
+:meth:`Builder.add_host_vars_file`). As Ansible does: the same group or host defined again
+(in the same file or another) gets the hosts, children and vars of every definition, a var
+set twice taking the later value; ``ansible_group_priority`` in a group's vars is the group's
+priority (not a var). :meth:`Builder.build` then checks the ``children`` graph for cycles,
+makes every group without a parent a child of ``all`` (in order of first appearance, as
+Ansible's ``reconcile_inventory``), puts group-less hosts into ``ungrouped``, refuses a host
+and a group with the same name (Ansible warns; a push target must mean one thing), computes
+each group's depth and merges every host's vars (:func:`~concurdeploy.inventory.model.merge_layers`
+over :func:`~concurdeploy.inventory.model.host_layers`, then
+:func:`~concurdeploy.inventory.vars.resolve_connection_vars`).
 """
 
 from __future__ import annotations
@@ -19,16 +28,19 @@ from dataclasses import dataclass, field
 from concurdeploy.exceptions import InventoryError
 from concurdeploy.inventory.model import (
     Group,
+    Host,
     Inventory,
     Location,
     YamlMapping,
+    add_magic_vars,
     format_location,
-    make_host,
+    host_layers,
+    merge_layers,
     precedence_order,
     suggest,
     where,
 )
-from concurdeploy.inventory.vars import describe, normalise_vars
+from concurdeploy.inventory.vars import describe, normalise_vars, resolve_connection_vars
 
 __all__ = ["GROUP_KEYS", "Builder"]
 
@@ -45,6 +57,8 @@ class _GroupDraft:
     hosts: list = field(default_factory=list)
     children: list = field(default_factory=list)
     vars: YamlMapping = field(default_factory=lambda: YamlMapping.at(None, None))
+    file_vars: YamlMapping = field(default_factory=lambda: YamlMapping.at(None, None))
+    priority: int = 1
 
 
 @dataclass
@@ -53,22 +67,23 @@ class _HostDraft:
     location: Location
     vars: YamlMapping
     groups: list = field(default_factory=list)  # groups listing the host directly
+    file_vars: YamlMapping = field(default_factory=lambda: YamlMapping.at(None, None))
 
 
-def _merge_into(target: YamlMapping, new: YamlMapping, owner: str) -> None:
-    """Add ``new``'s keys to ``target``; a key set in both must have the same value.
+def _one_name(value, location: Location):
+    """Ansible reads ``hosts: web1`` / ``children: web`` as one name: ``{web1: None}``."""
+    if not isinstance(value, str):
+        return value
+    mapping = YamlMapping.at(*location)
+    mapping.put(value, None, location)
+    return mapping
 
-    :raises InventoryError: a key with two different values (names both places).
-    """
+
+def _update(target: YamlMapping, new) -> None:
+    """Set ``new``'s keys in ``target``, a later value replacing an earlier one (Ansible's
+    ``set_variable``), each key keeping the location it was last set at."""
     for key, value in new.items():
-        location = where(new, key)
-        if key in target and target[key] != value:
-            raise InventoryError(
-                f"{owner} sets {key!r} twice with different values: {value!r} here and "
-                f"{target[key]!r} at {format_location(where(target, key))}; keep one",
-                *location, key=str(key))
-        if key not in target:
-            target.put(key, value, location)
+        target.put(key, value, where(new, key))
 
 
 # --------------------------------------------------------------------------- the builder
@@ -87,18 +102,20 @@ class Builder:
         self._draft("all", None)
         self._draft("ungrouped", None)
         self._link("all", "ungrouped", (None, None))
+        self.ungrouped_listed: list[str] = []  # hosts a file lists under 'ungrouped', in order
+        self.empty_files: list[str] = []
 
     # ---- collecting
 
     def add_document(self, data, path: str) -> None:
-        """Add one parsed file.
+        """Add one parsed file (None: an empty file, which defines nothing).
 
         :raises InventoryError: the document is not a mapping of groups, or any group in it
             is wrong.
         """
-        if data is None:
-            raise InventoryError("inventory file is empty; it must be a mapping that starts "
-                                 "with 'all:'", path, 1)
+        if data is None:  # defines nothing (Ansible skips it); refused by build() if all are empty
+            self.empty_files.append(path)
+            return
         if not isinstance(data, dict):
             raise InventoryError(
                 f"the top level must be a mapping of groups starting with 'all:', got "
@@ -111,8 +128,6 @@ class Builder:
                 raise InventoryError(
                     f"top-level key {name!r}: an inventory starts with 'all:' and "
                     f"'{name}:' goes under it ('all: {name}: ...')", *location, key=name)
-            if name != "all":
-                self._link("all", name, location)
             self._add_group(name, body, location, ())
 
     def _name(self, name, what: str, location: Location) -> str:
@@ -169,18 +184,55 @@ class Builder:
                     f"under 'children:'{suggest(str(key), GROUP_KEYS)}",
                     *key_location, key=str(key))
 
-    def _add_group_vars(self, draft: _GroupDraft, value, location: Location) -> None:
+    def _add_group_vars(self, draft: _GroupDraft, value, location: Location, file: bool = False) -> None:
         if value is None:
             return
         if not isinstance(value, dict):
             raise InventoryError(f"vars of group {draft.name!r} must be a mapping "
                                  f"(name: value), got {describe(value)}", *location, key="vars")
-        owner = f"group {draft.name!r}"
-        _merge_into(draft.vars, normalise_vars(value, owner), owner)
+        checked = normalise_vars(value, f"group {draft.name!r}")
+        if "ansible_group_priority" in checked and not file:  # in group_vars files: a plain var
+            priority = checked.pop("ansible_group_priority")
+            try:
+                draft.priority = int(priority)
+            except (TypeError, ValueError):
+                raise InventoryError(f"group {draft.name!r}: ansible_group_priority must be an integer, "
+                                     f"got {describe(priority)}", *where(value, "ansible_group_priority"),
+                                     key="ansible_group_priority") from None
+        _update(draft.file_vars if file else draft.vars, checked)
+
+    def add_group_vars_file(self, group: str, mapping, path: str) -> None:
+        """Add the vars of a ``group_vars`` file (or of one file of a ``group_vars/<group>/``
+        folder; call in load order, a later value wins). Vars for a group no document
+        defines are ignored, as in Ansible. Applied above every group's inventory vars
+        (:func:`~concurdeploy.inventory.model.host_layers`). ``ansible_group_priority`` here
+        is a plain var, not the group's priority (Ansible reads it only from inventory sources).
+
+        :param mapping: a ``YamlMapping`` of vars (None: nothing).
+        :raises InventoryError: not a mapping, a bad value (file, line, key).
+        """
+        if group in self.groups:
+            self._add_group_vars(self.groups[group], mapping, where(mapping) if mapping is not None
+                                 else (path, None), file=True)
+
+    def add_host_vars_file(self, host: str, mapping, path: str) -> None:
+        """Add the vars of a ``host_vars`` file (or of one file of a ``host_vars/<host>/``
+        folder), above the host's inventory vars. Vars for an unknown host are ignored.
+
+        :raises InventoryError: not a mapping, a bad value (file, line, key).
+        """
+        draft = self.hosts.get(host)
+        if draft is None or mapping is None:
+            return
+        if not isinstance(mapping, dict):
+            raise InventoryError(f"vars of host {host!r} must be a mapping (name: value), got "
+                                 f"{describe(mapping)}", path, where(mapping)[1])
+        _update(draft.file_vars, normalise_vars(mapping, f"host {host!r}"))
 
     def _add_hosts(self, group: str, hosts, location: Location) -> None:
         if hosts is None:
             return
+        hosts = _one_name(hosts, location)
         if not isinstance(hosts, dict):
             raise InventoryError(
                 f"hosts of group {group!r} must be a mapping of host name to vars, got "
@@ -199,20 +251,22 @@ class Builder:
                 f"vars of host {name!r} must be a mapping (name: value) or empty, got "
                 f"{describe(host_vars)}; to give its address write '{name}: {{host: ADDRESS}}'",
                 *location, key=name)
-        owner = f"host {name!r}"
-        normalised = normalise_vars(host_vars, owner)
+        checked = normalise_vars(host_vars, f"host {name!r}")
         draft = self.hosts.get(name)
         if draft is None:
             draft = self.hosts[name] = _HostDraft(name, location, YamlMapping.at(*location))
-        _merge_into(draft.vars, normalised, owner)
+        _update(draft.vars, checked)
         if group not in draft.groups:
             draft.groups.append(group)
         if name not in self.groups[group].hosts:
             self.groups[group].hosts.append(name)
+            if group == "ungrouped":
+                self.ungrouped_listed.append(name)
 
     def _add_children(self, group: str, children, location: Location, stack: tuple) -> None:
         if children is None:
             return
+        children = _one_name(children, location)
         if not isinstance(children, dict):
             raise InventoryError(
                 f"children of group {group!r} must be a mapping of group name to group "
@@ -268,33 +322,79 @@ class Builder:
                 parents[child].append(name)
         return parents
 
+    def adopt_orphans(self) -> None:
+        """Make every group with no parent a child of ``all``, in order of first appearance
+        (Ansible's ``reconcile_inventory``: a top-level group that another group lists in its
+        ``children`` is not a child of ``all``)."""
+        parents = self._parents()
+        for name, draft in self.groups.items():
+            if name != "all" and not parents[name]:
+                self._link("all", name, draft.location or (None, None))
+
     def settle_ungrouped(self) -> None:
-        """Put every host in no group but ``all``/``ungrouped`` into ``ungrouped`` only."""
-        ungrouped = []
+        """Put every host in no group but ``all``/``ungrouped`` into ``ungrouped`` only: first
+        those a file lists there, in that order, then the others in inventory order (Ansible)."""
+        settled = []
         for host in self.hosts.values():
             if all(g in ("all", "ungrouped") for g in host.groups):
                 if "ungrouped" not in host.groups:
                     host.groups.append("ungrouped")
-                ungrouped.append(host.name)
+                settled.append(host.name)
             elif "ungrouped" in host.groups:
                 host.groups.remove("ungrouped")
-        self.groups["ungrouped"].hosts = ungrouped
+        listed = [h for h in self.ungrouped_listed if h in settled]
+        self.groups["ungrouped"].hosts = listed + [h for h in settled if h not in listed]
+
+    def check_names(self) -> None:
+        """:raises InventoryError: a host and a group with the same name (Ansible warns and
+        keeps both; a push target or a pattern must mean one thing)."""
+        for name, host in self.hosts.items():
+            if name in self.groups:
+                group = self.groups[name]
+                at = format_location(group.location) if group.location else "built in"
+                raise InventoryError(
+                    f"{name!r} names both a host (here) and a group ({at}); a name must mean one "
+                    "thing for push, --limit and patterns: rename the host or the group",
+                    *host.location, key=name)
 
     def build(self, location: str, paths: tuple[str, ...]) -> Inventory:
-        """:raises InventoryError: a ``children`` cycle."""
+        """Check, settle and merge everything added (see the module docstring).
+
+        :param location: the path given to ``load`` (for messages); ``paths``: files read.
+        :raises InventoryError: a ``children`` cycle; a host and a group with one name; a
+            connection var that cannot be resolved for a host (file, line and key named).
+        """
+        if self.empty_files and not self.hosts and set(self.groups) == {"all", "ungrouped"}:
+            raise InventoryError("inventory file is empty (nothing but comments); it must be a mapping "
+                                 "that starts with 'all:'", self.empty_files[0], 1)
         self.check_cycles()
+        self.check_names()
+        self.adopt_orphans()
         self.settle_ungrouped()
         depth = self.depths()
         parents = self._parents()
+        priority = {name: d.priority for name, d in self.groups.items()}
         groups = {name: Group(name, tuple(d.hosts), tuple(d.children), d.vars,
-                              format_location(d.location) if d.location else "<implicit>")
+                              format_location(d.location) if d.location else "<implicit>",
+                              d.priority, d.file_vars)
                   for name, d in self.groups.items()}
         hosts = {}
         for draft in self.hosts.values():
-            ordered = precedence_order(_ancestors(draft.groups, parents), depth)
-            hosts[draft.name] = make_host(draft.name, draft.location, draft.vars, ordered, groups)
+            ordered = precedence_order(_ancestors(draft.groups, parents), depth, priority)
+            hosts[draft.name] = self._host(draft, ordered, groups)
         return Inventory(location, paths, hosts, groups)
 
+    @staticmethod
+    def _host(draft: _HostDraft, ordered: tuple[str, ...], groups: dict[str, Group]) -> Host:
+        layers = host_layers(draft.name, draft.vars, draft.file_vars, ordered, groups)
+        raw, origins, rank = merge_layers(draft.location, layers)
+        magic = YamlMapping.at(*draft.location)
+        add_magic_vars(draft.name, draft.location, magic, {}, ordered)
+        magic.pop("host")
+        magic["inventory_hostname_short"] = draft.name.split(".")[0]
+        resolved = resolve_connection_vars(draft.name, raw, origins, rank, magic)
+        add_magic_vars(draft.name, draft.location, resolved, origins, ordered)
+        return Host(draft.name, resolved, ordered, origins, format_location(draft.location), raw)
 
 def _ancestors(direct: list[str], parents: dict[str, list[str]]) -> set[str]:
     """Return ``direct`` plus every ancestor group of them (``all`` included)."""

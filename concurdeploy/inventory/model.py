@@ -2,20 +2,29 @@
 precedence rule that merges a host's vars, and where each value was read.
 
 Variable precedence, lowest first (a later layer replaces a key wholesale, no deep merge),
-applied by :func:`make_host`:
+applied by :func:`merge_layers` in the order :func:`host_layers` gives (Ansible's
+``VARIABLE_PRECEDENCE`` default, ``vars/manager.py``):
 
-1. group ``all`` (depth 0);
-2. the other groups that contain the host, directly or through a descendant, in order of
-   depth (the longest ``children`` path from ``all``), shallower first; groups at the same
-   depth in alphabetical order by name (Ansible's rule) — so a child group beats its parent
-   (:func:`precedence_order`);
-3. the host's own vars.
+1. group ``all``'s inventory vars (depth 0);
+2. the inventory vars of the other groups that contain the host, directly or through a
+   descendant, in :func:`precedence_order`: by depth (the longest ``children`` path from
+   ``all``), shallower first, then by ``ansible_group_priority`` (default 1, higher wins),
+   then by name — so a child group beats its parent;
+3. ``group_vars`` files (``Group.file_vars``): ``all`` first, then the other groups in the
+   same order;
+4. the host's own inventory vars (a host defined more than once: merged, later wins);
+5. ``host_vars`` files (``Host``'s file vars).
 
 Then magic vars are added when absent: ``inventory_hostname`` (the name),
 ``inventory_file`` (the file that first defined the host), ``inventory_dir`` (that file's
 absolute directory), ``group_names`` (sorted, without ``all``/``ungrouped``); and
 ``host`` = the inventory name when no address was given. ``Host.origins`` says where each
 final value came from.
+
+``Host.raw_vars`` is the merged result as written (``ansible_*`` names kept, no magic vars:
+what ``ansible-inventory --list`` shows); ``Host.vars`` is the same with the connection
+aliases resolved to concurdeploy's names (:mod:`~concurdeploy.inventory.vars`) and the magic
+vars added.
 
 Every mapping read from a file is a :class:`YamlMapping`: a ``dict`` that remembers the
 file and line of itself and of each key, so later code can point at the line of, say, a
@@ -34,15 +43,15 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 
 from concurdeploy.exceptions import NoHostsMatched, UnknownGroup
 from concurdeploy.inventory import patterns
 
-__all__ = ["Group", "Host", "Inventory", "Location", "YamlMapping", "make_host", "precedence_order",
-           "where"]
+__all__ = ["Group", "Host", "Inventory", "Location", "Unsafe", "YamlMapping", "add_magic_vars", "host_layers",
+           "merge_layers", "precedence_order", "where"]
 
 #: ``(path, 1-based line)``; either may be None when unknown.
 Location = tuple["str | None", "int | None"]
@@ -75,11 +84,23 @@ class YamlMapping(dict):
         self._key_where[key] = tuple(location)
 
 
+class Unsafe(str):
+    """A string written ``!unsafe`` (or ``{"__ansible_unsafe": ...}`` in JSON): taken literally,
+    never rendered as a Jinja2 template. Behaves as ``str`` (``==``, JSON, pickle)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (Unsafe, (str(self),))
+
+
 # yaml.safe_dump/yaml.dump look representers up by exact type: teach them this dict.
 yaml.add_representer(YamlMapping, yaml.representer.SafeRepresenter.represent_dict,
                      Dumper=yaml.SafeDumper)
 yaml.add_representer(YamlMapping, yaml.representer.SafeRepresenter.represent_dict,
                      Dumper=yaml.Dumper)
+for _dumper in (yaml.SafeDumper, yaml.Dumper):
+    yaml.add_representer(Unsafe, yaml.representer.SafeRepresenter.represent_str, Dumper=_dumper)
 
 
 def where(mapping, key=None) -> tuple[str | None, int | None]:
@@ -127,6 +148,9 @@ class Group:
     :param vars: the group's own vars, not merged with parents (``YamlMapping``).
     :param source: ``"path:line"`` of its first appearance, ``"<implicit>"`` for an
         ``all``/``ungrouped`` the files never name.
+    :param priority: ``ansible_group_priority`` (default 1; not kept in ``vars``, as in Ansible).
+    :param file_vars: vars from ``group_vars/`` files (``YamlMapping``), above every group's
+        inventory vars (see the module docstring).
     """
 
     name: str
@@ -134,6 +158,8 @@ class Group:
     children: tuple[str, ...]
     vars: dict
     source: str
+    priority: int = 1
+    file_vars: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,6 +174,8 @@ class Host:
     :param origins: var name -> ``"group haproxy (inv.yaml:12)"``, ``"host lb1 (inv.yaml:9)"``,
         ``"magic variable"`` or ``"default: the inventory name"``.
     :param source: ``"path:line"`` where the host was first defined.
+    :param raw_vars: the merged vars as written (``ansible_*`` names kept, no magic vars, no
+        template rendered): what ``ansible-inventory --list`` shows under ``_meta.hostvars``.
     """
 
     name: str
@@ -155,6 +183,7 @@ class Host:
     groups: tuple[str, ...]
     origins: dict
     source: str
+    raw_vars: dict = field(default_factory=dict)
 
 
 class Inventory:
@@ -216,36 +245,61 @@ class Inventory:
 
 # --------------------------------------------------------------------------- precedence
 
-def precedence_order(groups: Iterable[str], depth: Mapping[str, int]) -> tuple[str, ...]:
-    """Order a host's groups lowest precedence first: by depth, then by name.
+def precedence_order(groups: Iterable[str], depth: Mapping[str, int],
+                     priority: Mapping[str, int] | None = None) -> tuple[str, ...]:
+    """Order a host's groups lowest precedence first: by depth, then priority, then name
+    (Ansible's ``inventory.helpers.sort_groups``).
 
     :param groups: every group containing the host, ancestors and ``all`` included.
     :param depth: group -> longest ``children`` path from ``all`` (``all`` is 0).
+    :param priority: group -> ``ansible_group_priority`` (missing: 1); a higher one wins.
     :returns: e.g. ``("all", "lb", "haproxy")``: a later group's vars win.
     """
-    return tuple(sorted(groups, key=lambda g: (depth[g], g)))
+    priority = priority or {}
+    return tuple(sorted(groups, key=lambda g: (depth[g], priority.get(g, 1), g)))
 
 
-def make_host(name: str, location: Location, own_vars: Mapping, groups: tuple[str, ...],
-              all_groups: Mapping[str, Group]) -> Host:
-    """Merge a host's vars by precedence and add the magic vars (see the module docstring).
+def host_layers(name: str, own_vars: Mapping, file_vars: Mapping, groups: tuple[str, ...],
+                all_groups: Mapping[str, Group]) -> list[tuple[str, Mapping]]:
+    """The var layers of one host, lowest precedence first (see the module docstring).
 
-    :param name: the inventory name.
-    :param location: ``(path, line)`` of the host's first definition; ``path`` must be set.
-    :param own_vars: the host's own vars (a ``YamlMapping``; its key locations are kept).
-    :param groups: the host's groups, already in :func:`precedence_order`.
-    :param all_groups: group name -> :class:`Group`, holding every name in ``groups``.
-    :returns: the :class:`Host`, with ``origins`` naming the winning layer of each var.
+    :param own_vars: the host's inventory vars; ``file_vars``: its ``host_vars`` files' vars.
+    :param groups: the host's groups in :func:`precedence_order` (``all`` first).
+    :returns: ``[(label, mapping), ...]``, label e.g. ``"group web"``, ``"group_vars web"``.
+    """
+    layers = [(f"group {g}", all_groups[g].vars) for g in groups]
+    layers += [(f"group_vars {g}", all_groups[g].file_vars) for g in groups if all_groups[g].file_vars]
+    layers.append((f"host {name}", own_vars))
+    if file_vars:
+        layers.append((f"host_vars {name}", file_vars))
+    return layers
+
+
+def merge_layers(location: Location, layers: list[tuple[str, Mapping]]) -> tuple[YamlMapping, dict, dict]:
+    """Merge var layers, a later one replacing a key wholesale.
+
+    :param location: ``(path, line)`` the merged mapping is said to come from.
+    :returns: ``(merged, origins, rank)``: a ``YamlMapping`` keeping each winning key's
+        location; var -> ``"group haproxy (inv.yaml:12)"``; var -> index of its layer.
     """
     merged = YamlMapping.at(*location)
-    origins = {}
-    layers = [(f"group {g}", all_groups[g].vars) for g in groups]
-    layers.append((f"host {name}", own_vars))
-    for label, layer in layers:
+    origins, rank = {}, {}
+    for index, (label, layer) in enumerate(layers):
         for key, value in layer.items():
             key_location = where(layer, key)
             merged.put(key, value, key_location)
             origins[key] = f"{label} ({format_location(key_location)})"
+            rank[key] = index
+    return merged, origins, rank
+
+
+def add_magic_vars(name: str, location: Location, merged: YamlMapping, origins: dict,
+                   groups: tuple[str, ...]) -> None:
+    """Add, when absent, ``inventory_hostname``, ``inventory_file``, ``inventory_dir``,
+    ``group_names`` (sorted, without ``all``/``ungrouped``) and ``host`` = the name.
+
+    :param location: ``(path, line)`` of the host's first definition; ``path`` must be set.
+    """
     path = location[0]
     magic = {
         "inventory_hostname": name,
@@ -260,4 +314,3 @@ def make_host(name: str, location: Location, own_vars: Mapping, groups: tuple[st
     if "host" not in merged:
         merged.put("host", name, (None, None))
         origins["host"] = "default: the inventory name"
-    return Host(name, merged, groups, origins, format_location(location))

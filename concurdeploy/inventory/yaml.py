@@ -6,6 +6,11 @@ PyYAML's ``SafeLoader`` with two changes: every mapping is a ``YamlMapping`` (so
 written twice in one mapping is an error instead of "the last one wins". ``<<: *anchor``
 merge keys still work and are not counted as duplicates.
 
+Ansible's tags: ``!unsafe 'text'`` is read as an :class:`~concurdeploy.inventory.model.Unsafe`
+string (taken literally, never rendered as a template); ``!vault`` (an ansible-vault encrypted
+value) is refused at its line with the ``*_env`` var to use instead: concurdeploy holds no
+vault password and never writes secrets in the inventory. Any other ``!tag`` is refused too.
+
 (This module is ``concurdeploy.inventory.yaml``; ``import yaml`` here and elsewhere is
 PyYAML, since imports are absolute.)
 """
@@ -15,11 +20,26 @@ from __future__ import annotations
 import yaml
 
 from concurdeploy.exceptions import InventoryError
-from concurdeploy.inventory.model import YamlMapping
+from concurdeploy.inventory.model import Unsafe, YamlMapping
+from concurdeploy.inventory.vars import PLAINTEXT_PASSWORD_VARS
 
-__all__ = ["read_yaml"]
+__all__ = ["read_yaml", "vault_error"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_VAULT_TAGS = ("!vault", "!vault-encrypted")
+
+
+def vault_error(path: str | None, line: int | None, key=None) -> InventoryError:
+    """The refusal of an ansible-vault encrypted value (``!vault`` in YAML, ``__ansible_vault``
+    in JSON) at ``path:line``, naming the ``*_env`` var to use for ``key``."""
+    fix = PLAINTEXT_PASSWORD_VARS.get(key)
+    use = (f"set {fix}: NAME (an environment variable holding the value)" if fix else
+           "put the value in an environment variable and name it with the matching *_env var "
+           "(password_env, become_password_env, key_env, passphrase_env), or write it in plain "
+           "text if it is not a secret")
+    return InventoryError(f"value encrypted with ansible-vault: not supported (concurdeploy holds no "
+                          f"vault password); use the *_env form: {use}", path, line,
+                          None if key is None else str(key))
 
 
 class _Loader(yaml.SafeLoader):
@@ -48,6 +68,8 @@ class _Loader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
                     "found unhashable key", key_node.start_mark) from None
+            if value_node.tag in _VAULT_TAGS:
+                raise vault_error(self.path, value_node.start_mark.line + 1, key)
             if id(key_node) in explicit:
                 if key in first_line:
                     raise InventoryError(
@@ -58,7 +80,30 @@ class _Loader(yaml.SafeLoader):
             data.put(key, self.construct_object(value_node, deep=False), (self.path, line))
 
 
+    def construct_unsafe(self, node):
+        """``!unsafe 'text'`` -> :class:`Unsafe` (a literal string, never templated).
+
+        :raises InventoryError: ``!unsafe`` on a list or mapping.
+        """
+        if not isinstance(node, yaml.ScalarNode):
+            raise InventoryError("!unsafe marks a string (e.g. !unsafe '{{ literal }}'), not a list "
+                                 "or mapping: put it on each string", self.path, node.start_mark.line + 1)
+        return Unsafe(self.construct_scalar(node))
+
+    def construct_vault(self, node):
+        raise vault_error(self.path, node.start_mark.line + 1)
+
+    def construct_unknown(self, tag_suffix, node):
+        raise InventoryError(f"unknown YAML tag {node.tag!r}: concurdeploy reads plain YAML plus "
+                             "Ansible's !unsafe (and refuses !vault); remove the tag",
+                             self.path, node.start_mark.line + 1)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_located_mapping)
+_Loader.add_constructor("!unsafe", _Loader.construct_unsafe)
+for _tag in _VAULT_TAGS:
+    _Loader.add_constructor(_tag, _Loader.construct_vault)
+_Loader.add_multi_constructor("!", _Loader.construct_unknown)
 
 
 def read_yaml(path: str):

@@ -1,6 +1,28 @@
-"""A service's declaration (the ``files`` and ``reload`` vars of a group) → one PushJob per host.
+"""A service's declaration → one PushJob per host: ``push NAME`` sends what group ``NAME`` declares.
 
-The public format (in a group's or host's vars; host vars override group vars)::
+**A service is what its group declares.** The service keys (:data:`SERVICE_KEYS`) of ``push S``
+are read, for each host of group ``S``, from these layers only, lowest first (a later layer
+replaces a key wholesale):
+
+1. ``S``'s ancestor groups (``all`` and every group that has ``S`` among its descendants),
+   nearest first: shared defaults such as a parent's ``backups``. Two ancestors that both set a
+   key and are not parent and child of each other (``S`` has two parents with ``files``) are
+   refused; so are ``files``/``reload``/``healthcheck`` taken from two such unrelated ancestors;
+2. group ``S``'s own vars (the usual place);
+3. the host's own vars: ``backups``/``lock_timeout`` always (host-wide settings);
+   ``files``/``reload``/``healthcheck`` only while the host is in no other service — in two,
+   a plain host-level ``files`` is refused as ambiguous;
+4. the host's ``services: {S: {files: ..., reload: ...}}``: overrides scoped to ``S``, the way
+   to override per host when the host is in several services.
+
+Any other group of the host never gives ``S`` a key: a group that declares ``files`` is a service of
+its own (its keys are for ``push`` of that group); a group that sets service keys without being a
+service, a parent of ``S`` or ``S`` itself (a subgroup of ``S``, a "defaults" group the host is in)
+is refused rather than silently ignored. ``push`` takes one group name: a host name or a pattern
+is refused (narrow with ``--limit``), and so is a group whose hosts get no ``files``. Every refusal
+is a :class:`ServiceError` (exit code 2, no host contacted) naming file, line and both groups.
+
+The format (in ``S``'s vars, or under ``services: {S: ...}`` in a host's own vars)::
 
     files:
       - src: files/haproxy/haproxy.cfg      # relative to the project root; *.j2 = Jinja2 template
@@ -14,14 +36,16 @@ The public format (in a group's or host's vars; host vars override group vars)::
     healthcheck: curl -fsS localhost:8404/stats   # optional; after reload; failure → rollback
     backups: 3                              # optional; backups kept per file (0 = none)
     lock_timeout: 30                        # optional; seconds to wait for another run's lock
-    secret_vars: [db_password]              # optional; these vars' values are masked in diffs/output
-    become: true                            # optional; every remote step as root through sudo
-    become_password_env: SUDO_PASSWORD      # optional; env var holding the sudo password
+
+Not service keys, so read from the host's merged vars as any var: ``secret_vars`` (values
+masked in diffs/output), ``become``/``become_user``/``become_password_env`` (every remote
+step through sudo), the connection vars, and the vars ``{{ }}`` templates see.
 
 ``src``, ``dest``, ``validate`` and ``reload`` may use ``{{ var }}`` (Jinja2, the host's
-merged vars plus ``project_dir``; undefined variables are errors). Everything here is checked *before* any host
-is contacted: a declaration error is a :class:`ServiceError` (exit code 2), never a partial
-rollout. A template that cannot be rendered for one host fails that host only.
+merged vars with the service keys replaced by the service's, plus ``project_dir``; undefined
+variables are errors). Everything here is checked *before* any host is contacted: a
+declaration error is a :class:`ServiceError` (exit code 2), never a partial rollout. A
+template that cannot be rendered for one host fails that host only.
 """
 
 from __future__ import annotations
@@ -30,14 +54,20 @@ import hashlib
 import os
 import posixpath
 import re
+from dataclasses import dataclass, field
 
 from concurdeploy.exceptions import ServiceError
 from concurdeploy.inventory import Host, where
 from concurdeploy.operations.jobs import FileSpec, PushJob
 
-__all__ = ["FILE_KEYS", "TemplateFailed", "become_of", "push_job", "put_job", "secret_values"]
+__all__ = ["FILE_KEYS", "SERVICE_KEYS", "WHAT_KEYS", "Declaration", "TemplateFailed", "become_of",
+           "declaration_of", "host_level", "push_job", "put_job", "scoped_overrides", "secret_values"]
 
 FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template", "replace")
+#: The keys of a service declaration, read per service (module docstring), never merged blindly.
+SERVICE_KEYS = ("files", "reload", "healthcheck", "backups", "lock_timeout")
+#: What is sent and run (the other service keys are settings).
+WHAT_KEYS = ("files", "reload", "healthcheck")
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 
 
@@ -45,12 +75,81 @@ class TemplateFailed(Exception):
     """A template or a ``{{ }}`` value cannot be rendered for one host (that host fails)."""
 
 
-def _err(message: str, node=None, key: str | None = None, host: Host | None = None) -> ServiceError:
+def _err(message: str, node=None, key: str | None = None, origin: str | None = None) -> ServiceError:
     path, line = where(node, key) if node is not None else (None, None)
-    if path is None and host is not None:
-        origin = host.origins.get("files", host.source)
-        message = f"{message} (files from {origin})"
+    if path is None and origin:
+        message = f"{message} (declared in {origin})"
     return ServiceError(message, path=path, line=line, key=key)
+
+
+def _at(mapping, key=None) -> str:
+    """``"path:line"`` of a key (or of the mapping), ``"?"`` when unknown."""
+    path, line = where(mapping, key)
+    return f"{path}:{line}" if path and line else (path or "?")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """Service ``service``'s keys for one host, each with where it was read.
+
+    :param values: key of :data:`SERVICE_KEYS` -> value, for the keys set in some layer.
+    :param origins: key -> ``"group haproxy (inv.yaml:12)"``, ``"host lb1 (inv.yaml:4)"`` or
+        ``"host lb1 services.haproxy (inv.yaml:6)"`` (for messages).
+    :param locations: key -> ``(path, line)`` of the value read (``(None, None)`` if unknown).
+    """
+
+    service: str
+    values: dict
+    origins: dict
+    locations: dict = field(default_factory=dict)
+
+
+def host_level(host: Host, key: str) -> bool:
+    """True when the host's merged value of ``key`` comes from the host itself (its inventory
+    vars or a ``host_vars`` file), not from a group."""
+    return key in host.vars and str(host.origins.get(key, "")).startswith(("host ", "host_vars "))
+
+
+def scoped_overrides(host: Host, service: str, check_groups: bool = True) -> dict:
+    """The host's own ``services: {service: {...}}`` entry (``{}`` when absent); every entry checked.
+
+    A ``services`` var that is not a mapping, or that comes from a group, is an ordinary var
+    (not an override) and ignored here. ``check_groups``: refuse entries naming a group the
+    host is not in (a typo would silently override nothing).
+    :raises ServiceError: an entry that is not a mapping of service keys, or that names a
+        group the host is not in.
+    """
+    overrides = host.vars.get("services")
+    if not host_level(host, "services") or not isinstance(overrides, dict):
+        return {}
+    for name, entry in overrides.items():
+        if check_groups and name not in host.groups:
+            raise _err(f"host {host.name}: services.{name} names a group the host is not in (its "
+                       f"groups: {', '.join(host.groups)})", overrides, name)
+        if not isinstance(entry, dict):
+            raise _err(f"host {host.name}: services.{name} must be a mapping of service keys "
+                       f"({', '.join(SERVICE_KEYS)})", overrides, name)
+        unknown = [k for k in entry if k not in SERVICE_KEYS]
+        if unknown:
+            raise _err(f"unknown key {unknown[0]!r} in services.{name} (allowed: "
+                       f"{', '.join(SERVICE_KEYS)})", entry, unknown[0])
+    return overrides.get(service) or {}
+
+
+def declaration_of(host: Host, service: str = "") -> Declaration:
+    """A declaration from the host's merged vars alone (plus its ``services: {service: ...}``),
+    for a host taken by itself (a script's own :func:`push_job` call). It cannot see which group a
+    key came from, so a host in two services may get the other one's keys: ``api.push`` always
+    uses :class:`concurdeploy.targeting.Service` instead.
+    """
+    values = {k: host.vars[k] for k in SERVICE_KEYS if k in host.vars}
+    origins = {k: str(host.origins.get(k, host.source)) for k in values}
+    locations = {k: where(host.vars, k) for k in values}
+    scoped = scoped_overrides(host, service, check_groups=False) if service else {}
+    for key, value in scoped.items():
+        values[key], origins[key] = value, f"host {host.name} services.{service} ({_at(scoped, key)})"
+        locations[key] = where(scoped, key)
+    return Declaration(service, values, origins, locations)
 
 
 def _render(text: str, hvars: dict, what: str) -> str:
@@ -149,9 +248,9 @@ def _mode(entry, value) -> int | None:
                entry, "mode")
 
 
-def _entry(entry, index: int, host: Host, hv: dict, project_dir: str, cache: dict) -> FileSpec:
+def _entry(entry, index: int, origin: str, hv: dict, project_dir: str, cache: dict) -> FileSpec:
     if not isinstance(entry, dict):
-        raise _err(f"files[{index}] must be a mapping with src and dest", host=host)
+        raise _err(f"files[{index}] must be a mapping with src and dest", origin=origin)
     unknown = [k for k in entry if k not in FILE_KEYS]
     if unknown:
         raise _err(f"unknown key {unknown[0]!r} in files[{index}] (allowed: {', '.join(FILE_KEYS)})",
@@ -159,7 +258,7 @@ def _entry(entry, index: int, host: Host, hv: dict, project_dir: str, cache: dic
     for key in ("src", "dest"):
         if not isinstance(entry.get(key), str) or not entry.get(key):
             raise _err(f"files[{index}] needs {key!r} (a path string)", entry, key if key in entry else None,
-                       host=host)
+                       origin=origin)
     src = _render(entry["src"], hv, f"files[{index}].src")
     dest = _render(entry["dest"], hv, f"files[{index}].dest")
     if not posixpath.isabs(dest) or any(c in dest for c in "\n\t\0"):
@@ -191,10 +290,18 @@ def _entry(entry, index: int, host: Host, hv: dict, project_dir: str, cache: dic
                     replace=replace)
 
 
-def _number(host: Host, key: str, default, kind):
-    value = host.vars.get(key, default)
+def _decl_err(decl: Declaration, key: str, message: str) -> ServiceError:
+    """A :class:`ServiceError` at the line the declaration read ``key`` from."""
+    path, line = decl.locations.get(key, (None, None))
+    if path is None and key in decl.origins:
+        message += f" (declared in {decl.origins[key]})"
+    return ServiceError(message, path=path, line=line, key=key)
+
+
+def _number(decl: Declaration, key: str, default, kind):
+    value = decl.values.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise _err(f"{key} must be a number ≥ 0, not {value!r}", host.vars, key, host=host)
+        raise _decl_err(decl, key, f"{key} must be a number ≥ 0, not {value!r}")
     return kind(value)
 
 
@@ -208,13 +315,14 @@ def become_of(host: Host):
 
     flag = host.vars.get("become", False)
     if not isinstance(flag, bool):
-        raise _err("become must be true or false", host.vars, "become", host=host)
+        raise _err("become must be true or false", host.vars, "become", origin=host.origins.get("become"))
     if not flag:
         return None
     user = host.vars.get("become_user", "root")
     env = host.vars.get("become_password_env")
     if not isinstance(user, str) or (env is not None and not isinstance(env, str)):
-        raise _err("become_user and become_password_env must be strings", host.vars, "become_user", host=host)
+        raise _err("become_user and become_password_env must be strings", host.vars, "become_user",
+                   origin=host.origins.get("become_user"))
     return Become(user=user, password_env=env)
 
 
@@ -225,44 +333,58 @@ def secret_values(host: Host) -> tuple[str, ...]:
     """
     names = host.vars.get("secret_vars") or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise _err("secret_vars must be a list of var names", host.vars, "secret_vars", host=host)
+        raise _err("secret_vars must be a list of var names", host.vars, "secret_vars",
+                   origin=host.origins.get("secret_vars"))
     return tuple(str(host.vars[n]) for n in names if n in host.vars and host.vars[n] not in (None, ""))
 
 
+def _template_vars(host: Host, decl: Declaration, project_dir: str) -> dict:
+    """The vars ``{{ }}`` sees: the host's merged vars with the service keys replaced by the
+    declaration's (another service's ``reload`` must neither show nor fail to render)."""
+    hv = {k: v for k, v in host.vars.items()
+          if k not in SERVICE_KEYS and not (k == "services" and isinstance(v, dict))}
+    return resolve_vars({**hv, **decl.values, "project_dir": project_dir})
+
+
 def push_job(host: Host, project_dir: str, check: bool = False, cache: dict | None = None,
-             diff: bool = False, service: str = "") -> PushJob:
-    """Build ``host``'s :class:`PushJob` from its merged ``files`` and ``reload`` vars.
+             diff: bool = False, service: str = "", declaration: Declaration | None = None) -> PushJob:
+    """Build ``host``'s :class:`PushJob` from the service's declaration for it.
 
     :param project_dir: absolute path that relative ``src`` paths start from.
     :param cache: ``dict`` shared across hosts so each source file is hashed once.
+    :param service: the service (group) name, e.g. ``"haproxy"``.
+    :param declaration: from :meth:`concurdeploy.targeting.Service.for_host` (what ``push``
+        uses); None = :func:`declaration_of` the host's merged vars (a host taken by itself).
     :raises ServiceError: the declaration is wrong (names file, line and key).
     :raises TemplateFailed: a ``{{ }}`` value or a template cannot be rendered for this host.
     """
     cache = {} if cache is None else cache
-    files = host.vars.get("files")
+    decl = declaration if declaration is not None else declaration_of(host, service)
+    values, origins = decl.values, decl.origins
+    files = values.get("files")
     if files is None:
-        raise _err(f"host {host.name} has no 'files' var: declare the service's files in its "
-                   f"group's vars (files: [{{src: ..., dest: ...}}])", host=host)
+        raise _err(f"host {host.name} has no 'files': declare the service's files in its group's "
+                   f"vars (files: [{{src: ..., dest: ...}}])", origin=host.source)
     if not isinstance(files, list) or not files:
-        raise _err("'files' must be a non-empty list of {src, dest} entries", host=host)
-    hv = resolve_vars({**host.vars, "project_dir": project_dir})
-    specs = [_entry(e, i, host, hv, project_dir, cache) for i, e in enumerate(files)]
+        raise _decl_err(decl, "files", "'files' must be a non-empty list of {src, dest} entries")
+    hv = _template_vars(host, decl, project_dir)
+    specs = [_entry(e, i, origins.get("files"), hv, project_dir, cache) for i, e in enumerate(files)]
     dests = [f.dest for f in specs]
     dup = next((d for d in dests if dests.count(d) > 1), None)
     if dup:
-        raise _err(f"destination {dup} is declared twice for host {host.name}", host=host)
-    reload = host.vars.get("reload")
+        raise _err(f"destination {dup} is declared twice for host {host.name}", origin=origins.get("files"))
+    reload = values.get("reload")
     if reload is not None:
         if not isinstance(reload, str):
-            raise _err("reload must be a shell command string", host=host)
+            raise _decl_err(decl, "reload", "reload must be a shell command string")
         reload = _render(reload, hv, "reload")
-    healthcheck = host.vars.get("healthcheck")
+    healthcheck = values.get("healthcheck")
     if healthcheck is not None and not isinstance(healthcheck, str):
-        raise _err("healthcheck must be a shell command string", host.vars, "healthcheck", host=host)
+        raise _decl_err(decl, "healthcheck", "healthcheck must be a shell command string")
     return PushJob(tuple(specs), reload or None, check, diff=diff, become=become_of(host),
                    healthcheck=_render(healthcheck, hv, "healthcheck") if healthcheck else None,
-                   backups=_number(host, "backups", 3, int),
-                   lock_timeout=_number(host, "lock_timeout", 30.0, float),
+                   backups=_number(decl, "backups", 3, int),
+                   lock_timeout=_number(decl, "lock_timeout", 30.0, float),
                    secrets=secret_values(host), service=service)
 
 
@@ -280,8 +402,9 @@ def put_job(host: Host, project_dir: str, src: str, dest: str, mode: str | None 
     if validate:
         entry["validate"] = validate
     hv = resolve_vars({**host.vars, "project_dir": project_dir})
-    spec = _entry(entry, 0, host, hv, project_dir, {} if cache is None else cache)
+    spec = _entry(entry, 0, "the command line", hv, project_dir, {} if cache is None else cache)
+    decl = declaration_of(host)  # put is no service: its settings are the host's merged vars
     return PushJob((spec,), None, check, diff=diff, become=become_of(host),
-                   backups=_number(host, "backups", 3, int),
-                   lock_timeout=_number(host, "lock_timeout", 30.0, float),
+                   backups=_number(decl, "backups", 3, int),
+                   lock_timeout=_number(decl, "lock_timeout", 30.0, float),
                    secrets=secret_values(host), service="put")

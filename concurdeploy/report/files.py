@@ -37,9 +37,11 @@ This module imports no SSH code.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import socket
 import tempfile
 from collections import Counter
@@ -138,18 +140,41 @@ def to_dict(record: RunRecord) -> dict:
     }
 
 
+def _target(path) -> tuple[str, bool]:
+    """Where a report for ``path`` goes: ``(file, stream)``. ``stream`` is True for an existing
+    path that is not a regular file (``/dev/stdout``, a FIFO, a character device): it is
+    written through, never replaced. A symlink to a regular file is followed, so that the
+    link stays and its target gets the report."""
+    path = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(path)  # follows symlinks
+    except (FileNotFoundError, NotADirectoryError):  # missing (or under a file: the probe says so)
+        return path, False
+    except OSError:
+        return path, True  # e.g. a dangling /proc link: let the open say why
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+    if not stat.S_ISREG(st.st_mode):
+        return path, True
+    return os.path.realpath(path), False
+
+
 def _atomic_write(path, data: bytes, what: str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + ``os.replace``.
+    """Write ``data`` to ``path``: a regular file (or a new one) through a temporary file in the
+    same directory + ``os.replace`` (missing parent folders created); an existing device,
+    FIFO or ``/dev/stdout`` written through as it is (see :func:`_target`).
 
     :raises UsageError: the file or its directory cannot be written (the message names it).
     """
-    path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
     tmp = None
     try:
+        path, stream = _target(path)
+        if stream:
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{path} is a directory")
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -161,7 +186,7 @@ def _atomic_write(path, data: bytes, what: str) -> None:
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise UsageError(f"cannot write the {what} {path}: {e.strerror or e}") from e
+        raise UsageError(f"cannot write the {what} {os.fspath(path)}: {e.strerror or e}") from e
     finally:
         if tmp is not None:
             try:
@@ -171,23 +196,34 @@ def _atomic_write(path, data: bytes, what: str) -> None:
 
 
 def check_writable(path) -> None:
-    """Fail now, before any host is touched, if a report could not be written to ``path``
-    (it is a directory, or its directory cannot be created or written).
+    """Fail now, before any host is touched, if a report could not be written to ``path``:
+    the same rules as the write (:func:`_target`), probed without leaving anything behind
+    (no folder is created; a temporary file is created and removed in the nearest existing
+    folder).
 
     :raises UsageError: names the path and the reason.
     """
-    path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
+    shown = os.fspath(path)
     try:
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"{path} is a directory")
-        os.makedirs(parent, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".concurdeploy-probe-")
+        target, stream = _target(path)
+        if stream:
+            if not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, "not writable", target)
+            return
+        folder = os.path.dirname(target)
+        for _ in range(target.count(os.sep) + 1):  # bounded: one step per path level
+            if os.path.lexists(folder) or folder == os.path.dirname(folder):
+                break
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, "is not a folder", folder)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".concurdeploy-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UsageError(f"cannot write a report to {path}: {e.strerror or e}; "
-                         f"nothing was touched") from None
+        where = f" ({e.filename})" if e.filename and e.filename != shown else ""
+        raise UsageError(f"cannot write a report to {shown}: {e.strerror or e}{where}; give a path "
+                         f"in a writable folder; nothing was touched") from None
 
 
 def write_json(path, record: RunRecord) -> None:

@@ -464,3 +464,99 @@ def test_project_task_exit_1_when_a_host_fails(fleet):
     res = f.run("-P", "2", "seed", "haproxy", "--dest", str(f.project / "seeded" / "{host}.cfg"))
     assert res.returncode == 1, res.stdout + res.stderr
     assert status_lines(res.stdout) == {"h1": "changed", "h2": "unreachable"}
+
+
+# ---------------------------------------------------------------------------- CLI edge review (issue 11 follow-up)
+
+@pytest.fixture
+def sandbox_project(tmp_path) -> Path:
+    """A project of its own: an empty tasks.py, the sandbox inventory (four hosts whose files
+    land under ``.sandbox/<host>/``) and the haproxy file. No sshd needed: the sandbox is the host."""
+    project = tmp_path / "sandbox-project"
+    (project / "inventories").mkdir(parents=True)
+    shutil.copy(REPO / "inventories" / "sandbox.yaml", project / "inventories" / "sandbox.yaml")
+    (project / "files" / "haproxy").mkdir(parents=True)
+    shutil.copy(REPO / "files" / "haproxy" / "haproxy.cfg", project / "files" / "haproxy" / "haproxy.cfg")
+    (project / "tasks.py").write_text("")
+    return project
+
+
+def cd_run(project: Path, *args: str, env: dict | None = None):
+    """``concurdeploy ARGS`` as a subprocess in ``project``."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "concurdeploy", *args], cwd=project, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def pushed(project: Path, host: str) -> bool:
+    """Whether ``host`` received the haproxy file (a real push, not check mode)."""
+    return (project / ".sandbox" / host / "etc" / "haproxy" / "haproxy.cfg").exists()
+
+
+def test_double_dash_is_refused_and_the_push_does_not_happen(sandbox_project):
+    p = sandbox_project
+    assert_usage_error(cd_run(p, "push", "haproxy", "-l", "lb3", "--", "--check"),
+                       "concurdeploy takes nothing after '--'", "'--check'")
+    assert not pushed(p, "lb3")
+    assert_usage_error(cd_run(p, "run", "haproxy", "echo a", "--", "echo b"), "'echo b'")
+    both = cd_run(p, "run", "haproxy", "echo a; echo b", "-l", "lb1")  # the way to say it
+    assert both.returncode == 0 and "lb1 | a" in both.stdout and "lb1 | b" in both.stdout, both.stderr
+    check = cd_run(p, "push", "haproxy", "-l", "lb3", "--check")
+    assert check.returncode == 0 and "(check mode)" in check.stdout and not pushed(p, "lb3"), check.stderr
+    real = cd_run(p, "push", "haproxy", "-l", "lb3")  # the control: a push is seen where it happens
+    assert real.returncode == 0 and pushed(p, "lb3"), real.stdout + real.stderr
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["-V"], "-V (--version) is an option of concurdeploy itself"),
+    (["--list"], "--list is an option of concurdeploy itself: type it before the task name"),
+    (["--complete"], "--complete is an option of concurdeploy itself"),
+    (["--print-config"], "--print-config is an option of concurdeploy itself"),
+    (["-c", "other"], "-c (--collection)"),
+    (["-D", "1"], "-D (--list-depth)"),
+    (["-F", "json"], "--ssh-config 'json': no such file"),  # -F after push is --ssh-config
+    (["-l"], "-l/--limit needs a value"),
+    (["-P2", "-P3"], "--forks given twice"),
+    (["--ssh-config="], "--ssh-config is empty"),
+    (["--scheduler", "foo"], "--scheduler is for --executor dask"),
+    (["-P", "1e3"], "--forks must be a whole number"),
+])
+def test_after_the_task_name_nothing_is_swallowed(sandbox_project, flags, needle):
+    assert_usage_error(cd_run(sandbox_project, "push", "haproxy", "-l", "lb1", *flags), needle)
+    assert not (sandbox_project / ".sandbox").exists()  # not even the sandbox was started
+
+
+def test_before_the_task_name_named_roots_bad_files_and_clusters(sandbox_project):
+    p = sandbox_project
+    assert_usage_error(cd_run(p, "-r", "/nonexistent", "push", "haproxy", "-C", "-l", "lb1"),
+                       "-r/--search-root /nonexistent: no such folder")
+    assert_usage_error(cd_run(p, "-c", "nonexistent", "push", "haproxy", "-C"), "-c/--collection 'nonexistent'")
+    assert_usage_error(cd_run(p, "-F", "/nonexistent", "push", "haproxy"), "--ssh-config '/nonexistent'")
+    assert_usage_error(cd_run(p, "push", "haproxy", env={"CONCURDEPLOY_INVENTORY": ""}),
+                       "CONCURDEPLOY_INVENTORY is empty")
+    assert_usage_error(cd_run(p, "--print-config", env={"CONCURDEPLOY_FORKS": "abc"}),
+                       "CONCURDEPLOY_FORKS must be a number, not 'abc'")
+    (p / "concurdeploy.yaml").write_text("forks: 3\nforsk: 4\n")
+    assert_usage_error(cd_run(p, "push", "haproxy"), "concurdeploy.yaml:2: unknown setting 'forsk'", "'forks'")
+    (p / "concurdeploy.yaml").unlink()
+    assert_usage_error(cd_run(p, "-wC", "push", "haproxy"), "-w/--warn-only")
+    debug = cd_run(p, "-d", "push", "haproxy")
+    assert_usage_error(debug, "-d/--debug")
+    assert not (p / ".sandbox").exists()
+    quiet_dry = cd_run(p, "-qR", "push", "haproxy", "-l", "lb1")  # -q the task's, -R invoke's --dry
+    assert quiet_dry.returncode == 0, quiet_dry.stdout + quiet_dry.stderr
+    assert "--dry taken as --check" in quiet_dry.stderr and not pushed(p, "lb1")
+    helped = cd_run(p, "-i", "inventories", "--help", "push")
+    assert helped.returncode == 0 and helped.stdout.startswith("Usage: concurdeploy push SERVICE"), helped.stderr
+
+
+def test_core_options_before_the_task_name_still_work(sandbox_project):
+    p = sandbox_project
+    for args, needle in ((["--version"], "concurdeploy "), (["--list"], "push"), (["--help"], "Core options"),
+                         (["--print-config"], "forks: 50"), (["--complete", "--", "concurdeploy", "pu"], "push"),
+                         (["--print-completion-script", "bash"], "complete")):
+        res = cd_run(p, *args)
+        assert res.returncode == 0 and needle in res.stdout, (args, res.stdout, res.stderr)
+    assert not (p / ".sandbox").exists()

@@ -143,7 +143,7 @@ def test_unwritable_report_path_is_refused_before_any_host_is_touched(fleet):
     f = fleet(1)
     (f.project / "adir").mkdir()
     res = f.run("push", "haproxy", "--report-json", str(f.project / "adir"))
-    assert res.returncode == 2 and "is a directory" in res.stderr and "nothing was touched" in res.stderr
+    assert res.returncode == 2 and "it is a folder" in res.stderr and "nothing was touched" in res.stderr
     assert not f.dest("h1").exists()
 
 

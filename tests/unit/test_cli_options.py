@@ -40,6 +40,6 @@ def test_defaults_without_any_file(tmp_path, monkeypatch):
 
 
 def test_a_bad_config_value_is_a_usage_error_naming_the_key(tmp_path, monkeypatch):
-    (tmp_path / "concurdeploy.yaml").write_text("host_key_policy: maybe\n")
-    with pytest.raises(UsageError, match="^host_key_policy must be strict, accept-new or off.*concurdeploy.yaml"):
-        options_from(_context(tmp_path, monkeypatch))
+    (tmp_path / "concurdeploy.yaml").write_text("forks: 3\nhost_key_policy: maybe\n")
+    with pytest.raises(UsageError, match=r"concurdeploy.yaml:2: host_key_policy must be strict, accept-new or off"):
+        _context(tmp_path, monkeypatch)  # checked as the file is read, with its line

@@ -3,7 +3,11 @@ conflicting vars), each pointing at file, line and key."""
 
 from __future__ import annotations
 
-from tests.unit.inventory_helpers import assert_points_at, load_error, load_text
+from concurdeploy.inventory import load, where
+from concurdeploy.inventory.builder import Builder
+from concurdeploy.inventory.model import YamlMapping
+from tests.unit.inventory_helpers import assert_points_at, load_error, load_text, write
+from tests.unit.test_inventory_listing import ansible_agrees
 
 
 # --------------------------------------------------------------------------- structural errors
@@ -143,20 +147,23 @@ def test_all_as_a_child_is_a_cycle(tmp_path):
     assert "all -> web -> all" in str(err)
 
 
-def test_host_defined_twice_with_conflicting_vars(tmp_path):
-    err = load_error(tmp_path, """\
+def test_host_defined_twice_merges_vars_later_wins(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
         all:
           children:
             web:
               hosts:
-                web1: {port: 22}
+                web1: {port: 22, color: red, only_first: 1}
             prod:
               hosts:
-                web1: {port: 2222}
+                web1: {port: 2222, color: blue}
         """)
-    assert_points_at(err, "inv.yaml", 8, "port")
-    assert "inv.yaml:5" in str(err)   # the other place
-    assert "host 'web1'" in str(err)
+    inv = load(path)
+    web1 = inv.hosts["web1"]
+    assert web1.vars["port"] == 2222 and web1.vars["color"] == "blue" and web1.vars["only_first"] == 1
+    assert where(web1.vars, "color") == (str(path), 8)
+    assert web1.source == f"{path}:5"           # first definition
+    ansible_agrees(path)
 
 
 def test_host_defined_twice_with_same_vars_is_fine(tmp_path):
@@ -181,10 +188,10 @@ def test_top_level_must_be_a_mapping(tmp_path):
     assert "mapping of groups" in str(err)
 
 
-def test_ini_inventory_is_rejected_clearly(tmp_path):
-    err = load_error(tmp_path, "[web]\nweb1\n", name="hosts.yml")
-    assert err.path.endswith("hosts.yml")
-    assert "not INI" in str(err) or "malformed YAML" in str(err)
+def test_ini_inventory_in_a_yml_file_is_read_as_ansible_reads_it(tmp_path):
+    inv = load_text(tmp_path, "[web]\nweb1\n", name="hosts.yml")
+    assert inv.hosts["web1"].groups == ("all", "web")
+    ansible_agrees(tmp_path / "hosts.yml")
 
 
 def test_empty_file(tmp_path):
@@ -202,19 +209,22 @@ def test_top_level_hosts_key_asks_for_all(tmp_path):
     assert "starts with 'all:'" in str(err)
 
 
-def test_group_vars_conflict_in_one_file(tmp_path):
-    err = load_error(tmp_path, """\
+def test_group_defined_twice_merges_vars_later_wins(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
         all:
           children:
             web:
-              vars: {color: red}
+              vars: {color: red, size: 1}
+              hosts: {w1: }
             prod:
               children:
                 web:
                   vars: {color: blue}
         """)
-    assert_points_at(err, "inv.yaml", 8, "color")
-    assert "inv.yaml:4" in str(err) and "group 'web'" in str(err)
+    inv = load(path)
+    assert inv.hosts["w1"].vars["color"] == "blue" and inv.hosts["w1"].vars["size"] == 1
+    assert inv.hosts["w1"].origins["color"] == f"group web ({path}:9)"
+    ansible_agrees(path)
 
 
 def test_group_containing_itself_through_a_yaml_alias(tmp_path):
@@ -227,3 +237,154 @@ def test_group_containing_itself_through_a_yaml_alias(tmp_path):
         """)
     assert_points_at(err, "inv.yaml", 5, "b")
     assert "YAML alias" in str(err)
+
+
+# --------------------------------------------------------------------------- Ansible's rules (issue #12)
+
+def test_group_priority_orders_groups_of_the_same_depth(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
+        all:
+          children:
+            alpha:
+              vars: {ansible_group_priority: 10, color: alpha}
+              hosts: {h1: }
+            beta:
+              vars: {color: beta}
+              hosts: {h1: }
+            deep:
+              children:
+                deeper:
+                  vars: {color: deeper}
+                  hosts: {h2: }
+            zeta:
+              vars: {ansible_group_priority: 99, color: zeta}
+              hosts: {h2: }
+        """)
+    inv = load(path)
+    assert inv.hosts["h1"].vars["color"] == "alpha"      # priority 10 beats beta's default 1
+    assert inv.hosts["h1"].groups == ("all", "beta", "alpha")
+    assert inv.hosts["h2"].vars["color"] == "deeper"     # depth first, whatever the priority
+    assert inv.group("alpha").priority == 10 and "ansible_group_priority" not in inv.group("alpha").vars
+    ansible_agrees(path)
+
+
+def test_group_priority_must_be_an_integer(tmp_path):
+    err = load_error(tmp_path, """\
+        all:
+          children:
+            web:
+              vars:
+                ansible_group_priority: high
+        """)
+    assert_points_at(err, "inv.yaml", 5, "ansible_group_priority")
+
+
+def test_host_and_group_with_the_same_name_are_refused(tmp_path):
+    err = load_error(tmp_path, """\
+        all:
+          children:
+            db:
+              hosts:
+                web1:
+            web:
+              hosts:
+                db:
+        """)
+    assert_points_at(err, "inv.yaml", 8, "db")
+    assert "inv.yaml:3" in str(err) and "names both a host" in str(err)
+
+
+def test_host_named_like_a_built_in_group_is_refused(tmp_path):
+    err = load_error(tmp_path, "all:\n  hosts:\n    ungrouped:\n")
+    assert_points_at(err, "inv.yaml", 3, "ungrouped")
+    assert "built in" in str(err)
+
+
+def test_top_level_group_listed_as_a_child_is_not_a_child_of_all(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
+        web:
+          hosts: w1
+        prod:
+          children: web
+        all:
+          children:
+            db:
+              hosts: {d1: }
+        """)
+    inv = load(path)
+    assert inv.group("all").children == ("ungrouped", "db", "prod")
+    assert inv.hosts["w1"].groups == ("all", "prod", "web")
+    ansible_agrees(path)
+
+
+def test_ungrouped_order_explicit_first(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
+        all:
+          hosts:
+            a:
+            c:
+          children:
+            ungrouped:
+              hosts:
+                b:
+                a:
+        """)
+    assert load(path).group("ungrouped").hosts == ("b", "a", "c")
+    ansible_agrees(path)
+
+
+def test_group_vars_and_host_vars_files_layers(tmp_path):
+    """Ansible's VARIABLE_PRECEDENCE: every group's inventory vars < group_vars files (all first)
+    < the host's inventory vars < host_vars files."""
+    path = write(tmp_path, "inv.yaml", """\
+        all:
+          children:
+            web:
+              vars: {a: web-inv, b: web-inv}
+              hosts:
+                w1: {c: host-inv, d: host-inv}
+        """)
+    builder = Builder()
+    builder.add_document(load_yaml(path), str(path))
+
+    def located(**values):
+        mapping = YamlMapping.at("gv.yml", 1)
+        for key, value in values.items():
+            mapping.put(key, value, ("gv.yml", 2))
+        return mapping
+
+    builder.add_group_vars_file("all", located(a="all-file", c="all-file"), "gv.yml")
+    builder.add_group_vars_file("web", located(b="web-file"), "gv.yml")
+    builder.add_group_vars_file("nosuchgroup", located(a="ignored"), "gv.yml")
+    builder.add_host_vars_file("w1", located(d="host-file"), "gv.yml")
+    builder.add_host_vars_file("nosuchhost", located(d="ignored"), "gv.yml")
+    w1 = builder.build(str(path), (str(path),)).hosts["w1"]
+    assert (w1.vars["a"], w1.vars["b"], w1.vars["c"], w1.vars["d"]) == ("all-file", "web-file", "host-inv",
+                                                                         "host-file")
+    assert w1.origins["a"] == "group_vars all (gv.yml:2)"
+
+
+def load_yaml(path):
+    from concurdeploy.inventory.yaml import read_yaml
+
+    return read_yaml(str(path))
+
+
+def test_empty_file_beside_another_defines_nothing(tmp_path):
+    write(tmp_path, "inv/a.yml", "all:\n  hosts: {h1: }\n")
+    write(tmp_path, "inv/b.yml", "# nothing yet\n")
+    assert list(load(tmp_path / "inv").hosts) == ["h1"]
+    ansible_agrees(tmp_path / "inv")
+
+
+def test_group_priority_in_a_group_vars_file_is_a_plain_var(tmp_path):
+    path = write(tmp_path, "inv.yaml", "all:\n  children:\n    alpha:\n      hosts: {h: }\n      vars: {c: alpha}\n"
+                                       "    beta:\n      hosts: {h: }\n      vars: {c: beta}\n")
+    builder = Builder()
+    builder.add_document(load_yaml(path), str(path))
+    mapping = YamlMapping.at("alpha.yml", 1)
+    mapping.put("ansible_group_priority", 9, ("alpha.yml", 1))
+    builder.add_group_vars_file("alpha", mapping, "alpha.yml")
+    inv = builder.build(str(path), (str(path),))
+    assert inv.group("alpha").priority == 1                      # as Ansible: no effect on the order
+    assert inv.hosts["h"].vars["c"] == "beta" and inv.hosts["h"].raw_vars["ansible_group_priority"] == 9

@@ -9,7 +9,8 @@ import pickle
 import pytest
 
 from concurdeploy.exceptions import InventoryError, NoHostsMatched, UnknownGroup, UsageError
-from concurdeploy.inventory import Group, Host, YamlMapping, where
+from concurdeploy.inventory import Group, Host, Unsafe, YamlMapping, where
+from concurdeploy.inventory.model import precedence_order
 from tests.unit.inventory_helpers import NESTED, load_error, load_text
 
 
@@ -336,3 +337,17 @@ def test_unknown_group_pickles(tmp_path):
     copy = pickle.loads(pickle.dumps(info.value))
     assert type(copy) is UnknownGroup
     assert str(copy) == str(info.value)
+
+
+def test_host_with_raw_vars_and_unsafe_pickles(tmp_path):
+    inv = load_text(tmp_path, "all:\n  hosts:\n    h1: {ansible_port: 2222, m: !unsafe '{{ x }}'}\n")
+    copy = pickle.loads(pickle.dumps(inv.hosts["h1"]))
+    assert copy == inv.hosts["h1"]
+    assert copy.raw_vars == {"ansible_port": 2222, "m": "{{ x }}"} and isinstance(copy.raw_vars["m"], Unsafe)
+    assert copy.vars["port"] == 2222 and "ansible_port" not in copy.vars
+
+
+def test_precedence_order_depth_then_priority_then_name():
+    depth = {"all": 0, "a": 1, "b": 1, "c": 2}
+    assert precedence_order(["c", "b", "a", "all"], depth) == ("all", "a", "b", "c")
+    assert precedence_order(["c", "b", "a", "all"], depth, {"a": 5}) == ("all", "b", "a", "c")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.inventory_helpers import assert_points_at, load_error, load_text
+from concurdeploy.inventory import load
+from tests.unit.inventory_helpers import assert_points_at, load_error, load_text, write
+from tests.unit.test_inventory_listing import ansible_agrees
 
 
 # --------------------------------------------------------------------------- aliases and types
@@ -147,3 +149,115 @@ def test_other_vars_are_free_form(tmp_path):
               when: 2024-01-02
         """)
     assert inv.hosts["h1"].vars["anything"] == [1, "two", {"three": 3}]
+
+
+# --------------------------------------------------------------------------- Ansible's connection vars (issue #12)
+
+def test_legacy_ssh_spellings_and_become_are_mapped(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
+        all:
+          vars:
+            ansible_become: "yes"
+            ansible_become_user: postgres
+            ansible_become_method: sudo
+            ansible_connection: paramiko
+            ansible_python_interpreter: /usr/bin/python3
+          hosts:
+            h1:
+              ansible_ssh_host: 192.0.2.5
+              ansible_ssh_port: "2222"
+              ansible_ssh_user: admin
+              ansible_ssh_private_key_file: /keys/id
+              ansible_ssh_timeout: 7
+              ansible_host_key_checking: false
+        """)
+    inv = load(path)
+    v = inv.hosts["h1"].vars
+    assert (v["host"], v["port"], v["user"], v["key_file"]) == ("192.0.2.5", 2222, "admin", "/keys/id")
+    assert (v["become"], v["become_user"], v["connection"]) == (True, "postgres", "ssh")
+    assert v["connect_timeout"] == 7 and v["host_key_policy"] == "off"
+    assert v["ansible_python_interpreter"] == "/usr/bin/python3"      # ignored on purpose, harmless
+    assert not any(k in v for k in ("ansible_ssh_host", "ansible_become", "ansible_connection"))
+    assert inv.hosts["h1"].origins["host"] == f"host h1 ({path}:10)"
+    raw = inv.hosts["h1"].raw_vars
+    assert raw["ansible_ssh_port"] == "2222" and raw["ansible_become"] == "yes"  # as written, for --list
+    ansible_agrees(path)
+
+
+def test_two_ansible_spellings_with_different_values_are_refused(tmp_path):
+    err = load_error(tmp_path, """\
+        all:
+          vars:
+            ansible_host: 192.0.2.1
+          hosts:
+            h1:
+              ansible_ssh_host: 192.0.2.2
+        """)
+    assert_points_at(err, "inv.yaml", 6, "ansible_ssh_host")
+    assert "inv.yaml:3" in str(err) and "Ansible would take 'ansible_ssh_host'" in str(err)
+
+
+def test_two_ansible_spellings_with_the_same_value_are_fine(tmp_path):
+    inv = load_text(tmp_path, "all:\n  vars: {ansible_user: u}\n  hosts:\n    h1: {ansible_ssh_user: u}\n")
+    assert inv.hosts["h1"].vars["user"] == "u"
+
+
+def test_host_and_port_templates_are_rendered_from_the_host_vars(tmp_path):
+    path = write(tmp_path, "inv.yaml", """\
+        all:
+          vars:
+            domain: example
+            ansible_host: "{{ inventory_hostname_short }}.{{ site }}.{{ domain }}"
+            ansible_port: "{{ base_port + 1 }}"
+            base_port: 2221
+          hosts:
+            web1.internal: {site: "{{ region }}-1", region: eu}
+            web2: {site: us, ansible_host: !unsafe "{{ literal }}"}
+        """)
+    inv = load(path)
+    assert inv.hosts["web1.internal"].vars["host"] == "web1.eu-1.example"
+    assert inv.hosts["web1.internal"].vars["port"] == 2222
+    assert inv.hosts["web2"].vars["host"] == "{{ literal }}"    # !unsafe: never rendered
+    assert inv.hosts["web1.internal"].raw_vars["ansible_host"].startswith("{{ inventory_hostname_short }}")
+    ansible_agrees(path)
+
+
+def test_template_with_an_undefined_var_is_refused_at_its_line(tmp_path):
+    err = load_error(tmp_path, """\
+        all:
+          hosts:
+            h1:
+              ansible_host: "{{ nowhere }}.example"
+        """)
+    assert_points_at(err, "inv.yaml", 4, "ansible_host")
+    assert "'nowhere' is undefined" in str(err)
+
+
+def test_template_rendering_a_bad_port_is_refused(tmp_path):
+    err = load_error(tmp_path, "all:\n  vars: {p: x}\n  hosts:\n    h1: {ansible_port: '{{ p }}'}\n")
+    assert_points_at(err, "inv.yaml", 4, "ansible_port")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("ansible_become_method", "su", "sudo only"),
+    ("ansible_ssh_common_args", "'-o ProxyCommand=\"ssh -W %h:%p bastion\"'", "jump var"),
+    ("ansible_ssh_extra_args", "-4", "cannot be passed through"),
+    ("ansible_become_flags", "-H", "own flags"),
+    ("ansible_connection", "sandbox", "connection: sandbox"),
+    ("ansible_become", "maybe", "boolean"),
+    ("ansible_host_key_checking", "sometimes", "boolean"),
+    ("ansible_private_key", "KEYDATA", "key_env"),
+    ("ansible_ssh_private_key_passphrase", "x", "passphrase_env"),
+])
+def test_unsupported_ansible_vars_are_refused_at_their_line(tmp_path, key, value, expected):
+    err = load_error(tmp_path, f"all:\n  children:\n    web:\n      vars:\n        {key}: {value}\n")
+    assert_points_at(err, "inv.yaml", 5, key)
+    assert expected in str(err)
+    if "KEYDATA" in value:
+        assert value not in str(err)
+
+
+def test_local_connection_is_kept_for_the_run_to_refuse(tmp_path):
+    inv = load_text(tmp_path, "all:\n  hosts:\n    localhost: {ansible_connection: local}\n")
+    assert inv.hosts["localhost"].vars["connection"] == "local"
+    assert inv.hosts["localhost"].origins["connection"].startswith("host localhost (")

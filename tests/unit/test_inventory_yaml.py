@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from concurdeploy.inventory import where
+from concurdeploy.inventory import Unsafe, where
 from tests.unit.inventory_helpers import NESTED, assert_points_at, load_error, load_text
 
 
@@ -107,3 +107,47 @@ def test_host_vars_behave_as_plain_dicts(tmp_path):
     assert json.loads(json.dumps(vars_)) == dict(vars_)
     assert yaml.safe_load(yaml.safe_dump(vars_)) == dict(vars_)
     assert vars_ == dict(vars_)
+
+
+# --------------------------------------------------------------------------- Ansible's tags (issue #12)
+
+VAULTED = """\
+all:
+  hosts:
+    h1:
+      ansible_become_password: !vault |
+          $ANSIBLE_VAULT;1.1;AES256
+          62313365396662343061393464336163383764373764613633653634306231386433626436623361
+"""
+
+
+def test_vault_value_is_refused_at_its_line_with_the_env_var_to_use(tmp_path):
+    err = load_error(tmp_path, VAULTED)
+    assert_points_at(err, "inv.yaml", 4, "ansible_become_password")
+    assert "encrypted with ansible-vault: not supported" in str(err)
+    assert "become_password_env" in str(err)
+    assert "malformed YAML" not in str(err) and "6231336539" not in str(err)
+
+
+def test_vault_value_inside_a_list_is_refused_at_its_line(tmp_path):
+    err = load_error(tmp_path, "all:\n  vars:\n    tokens:\n      - plain\n      - !vault |\n"
+                               "          $ANSIBLE_VAULT;1.1;AES256\n          6231\n")
+    assert err.path.endswith("inv.yaml") and err.line == 5
+    assert "ansible-vault" in str(err)
+
+
+def test_unsafe_value_is_a_literal_string(tmp_path):
+    inv = load_text(tmp_path, "all:\n  hosts:\n    h1:\n      motd: !unsafe '{{ not a template }}'\n")
+    value = inv.hosts["h1"].vars["motd"]
+    assert value == "{{ not a template }}" and isinstance(value, Unsafe)
+    assert json.loads(json.dumps(inv.hosts["h1"].vars))["motd"] == "{{ not a template }}"
+
+
+def test_unsafe_on_a_list_is_refused(tmp_path):
+    err = load_error(tmp_path, "all:\n  vars:\n    x: !unsafe [a, b]\n")
+    assert err.line == 3 and "!unsafe marks a string" in str(err)
+
+
+def test_unknown_tag_is_refused_not_malformed(tmp_path):
+    err = load_error(tmp_path, "all:\n  vars:\n    x: !encrypted abc\n")
+    assert err.line == 3 and "unknown YAML tag '!encrypted'" in str(err)

@@ -265,3 +265,42 @@ def test_template_syntax_error_names_template_and_line(project):
     """)
     with pytest.raises(TemplateFailed, match=r"files/bad\.j2 line 3"):
         push_job(h, str(project))
+
+
+# ---------------------------------------------------------------------------- the service's declaration
+
+def test_declaration_errors_point_at_the_line_the_service_key_was_read_from(project):
+    from concurdeploy.targeting import Service
+
+    inv = inventory(project, """
+        haproxy:
+          hosts: {lb1: }
+          vars:
+            files: [{src: files/haproxy.cfg, dest: /etc/h.cfg}]
+            reload: [not, a, string]
+            backups: -1
+        web:
+          hosts: {lb1: {backups: 2}}
+          vars: {files: [{src: files/haproxy.cfg, dest: /etc/w.cfg}], reload: 7}
+    """)
+    h = inv.hosts["lb1"]
+    with pytest.raises(ServiceError) as info:
+        push_job(h, str(project), service="haproxy", declaration=Service(inv, "haproxy").for_host(h))
+    assert (info.value.line, info.value.key) == (line_of(project, "reload: [not"), "reload")
+    with pytest.raises(ServiceError) as info:   # web's own reload, not haproxy's
+        push_job(h, str(project), service="web", declaration=Service(inv, "web").for_host(h))
+    assert (info.value.line, info.value.key) == (line_of(project, "reload: 7"), "reload")
+
+
+def test_push_job_without_a_declaration_uses_the_hosts_scoped_override(project):
+    h = host(project, """
+        haproxy:
+          hosts:
+            lb1:
+              services: {haproxy: {reload: reload-lb1, backups: 1}}
+          vars:
+            files: [{src: files/haproxy.cfg, dest: /etc/h.cfg}]
+            reload: reload-group
+    """)
+    job = push_job(h, str(project), service="haproxy")
+    assert (job.reload, job.backups, job.service) == ("reload-lb1", 1, "haproxy")

@@ -1,0 +1,78 @@
+"""Where a report goes: a regular file is replaced atomically, a symlink keeps pointing at its
+(updated) target, a device or a FIFO is written through and never replaced; the up-front
+probe refuses what the write would fail on, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from concurdeploy.exceptions import UsageError
+from concurdeploy.records import HostResult, RunRecord, Status
+from concurdeploy.report import files as reports
+
+
+def _record() -> RunRecord:
+    return RunRecord("concurdeploy push haproxy", "2026-12-02T00:00:00.000Z", "2026-12-02T00:00:01.000Z",
+                     (HostResult("lb1", Status.OK),), None, 0)
+
+
+def test_a_regular_file_is_replaced_and_missing_folders_created(tmp_path):
+    path = tmp_path / "a" / "b" / "run.json"
+    reports.check_writable(path)
+    assert not (tmp_path / "a").exists()  # the probe creates nothing
+    reports.write_json(path, _record())
+    assert '"lb1"' in path.read_text()
+    assert sorted(os.listdir(path.parent)) == ["run.json"]  # no temporary file left
+
+
+def test_a_symlink_is_kept_and_its_target_gets_the_report(tmp_path):
+    target = tmp_path / "target.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    reports.check_writable(link)
+    reports.write_json(link, _record())
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert '"lb1"' in target.read_text()
+
+
+def test_a_character_device_is_written_through_not_replaced():
+    reports.check_writable("/dev/null")
+    reports.write_junit("/dev/null", _record())
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_fifo_is_written_through_not_replaced(tmp_path):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    reports.write_json(fifo, _record())
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert b'"lb1"' in got[0]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def _under_a_file(tmp):
+    (tmp / "file").write_text("x")
+    return str(tmp / "file" / "sub" / "r.json")
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda tmp: "/proc/concurdeploy-nope.json", ""),
+    (_under_a_file, "is not a folder"),
+    (lambda tmp: str(tmp), "is a directory"),
+])
+def test_the_probe_refuses_what_the_write_would_fail_on(tmp_path, make, why):
+    path = make(tmp_path)
+    with pytest.raises(UsageError, match="cannot write a report to") as e:
+        reports.check_writable(path)
+    assert why in str(e.value) and "nothing was touched" in str(e.value)
+    with pytest.raises(UsageError):
+        reports.write_json(path, _record())
