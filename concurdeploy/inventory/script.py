@@ -39,7 +39,7 @@ from json import scanner as json_scanner
 
 from concurdeploy.exceptions import InventoryError
 from concurdeploy.inventory.model import Unsafe, YamlMapping, where
-from concurdeploy.inventory.yaml import vault_error
+from concurdeploy.inventory.yaml import read_text, vault_error
 
 __all__ = ["TIMEOUT", "is_script", "parse_json", "read"]
 
@@ -68,11 +68,7 @@ def read(path: str, timeout: float = TIMEOUT):
         label = f"{path} (--list output)"
         data = parse_json(_run(path, ["--list"], timeout), label)
         return _from_script(data, label, lambda host: _host_vars(path, host, timeout))
-    try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InventoryError(f"cannot read inventory file: {err}", path) from None
+    text = read_text(path)
     data = parse_json(text, path)
     if _script_shaped(data):
         return _from_script(data, path, None)

@@ -23,11 +23,20 @@ from concurdeploy.exceptions import InventoryError
 from concurdeploy.inventory.model import Unsafe, YamlMapping
 from concurdeploy.inventory.vars import PLAINTEXT_PASSWORD_VARS
 
-__all__ = ["read_yaml", "vault_error"]
+__all__ = ["read_text", "read_yaml", "vault_error"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VAULT_TAGS = ("!vault", "!vault-encrypted")
 
+
+
+def read_text(path: str) -> str:
+    """The UTF-8 text of inventory file ``path``. :raises InventoryError: unreadable, or not UTF-8."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return stream.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InventoryError(f"cannot read inventory file: {err}", path) from None
 
 def vault_error(path: str | None, line: int | None, key=None) -> InventoryError:
     """The refusal of an ansible-vault encrypted value (``!vault`` in YAML, ``__ansible_vault``
@@ -113,11 +122,7 @@ def read_yaml(path: str):
     :returns: the document (``YamlMapping``, list, scalar, or None if empty).
     :raises InventoryError: unreadable file, malformed YAML (with its line), duplicate key.
     """
-    try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InventoryError(f"cannot read inventory file: {err}", path) from None
+    text = read_text(path)
     loader = _Loader(text, path)
     try:
         return loader.get_single_data()
