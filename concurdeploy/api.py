@@ -408,6 +408,9 @@ class _Streamer:
 def _check_reports(opts: RunOptions) -> None:
     """Refuse the run now, before any host is touched, if a requested report could not be
     written (:func:`concurdeploy.report.files.check_writable`). :raises UsageError:"""
+    if opts.report_json and opts.junit and os.path.abspath(opts.report_json) == os.path.abspath(opts.junit):
+        raise UsageError(f"--report-json and --junit name the same file ({opts.junit}): one would "
+                         f"overwrite the other; give two paths")
     if opts.report_json or opts.junit:
         from concurdeploy.report import files as reports
 

@@ -228,12 +228,12 @@ def check_value(name: str, value: Any, source: str = "flag") -> Any:
         return None
     label, where = _source_label(opt, source), _where(opt, source)
     advice = f": give {opt.advice}" if opt.advice else ""
-    if opt.kind is bool:
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+    if opt.kind is bool:  # a real bool, or its spelling in a file or variable; never "" or 0 or 2
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.strip().lower() in ("1", "true", "yes", "on")
-        if not isinstance(value, (bool, int)):
+        if not isinstance(value, bool):
             raise UsageError(f"{label} must be true or false, not {value!r}{where}")
-        return bool(value)
+        return value
     if isinstance(value, str) and not value.strip(" ,:" if name == "limit" else " "):
         raise UsageError(_empty(opt, label, where))
     if opt.kind in (int, float):

@@ -213,7 +213,20 @@ class Service:
                 f"files: [{{src: ..., dest: ...}}] to group {self.name}'s vars, or push the group "
                 f"that declares the service", path=path or None,
                 line=int(line) if line.isdigit() else None)
-        return Declaration(self.name, values, origins, locations)
+        return Declaration(self.name, values, origins, locations, self._scope_vars(host, others))
+
+    def _scope_vars(self, host: Host, others: list[str]) -> dict:
+        """For ``{{ }}`` in this service's declaration: each var whose merged value comes from
+        ANOTHER service's group (``others``) takes this service's group chain's value instead
+        (parents by depth, then the group), when the chain sets it. Vars of ordinary groups
+        (``eu``) and of the host itself are left as merged."""
+        chain = sorted(self.ancestors, key=lambda g: (len(self.ancestors_of(g)), g)) + [self.name]
+        merged: dict = {}
+        for group in chain:
+            merged.update(self._own(group))
+        labels = tuple(f"{kind} {g} " for g in others for kind in ("group", "group_vars"))
+        return {k: merged[k] for k in host.vars
+                if k in merged and str(host.origins.get(k, "")).startswith(labels)}
 
 
 # --------------------------------------------------------------------------- the sandbox
@@ -250,6 +263,26 @@ def _names(hosts: list[Host], limit: int = 5) -> str:
     return shown + (f", … ({len(hosts) - limit} more)" if len(hosts) > limit else "")
 
 
+def _refuse_overridden_sandbox(inv: Inventory) -> None:
+    """A group declaring ``connection: sandbox`` whose hosts end up with another connection
+    (e.g. a ``group_vars/all.yml`` holding ``ansible_connection: ssh`` beside ``sandbox.yaml``):
+    the sandbox's bare-named hosts would be contacted over SSH by name. :raises InventoryError:"""
+    for group in inv.groups.values():
+        for layer in (group.vars, group.file_vars):
+            if layer.get("connection") != "sandbox":
+                continue
+            for h in inv.hosts_of(group.name):
+                if h.vars.get("connection", "ssh") != "sandbox":
+                    path, line = where(layer, "connection")
+                    raise InventoryError(
+                        f"connection: sandbox set here for group {group.name} is overridden for host "
+                        f"{h.name} by connection {h.vars.get('connection', 'ssh')!r} "
+                        f"({h.origins.get('connection', 'the default')}): the sandbox host would be "
+                        f"contacted over SSH by its bare name; keep the sandbox inventory apart "
+                        f"(remove it, or the file that sets the other connection, from the folder, "
+                        f"or choose one with -i)", path, line, key="connection")
+
+
 def check_sandbox(inv: Inventory) -> None:
     """Refuse an inventory in which the sandbox could stand in for, or touch, a real host.
 
@@ -267,6 +300,7 @@ def check_sandbox(inv: Inventory) -> None:
         host, and which file to remove or which ``-i`` to use. No-op without sandbox hosts.
     """
     hosts = list(inv.hosts.values())
+    _refuse_overridden_sandbox(inv)
     sandboxed = [h for h in hosts if h.vars.get("connection") == "sandbox"]
     if not sandboxed:
         return

@@ -253,6 +253,11 @@ class ConcurdeployProgram(Program):
             raise Exit(f"concurdeploy: a flag has a value of the wrong type ({e}). See "
                        f"'concurdeploy TASK --help'.", code=2)
         self._refuse_remainder()
+        if len(self.tasks) > 1:  # `push a push b`: leading options would reach only the first
+            names = " ".join(ctx.name for ctx in self.tasks)
+            raise Exit(f"concurdeploy: one task per command, not {len(self.tasks)} ({names}): options "
+                       f"typed before the first would not reach the others, and the exit code would "
+                       f"be the last one's; run them one after another (e.g. joined with &&)", code=2)
 
     def _refuse_remainder(self) -> None:
         """Words after ``--`` (invoke's "remainder") are refused unless every task given reads

@@ -53,14 +53,27 @@ PROFILE = "inventory_legacy"
 Mask = Callable[[str, object, set], object]
 
 
+def _json_key(key) -> str:
+    """A mapping key as JSON writes it (``80`` → ``"80"``, ``True`` → ``"true"``), so that keys of
+    mixed types sort as Ansible's output does: as strings."""
+    return key if isinstance(key, str) else json.dumps(key, default=str)
+
+
 def _plain(value):
-    """``value`` with ``Unsafe`` strings as ``{"__ansible_unsafe": ...}`` (json would print them as str)."""
+    """``value`` as Ansible's JSON encoder gives it: ``Unsafe`` strings as
+    ``{"__ansible_unsafe": ...}`` (json would print them as str), every mapping key a string,
+    every set a list (sorted when it can be: a set has no order)."""
     if isinstance(value, Unsafe):
         return {"__ansible_unsafe": str(value)}
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {_json_key(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        try:
+            return [_plain(v) for v in sorted(value)]
+        except TypeError:
+            return sorted((_plain(v) for v in value), key=repr)
     return value
 
 
@@ -112,4 +125,5 @@ def _default(value):
 
 def dumps(inv: Inventory, mask: Mask | None = None) -> str:
     """:func:`ansible_list` as JSON text, formatted as ``ansible-inventory --list`` prints it."""
-    return json.dumps(ansible_list(inv, mask), sort_keys=True, indent=4, ensure_ascii=False, default=_default)
+    return json.dumps(ansible_list(inv, mask), sort_keys=True, indent=4, ensure_ascii=False,
+                      default=_default)

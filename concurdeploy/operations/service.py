@@ -96,12 +96,17 @@ class Declaration:
     :param origins: key -> ``"group haproxy (inv.yaml:12)"``, ``"host lb1 (inv.yaml:4)"`` or
         ``"host lb1 services.haproxy (inv.yaml:6)"`` (for messages).
     :param locations: key -> ``(path, line)`` of the value read (``(None, None)`` if unknown).
+    :param scope_vars: the vars of the service's own group chain (its parents, then the
+        group), which ``{{ }}`` in the declaration sees above the vars other groups give the
+        host (``conf_src`` set by two services: ``push alpha`` renders alpha's); the host's
+        own vars still win.
     """
 
     service: str
     values: dict
     origins: dict
     locations: dict = field(default_factory=dict)
+    scope_vars: dict = field(default_factory=dict)
 
 
 def host_level(host: Host, key: str) -> bool:
@@ -339,9 +344,11 @@ def secret_values(host: Host) -> tuple[str, ...]:
 
 
 def _template_vars(host: Host, decl: Declaration, project_dir: str) -> dict:
-    """The vars ``{{ }}`` sees: the host's merged vars with the service keys replaced by the
-    declaration's (another service's ``reload`` must neither show nor fail to render)."""
-    hv = {k: v for k, v in host.vars.items()
+    """The vars ``{{ }}`` sees: the host's merged vars, then the service's own group chain's
+    (:attr:`Declaration.scope_vars`: a var another service's group also sets is this
+    service's), with the service keys replaced by the declaration's (another service's
+    ``reload`` must neither show nor fail to render)."""
+    hv = {k: v for k, v in {**host.vars, **decl.scope_vars}.items()
           if k not in SERVICE_KEYS and not (k == "services" and isinstance(v, dict))}
     return resolve_vars({**hv, **decl.values, "project_dir": project_dir})
 

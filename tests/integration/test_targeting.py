@@ -205,3 +205,44 @@ def test_sandbox_beside_a_loopback_sshd_inventory_never_stands_in_for_it(fleet):
     res = f.run("push", "web")
     assert res.returncode == 0, res.stdout + res.stderr
     assert haproxy_dest(f, "h1").read_bytes() == HAPROXY_CFG and reload_log(f, "h1") == "reloaded\n"
+
+
+def test_a_templated_declaration_renders_with_its_own_groups_vars(fleet):
+    """A reviewer's case: both services template ``src``/``dest`` from a var that both groups
+    set (``conf_src``); for the host in both, the merged value is the group that sorts last.
+    ``push haproxy`` must render with haproxy's value: haproxy's bytes on the host."""
+    f = fleet(2)
+    (f.project / "files" / "web.cfg").write_bytes(WEB_CFG)
+    hosts = {n: {"host": "127.0.0.1", "port": s.port, "root": str(f.root(n))} for n, s in zip(f.names, f.servers)}
+    entry = {"src": "{{ conf_src }}", "dest": "{{ root }}/etc/{{ conf_name }}", "create_dirs": True}
+    inv = {"all": {"vars": {"key_file": f.key_file, "known_hosts": f.known_hosts, "connect_timeout": 5},
+                   "children": {
+                       "haproxy": {"hosts": hosts, "vars": {"conf_src": "files/haproxy/haproxy.cfg",
+                                                           "conf_name": "haproxy.conf", "files": [entry]}},
+                       "web": {"hosts": {"h2": None}, "vars": {"conf_src": "files/web.cfg",
+                                                              "conf_name": "web.conf", "files": [entry]}}}}}
+    (f.project / "inventories" / "hosts.yaml").write_text(yaml.safe_dump(inv, sort_keys=False))
+    res = f.run("push", "haproxy", "--no-progress")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in f.names:
+        assert (f.root(name) / "etc" / "haproxy.conf").read_bytes() == HAPROXY_CFG
+        assert not (f.root(name) / "etc" / "web.conf").exists()
+    res = f.run("push", "web", "--no-progress")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (f.root("h2") / "etc" / "web.conf").read_bytes() == WEB_CFG
+
+
+def test_sandbox_hosts_whose_connection_another_file_overrides_are_refused(tmp_path):
+    """A reviewer's case: ``inventories/group_vars/all.yml`` with ``ansible_connection: ssh``
+    beside ``sandbox.yaml`` turned the sandbox hosts into SSH targets named lb1..lb4."""
+    project = tmp_path / "project"
+    (project / "inventories" / "group_vars").mkdir(parents=True)
+    shutil.copytree(REPO / "files", project / "files")
+    shutil.copy(REPO / "inventories" / "sandbox.yaml", project / "inventories" / "sandbox.yaml")
+    (project / "inventories" / "group_vars" / "all.yml").write_text("ansible_connection: ssh\n")
+    (project / "tasks.py").write_text("")
+    res = subprocess.run([sys.executable, "-m", "concurdeploy", "push", "haproxy", "--check"], cwd=project,
+                         capture_output=True, text=True, timeout=120)
+    err = one_paragraph_exit_2(res)
+    assert "sandbox.yaml" in err and "overridden for host lb1" in err and "group_vars" in err
+    assert not (project / ".sandbox").exists()

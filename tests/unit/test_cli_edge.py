@@ -278,3 +278,16 @@ def test_core_options_before_the_task_name_still_work(project, capsys, argv, nee
     code, out, err = run(argv, capsys)
     assert code == 0 and needle in out, (out, err)
     assert not (project / ".sandbox").exists()
+
+
+def test_two_tasks_on_one_command_line_are_refused(tmp_path, monkeypatch, capsys):
+    """``concurdeploy --check -l lb1 push haproxy push haproxy`` ran the second push for real,
+    on every host, and the exit code was the last task's."""
+    from concurdeploy.cli.program import program
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tasks.py").write_text("")
+    with pytest.raises(SystemExit) as e:
+        program.run(["concurdeploy", "--check", "-l", "lb1", "push", "haproxy", "push", "haproxy"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "one task per command, not 2 (push push)" in err and "Traceback" not in err

@@ -106,3 +106,20 @@ def test_mask_is_applied_to_host_vars(tmp_path):
 
     hv = ansible_list(inv, mask)["_meta"]["hostvars"]["h1"]
     assert hv == {"api_token": "********", "secret_vars": ["motd"], "motd": "********", "key_file": "/k"}
+
+
+def test_keys_of_mixed_types_list_as_ansible_does(tmp_path):
+    """A reviewer's case: int and str keys in one mapping crashed the listing (they cannot be
+    sorted together); JSON writes every key as a string, and Ansible sorts them as such."""
+    path = write(tmp_path, "inv.yaml", "all:\n  hosts: {h1.example: }\n  vars:\n"
+                 "    port_map: {80: http, 443: https, default: none}\n    odd: {true: 1, null: 2, 1.5: 3}\n")
+    data = ansible_agrees(path)
+    assert list(data["_meta"]["hostvars"]["h1.example"]["port_map"]) == ["443", "80", "default"]
+
+
+def test_a_set_lists_as_a_list(tmp_path):
+    path = write(tmp_path, "inv.yaml", "all:\n  hosts: {h1.example: }\n  vars:\n    st: !!set {y, x}\n")
+    data = json.loads(dumps(load(path)))
+    theirs = json.loads(ansible_inventory(path))
+    assert data["_meta"]["hostvars"]["h1.example"]["st"] == ["x", "y"]  # a set has no order: ours is sorted
+    assert sorted(theirs["_meta"]["hostvars"]["h1.example"]["st"]) == ["x", "y"]

@@ -173,3 +173,10 @@ def test_cli_exit_2_for_every_bad_flag_value(args, where, tmp_path, monkeypatch,
     assert e.value.code == 2, err
     assert err and "\n" not in err and "Traceback" not in err
     assert args[0] in err or args[0] == "-q"
+
+
+@pytest.mark.parametrize("value", ["", 0, 1, 2, "maybe"])
+def test_a_switch_is_a_bool_never_an_empty_string_or_a_number(value):
+    """``push(check=os.environ.get("DRY_RUN", ""))`` must not silently push for real."""
+    with pytest.raises(UsageError, match="--check must be true or false"):
+        RunOptions(check=value)

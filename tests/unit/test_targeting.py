@@ -218,7 +218,25 @@ def test_non_service_vars_still_come_from_the_merged_vars(project):
     """))
     h = job(inv, "haproxy", "lb1", project)
     assert h.become is not None and h.secrets == ("s3cret",)
-    assert h.files[0].dest == "/web/h.cfg"  # template vars: the host's merged vars, as before
+    # template vars: the merged vars, except that a var another SERVICE's group (web) sets
+    # takes the pushed service's chain value (all: /srv), not web's
+    assert h.files[0].dest == "/srv/h.cfg"
+
+
+def test_an_ordinary_groups_vars_still_beat_all_in_templates(project):
+    inv = load(write(project, """
+        all:
+          vars: {region: default}
+          children:
+            eu:
+              hosts: {lb1: }
+              vars: {region: eu}
+            haproxy:
+              hosts: {lb1: }
+              vars:
+                files: [{src: files/haproxy.cfg, dest: "/{{ region }}/h.cfg"}]
+    """))
+    assert job(inv, "haproxy", "lb1", project).files[0].dest == "/eu/h.cfg"
 
 
 # ---------------------------------------------------------------------------- 1. refusals
