@@ -24,6 +24,7 @@ import math
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -81,6 +82,19 @@ def _worker_main(tasks, results, threads: int, abort=None) -> None:
 
 _PRELOAD = ["concurdeploy.ssh.connection", "concurdeploy.operations.push"]
 
+#: A ``-W`` filter passed to the helper processes multiprocessing starts (they inherit
+#: ``sys.warnoptions``): the resource tracker sometimes warns at exit that it is cleaning up
+#: "leaked semaphore objects" (of the pool's queues; it does clean them up). Seen in about
+#: 1 run in 40 and not yet explained (issue #14's lifecycle work); until then the warning
+#: would land in the middle of an operator's output or a CI log, so it is silenced there only.
+QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
+def _quiet_tracker() -> None:
+    """Add :data:`QUIET_TRACKER` to ``sys.warnoptions`` before the tracker starts (idempotent)."""
+    if QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(QUIET_TRACKER)
+
 
 def warm_up() -> None:
     """Start the fork server now, so that its imports (paramiko, ≈0.3 s of CPU) run while
@@ -88,6 +102,7 @@ def warm_up() -> None:
     :class:`WorkerPool` then forks its workers from it at once. Harmless to call twice."""
     from multiprocessing import forkserver
 
+    _quiet_tracker()
     multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
     forkserver.ensure_running()
 
@@ -114,6 +129,7 @@ class WorkerPool(Executor):
         self.processes = max(1, min(processes or os.cpu_count() or 1, self.forks))
         self.threads = math.ceil(self.forks / self.processes)
         self.retries = max(0, retries)
+        _quiet_tracker()
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
         self._tasks = self._ctx.Queue()
