@@ -13,8 +13,9 @@ Rules for your own tasks:
 - the per-host function (here :func:`seed_one`) is defined at module level: it is sent to
   worker processes by reference and must be importable there;
 - it receives an open :class:`concurdeploy.Connection` and its payload, and returns a
-  :class:`concurdeploy.HostResult`; raising a ``concurdeploy.exceptions.HostError`` fails
-  that host only;
+  :class:`concurdeploy.HostResult`; ``conn.run`` raises ``RemoteCommandFailed`` when the
+  command exits non-zero (``warn=True`` returns the result instead); raising a
+  ``concurdeploy.exceptions.HostError`` fails that host only;
 - payloads are plain picklable values: paths and settings, never open files or secrets;
 - the task reads its settings with :func:`concurdeploy.options_from` (a flag left None is
   filled from ``CONCURDEPLOY_*``, ``concurdeploy.yaml`` or the defaults), not from
@@ -47,11 +48,11 @@ def seed_one(conn, payload):
     tmp = temp_name(dest)
     try:
         conn.sftp.put(src, tmp)
-        how = replace_atomically(conn, tmp, dest)
+        how = replace_atomically(conn.raw, tmp, dest)
     except BaseException:
-        conn.run(f"rm -f -- {shlex.quote(tmp)}")
+        conn.run(f"rm -f -- {shlex.quote(tmp)}", warn=True)
         raise
-    return HostResult(conn.spec.name, Status.CHANGED, data={"dest": dest, "renamed_with": how})
+    return HostResult(conn.name, Status.CHANGED, data={"dest": dest, "renamed_with": how})
 
 
 @cdtask(help={

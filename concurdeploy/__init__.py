@@ -33,12 +33,14 @@ _EXPORTS = {
     # for a project's tasks.py
     "cdtask": "cli.tasks", "options_from": "cli.tasks",
     # the parts
-    "Connection": "ssh.connection", "load_private_key": "ssh.keys",
+    "Connection": "tasking", "SSHConnection": ("ssh.connection", "Connection"), "load_private_key": "ssh.keys",
+    "CommandResult": "records", "RemoteCommandFailed": "exceptions", "HostsFailed": "exceptions",
+    "UsageError": "exceptions",
     "Job": "executors.local", "WorkerPool": "executors.local", "run_host": "executors.local", "run_jobs": "executors.local",
     "Inventory": "inventory", "Host": "inventory", "Group": "inventory", "load": "inventory",
     "replace_atomically": "operations.replace", "temp_name": "operations.replace",
     "gather_facts": "operations.facts", "RunJob": "operations.commands", "GetJob": "operations.commands",
-    "HostResult": "records", "FileChange": "records", "CommandResult": "records", "Status": "records",
+    "HostResult": "records", "FileChange": "records", "Status": "records",
     "ConnectSpec": "ssh.specs", "FileSpec": "operations.jobs", "PushJob": "operations.jobs", "connect_spec": "ssh.specs",
 }
 
@@ -49,5 +51,6 @@ def __getattr__(name):
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'concurdeploy' has no attribute {name!r}")

@@ -35,6 +35,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from concurdeploy.exceptions import NoHostsMatched, RunInterrupted, UsageError
+from concurdeploy import reporting
 from concurdeploy.options import RunOptions, check_value
 from concurdeploy.records import HostResult, RunRecord, RunResult, Status, utc_now
 
@@ -142,6 +143,7 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
     hosts = select_hosts(inv, group, options.limit, options.retry_failed)
     if check is not None:
         check(inv, hosts)
+    _check_secrets(hosts, options)
     from concurdeploy.ssh.passphrases import ask  # on a terminal only; before any worker starts
 
     ask(h.vars["key_file"] for h in hosts
@@ -152,6 +154,26 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
 
         warm_up()
     return inv, hosts
+
+
+def _check_secrets(hosts: list[Host], options: RunOptions) -> None:
+    """Refuse the run, before any host is contacted, when a host's ``key_env`` names an
+    environment variable that is not set (a CI secret not passed in): with the local executor the
+    workers read this process's environment, so the run could only fail every such host.
+    (A Dask worker has its own environment: not checked here.)
+
+    :raises UsageError: names the variable, the host and where ``key_env`` was set.
+    """
+    if options.executor != "local":
+        return
+    for h in hosts:
+        name = h.vars.get("key_env")
+        if h.vars.get("connection", "ssh") == "ssh" and isinstance(name, str) and name and name not in os.environ:
+            where = h.origins.get("key_env", h.source)
+            raise UsageError(f"host {h.name}: key_env {name} is not set (set in {where}): it must hold the "
+                             f"private key, e.g. a CI secret; export {name} (in CI: pass the secret into the "
+                             f"job's environment) or remove key_env to use key_file or ssh-agent; nothing "
+                             f"was touched")
 
 
 def _command(options: RunOptions, *words: str) -> RunOptions:
@@ -269,23 +291,14 @@ def get(group: str, remote_path: str, local_dir: str, *, options: RunOptions | N
     return fan_out(hosts, get_file, [job] * len(hosts), opts, inventory=inv)
 
 
-class _Null:
-    """A stream that drops everything (the console of a run from Python, by default)."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
 def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | None = None, *,
             inventory: Inventory | None = None, title: str = "", show_output: bool = False,
-            stream: bool = False, **flags: Any) -> RunResult:
+            stream: bool = False, raise_on_failure: bool = False, **flags: Any) -> RunResult:
     """Run ``action(conn, payload)`` on every host through the worker pool.
+
+    ``conn`` is a :class:`concurdeploy.Connection` (:mod:`concurdeploy.tasking`: ``conn.run``
+    raises ``RemoteCommandFailed`` on a non-zero exit unless ``warn=True``); the library's own
+    actions (functions of ``concurdeploy.*`` modules) get the internal SSH connection.
 
     :param hosts: from :func:`select_hosts` (inventory order is kept).
     :param action: a module-level function ``(Connection, payload) -> HostResult`` (it is sent
@@ -300,8 +313,12 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     :param title: first line printed (with ``console``), e.g. ``"push haproxy"``.
     :param show_output: print every host's output under its line; ``stream``: print output
         the action streams (``conn.emit``) as it arrives, each line prefixed by its host.
+    :param raise_on_failure: raise :class:`~concurdeploy.exceptions.HostsFailed` (after the recap
+        and the reports) when a host failed or was unreachable; default False: a host's failure is
+        only its ``HostResult``.
     :returns: :class:`RunResult`; with ``console`` the host lines and the recap were printed;
-        the reports (``report_json``, ``junit``) are written, also when hosts failed.
+        the reports (``report_json``, ``junit``, ``report_html``) are written, also when hosts failed.
+    :raises HostsFailed: ``raise_on_failure`` and some host failed (``.hosts``: their names).
     :raises UsageError: bad options or connection vars (before any host is touched).
     :raises RunInterrupted: SIGINT/SIGTERM arrived (in the main thread only).
     """
@@ -311,17 +328,21 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     from concurdeploy.report import console
 
     opts = _options(options, flags)
+    if not getattr(action, "__module__", "").startswith("concurdeploy."):
+        from concurdeploy.tasking import TaskAction
+
+        action = TaskAction(action)
     start, started = time.monotonic(), utc_now()
     limit = batches.parse_max_fail(opts.max_fail)
     groups = batches.split(list(range(len(hosts))), opts.serial)
     width = max((len(h.name) for h in hosts), default=4) + 1
-    stdout = sys.stdout if opts.console else _Null()
+    stdout = sys.stdout if opts.console else reporting.Null()
     out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=opts.diff,
                           progress=not opts.no_progress, verbosity=console.verbosity(opts.verbose, opts.quiet),
                           stream=stdout)
     results: dict[int, HostResult] = {}
     signals = None
-    _check_reports(opts)
+    reporting.check_reports(opts)
     with contextlib.ExitStack() as stack:
         stack.enter_context(out)
         # everything that can refuse the run comes before its first line is printed
@@ -336,9 +357,11 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
         if threading.current_thread() is threading.main_thread():
             signals = stack.enter_context(Interrupts(pool))
         end = time.monotonic() + opts.deadline if opts.deadline else None
-        streamer = _Streamer(out, width) if stream else None
+        streamer = reporting.Streamer(out, width) if stream else None
+        arrived: dict[str, float] = {}  # host -> seconds from the start when its result came
 
         def on_result(r: HostResult) -> None:
+            arrived[r.host] = time.monotonic() - start
             if streamer:
                 streamer.flush(r.host)
             out.host_done(r)
@@ -363,7 +386,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                     jobs.append(Job(specs[i], action, payloads[i], batch=tag))
                     index.append(i)
             for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=streamer)):
-                results[i] = r
+                results[i] = _timed(r, arrived.get(r.host))
             tried = [r for r in results.values() if r.status is not Status.SKIPPED]
             failed = sum(1 for r in tried if r.status.is_failure)
             if pool.stopped is None and batches.exceeded(failed, len(tried), limit):
@@ -372,75 +395,34 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                                                   error=f"not started: {pool.stopped}")
                     for i, h in enumerate(hosts))
     elapsed = time.monotonic() - start
-    out.finish(ordered, elapsed, stopped=pool.stopped)
     signum = signals.signum if signals else 0
+    # "stopped early" only when it stopped something: a host not started, or a signal
+    stopped = pool.stopped if signum or any(r.error_kind == "NotStarted" for r in ordered) else None
+    out.finish(ordered, elapsed, stopped=stopped)
     command = opts.command or " ".join(["concurdeploy", *sys.argv[1:]])
-    report_error = _write_reports(RunRecord(command, started, utc_now(), ordered, pool.stopped, signum),
-                                  opts, stdout)
+    # the report's command line may quote a secret (run 'echo $TOKEN' typed out): mask it
+    # with every host's secrets, as each host's own output is
+    from concurdeploy.secretset import mask
+
+    command = mask(command, {s for p in payloads for s in getattr(p, "secrets", ())})
+    report_error = reporting.write_reports(RunRecord(command, started, utc_now(), ordered, stopped, signum),
+                                           opts, stdout)
     if signum:
         raise RunInterrupted(signum)
-    return RunResult(ordered, pool.stopped, round(elapsed, 3), report_error)
+    result = RunResult(ordered, stopped, round(elapsed, 3), report_error)
+    if raise_on_failure and result.failed:
+        from concurdeploy.exceptions import HostsFailed
+
+        raise HostsFailed([r.host for r in result.failed])
+    return result
 
 
-class _Streamer:
-    """Prints streamed output line by line as ``host | line``, holding partial lines per host."""
-
-    def __init__(self, out, width: int):
-        self.out, self.width, self.partial = out, width, {}
-
-    def __call__(self, host: str, stream: str, data: bytes) -> None:
-        from concurdeploy.report import text as report
-
-        text = self.partial.pop((host, stream), "") + data.decode("utf-8", "replace")
-        *lines, rest = text.split("\n")
-        if rest:
-            self.partial[(host, stream)] = rest
-        for ln in lines:
-            self.out.line(f"{host:<{self.width}}| {report.clean(ln)}")
-
-    def flush(self, host: str) -> None:
-        from concurdeploy.report import text as report
-
-        for key in [k for k in self.partial if k[0] == host]:
-            self.out.line(f"{host:<{self.width}}| {report.clean(self.partial.pop(key))}")
-
-
-def _check_reports(opts: RunOptions) -> None:
-    """Refuse the run now, before any host is touched, if a requested report could not be
-    written (:func:`concurdeploy.report.files.check_writable`). :raises UsageError:"""
-    if opts.report_json and opts.junit and os.path.abspath(opts.report_json) == os.path.abspath(opts.junit):
-        raise UsageError(f"--report-json and --junit name the same file ({opts.junit}): one would "
-                         f"overwrite the other; give two paths")
-    if opts.report_json or opts.junit:
-        from concurdeploy.report import files as reports
-
-        for path, flag in ((opts.report_json, "--report-json"), (opts.junit, "--junit")):
-            if path:
-                try:
-                    reports.check_writable(path)
-                except UsageError as e:
-                    raise UsageError(f"{flag}: {e}") from None
-
-
-def _write_reports(record: RunRecord, opts: RunOptions, stdout) -> str | None:
-    """Write the requested reports. The hosts have been touched by now, so a failure is not
-    "bad input": it is returned (and said on stderr) for :attr:`RunResult.report_error`."""
-    if not (opts.report_json or opts.junit):
-        return None
-    from concurdeploy.report import files as reports
-
-    errors = []
-    for path, write, what in ((opts.report_json, reports.write_json, "JSON report"),
-                              (opts.junit, reports.write_junit, "JUnit report")):
-        if not path:
-            continue
-        try:
-            write(path, record)
-            print(f"{what}: {path}", file=stdout)
-        except UsageError as e:
-            errors.append(str(e))
-            print(f"concurdeploy: error: {e} (the run itself finished: see the recap above)", file=sys.stderr)
-    return "; ".join(errors) or None
+def _timed(r: HostResult, arrived_s: float | None) -> HostResult:
+    """``r``, with one ``("host", start_s, duration_s)`` timing ending when it arrived
+    (``arrived_s``, seconds from the run's start) if it recorded no phases of its own."""
+    if r.timings or arrived_s is None or not r.duration_s:
+        return r
+    return replace(r, timings=(("host", round(max(0.0, arrived_s - r.duration_s), 3), round(r.duration_s, 3)),))
 
 
 def _connect_specs(hosts, opts: RunOptions, stack, inventory=None) -> list:

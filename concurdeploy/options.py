@@ -75,6 +75,8 @@ OPTIONS: tuple[Option, ...] = (
            short="C", group="change"),
     Option("diff", bool, False, "Show a unified diff of each changed file (secret_vars masked); with --check "
            "or not.", group="change"),
+    Option("detailed_exitcode", bool, False, "With --check: exit 3 when some host would change (0 = no drift, "
+           "1 = a host failed or was unreachable, 2 = bad input).", group="change"),
     # -- which hosts
     Option("inventory", str, "inventories", "Inventory file or folder (default: inventories/, or "
            "$CONCURDEPLOY_INVENTORY).", short="i", setting="inventory", metavar="PATH", group="select"),
@@ -108,6 +110,8 @@ OPTIONS: tuple[Option, ...] = (
            "fails).", metavar="PATH", group="report"),
     Option("junit", str, None, "Write a JUnit XML report (one test case per host) to this path.",
            metavar="PATH", group="report"),
+    Option("report_html", str, None, "Write a self-contained HTML page of the run (recap, each host's outcome, "
+           "a timeline of its phases) to this path.", metavar="PATH", group="report"),
     Option("no_progress", bool, False, "No live progress display, plain lines only (the default when stdout "
            "is not a terminal).", group="output"),
     Option("verbose", int, 0, "Show every host's remote output (-v); also each changed file's checksums "
@@ -250,7 +254,7 @@ def check_value(name: str, value: Any, source: str = "flag") -> Any:
         _batch_terms(value, label, zero_ok=False, single=False)
     elif name == "max_fail":
         _batch_terms(value, label, zero_ok=True, single=True)
-    elif name in ("report_json", "junit"):
+    elif name in ("report_json", "junit", "report_html"):
         return _writable(value, label)
     elif name == "mode" and not re.fullmatch(r"0?[0-7]{3,4}", value.strip()):
         raise UsageError(f"{label} {value!r}: give an octal mode such as 0640 or 644")
@@ -322,6 +326,7 @@ class RunOptions:
 
     check: bool = False
     diff: bool = False
+    detailed_exitcode: bool = False
     inventory: str = "inventories"
     limit: str | None = None
     retry_failed: str | None = None
@@ -336,6 +341,7 @@ class RunOptions:
     fail_fast: bool = False
     report_json: str | None = None
     junit: str | None = None
+    report_html: str | None = None
     no_progress: bool = False
     verbose: int = 0
     quiet: bool = False
@@ -361,6 +367,9 @@ class RunOptions:
                 object.__setattr__(self, f.name, value)
         if self.quiet and self.verbose:
             raise UsageError("-q/--quiet and -v/--verbose exclude each other: give one of them")
+        if self.detailed_exitcode and not self.check:
+            raise UsageError("--detailed-exitcode is for check mode: add --check (exit 0 = no drift, 3 = some "
+                             "host would change, 1 = a host failed, 2 = bad input), or leave it out")
         if layered:  # not for dataclasses.replace(), which cannot tell a flag from a setting
             self._check_executor(sources)
         if self.project_dir is not None:

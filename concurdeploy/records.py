@@ -99,6 +99,9 @@ class HostResult:
     :param data: small extra values for a user's task (``dict`` of plain values).
     :param diff: unified diff of the changed files (``--diff``), secrets masked; "" if none.
     :param rolled_back: the reload failed and the previous files were restored.
+    :param timings: the host's phases as ``(phase, start_s, duration_s)`` tuples, seconds from
+        the start of the run (phases: ``connect``, ``upload``, ``validate``, ``rename``, ``reload``,
+        ``healthcheck``; ``host`` = the whole host, start to result); ``()`` when not recorded.
     """
 
     host: str
@@ -115,6 +118,7 @@ class HostResult:
     data: dict = field(default_factory=dict)
     diff: str = ""
     rolled_back: bool = False
+    timings: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import threading
 from importlib import import_module
 
 from invoke import Argument, Collection, Exit, ParseError, Program
@@ -49,6 +50,7 @@ from concurdeploy.cli.argv import (
 )
 from concurdeploy.cli.config import Config
 from concurdeploy.exceptions import HostsFailed, RunInterrupted, UsageError
+from concurdeploy.executors.interrupts import signame as _signame
 from concurdeploy.records import RunResult
 
 __all__ = ["REFUSED", "ConcurdeployProgram", "program"]
@@ -378,13 +380,38 @@ class ConcurdeployProgram(Program):
     # -- running -------------------------------------------------------------------------------
 
     def run(self, argv=None, exit: bool = True) -> None:
+        """invoke's ``run``, with SIGINT/SIGTERM handled from its first line to its last
+        (:class:`~concurdeploy.executors.interrupts.Lifecycle`): a signal before any run
+        began exits 128 + signal at once (invoke alone would exit 1 on Ctrl-C)."""
+        from concurdeploy.executors.interrupts import lifecycle
+
         self._loaded = {}  # tasks.py and concurdeploy.yaml are read afresh by each run
         if not isinstance(sys.stdout, _PipeSafe):
             sys.stdout = _PipeSafe(sys.stdout)
-        super().run(argv, exit)
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            lifecycle.install()
+        try:
+            super().run(argv, exit)
+        except (RunInterrupted, KeyboardInterrupt) as e:  # before execute(): parsing, config
+            code = 128 + getattr(e, "signum", 2)
+            print(f"\nconcurdeploy: interrupted ({_signame(code - 128)}) before any host was contacted",
+                  file=sys.stderr)
+            if exit:
+                sys.exit(code)
+        finally:
+            if main:
+                lifecycle.uninstall()
 
     def execute(self) -> None:
-        """Run the tasks; map their outcome to the exit code (the only place that does)."""
+        """Run the tasks; map their outcome to the exit code (the only place that does).
+
+        A SIGINT/SIGTERM at any moment gives 128 + signal (130/143); one that arrives after
+        the run recorded its outcome (its report already says how it ended) leaves the
+        report's exit code, with a note on stderr, when a report file was asked for.
+        """
+        from concurdeploy.executors.interrupts import lifecycle
+
         try:
             klass = self.executor_class
             path = self.config.tasks.executor_class
@@ -397,6 +424,9 @@ class ConcurdeployProgram(Program):
         except HostsFailed:
             raise Exit(code=1)
         except RunInterrupted as e:
+            if not lifecycle.run:
+                print(f"\nconcurdeploy: interrupted ({_signame(e.signum)}) before any host was contacted",
+                      file=sys.stderr)
             raise Exit(code=128 + e.signum)
         except KeyboardInterrupt:
             print("\nconcurdeploy: interrupted", file=sys.stderr)
@@ -405,8 +435,22 @@ class ConcurdeployProgram(Program):
             sys.stderr.close()
             raise Exit(code=1)
         code = max((r.exit_code for r in (results or {}).values() if isinstance(r, RunResult)), default=0)
+        if lifecycle.signum and not self._reported():
+            code = 128 + lifecycle.signum  # after the last host, no report to contradict: honour it
+        elif lifecycle.signum:
+            print(f"concurdeploy: {_signame(lifecycle.signum)} arrived after the run's outcome was "
+                  f"recorded; the report stands (exit code {code})", file=sys.stderr)
         if code:
             raise Exit(code=code)
+
+    def _reported(self) -> bool:
+        """True when the task was asked for a report file (``--report-json``, ``--junit``)."""
+        for ctx in self.tasks or ():
+            for name in ("report-json", "report_json", "junit"):
+                arg = ctx.args.get(name)
+                if arg is not None and arg.value:
+                    return True
+        return bool(self.config.get("report_json") or self.config.get("junit"))
 
 
 class _PipeSafe:

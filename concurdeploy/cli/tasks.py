@@ -94,6 +94,23 @@ def options_from(c, **flags) -> RunOptions:
                                    console=True, command=cfg.get("command_line") or None)
 
 
+#: ``--check --detailed-exitcode``: the exit code when no host failed and some host would change.
+WOULD_CHANGE = 3
+
+
+def _drift(result, flags: dict):
+    """``result``; with ``--detailed-exitcode`` (check mode only, :class:`RunOptions` refuses it
+    otherwise) and no failed host, exit :data:`WOULD_CHANGE` when some host would change.
+
+    :raises invoke.Exit: code 3 (the recap has been printed).
+    """
+    if flags.get("detailed_exitcode") and result.exit_code == 0 and result.changed:
+        from invoke import Exit
+
+        raise Exit(code=WOULD_CHANGE)
+    return result
+
+
 def _builtin(name: str, **help):
     return task(klass=_Task, auto_shortflags=False, flags=[o.name for o in task_flags(name)], help=help)
 
@@ -101,7 +118,7 @@ def _builtin(name: str, **help):
 @_builtin("push", service="The group whose 'files' are pushed to each of its hosts (e.g. haproxy).")
 def push(c, service, **flags):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
-    return api.push(service, options=options_from(c, **flags))
+    return _drift(api.push(service, options=options_from(c, **flags)), flags)
 
 
 @_builtin("run", group="Group or host pattern to run on.", command="Shell command run on each host (quote it).")
@@ -124,7 +141,7 @@ def get(c, group, remote_path, local_dir, **flags):
 def put(c, group, src, dest, **flags):
     """Put one file on every host with the same atomic replace as push (no reload)."""
     own = {k: flags.pop(k) for k in ("mode", "validate")}
-    return api.put(group, src, dest, **own, options=options_from(c, **flags))
+    return _drift(api.put(group, src, dest, **own, options=options_from(c, **flags)), flags)
 
 
 def _load(c, inventory):

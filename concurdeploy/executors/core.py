@@ -324,6 +324,8 @@ class StopClock:
             self.grace_s = min(self.grace_s, DEADLINE_GRACE_S)
         if self.executor.aborting and self.aborted_at is None:
             self.aborted_at = now
+        if self.executor.hard:  # a second Ctrl-C: no grace at all
+            return True
         return self.aborted_at is not None and now - self.aborted_at > self.grace_s
 
 
@@ -336,6 +338,7 @@ class Executor:
 
     _stop_reason: str | None = None
     _aborting: bool = False
+    _hard: bool = False
 
     def __enter__(self):
         return self
@@ -370,6 +373,14 @@ class Executor:
         self._aborting = True
         self._on_abort()
 
+    def hard_stop(self, reason: str) -> None:
+        """:meth:`abort` with no grace (the second Ctrl-C): the run loop gives every host in
+        flight up at its next turn (≤ :data:`POLL_S` s) and the workers are killed; results
+        are still returned (hosts in flight ``failed``, the rest ``skipped``), so the report
+        is still written. Safe in a signal handler (it only sets flags)."""
+        self._hard = True
+        self.abort(reason)
+
     def _on_abort(self) -> None:
         """Back-end hook: tell the workers (must be safe in a signal handler)."""
 
@@ -382,6 +393,11 @@ class Executor:
     def aborting(self) -> bool:
         """True once :meth:`abort` was called."""
         return self._aborting
+
+    @property
+    def hard(self) -> bool:
+        """True once :meth:`hard_stop` was called."""
+        return self._hard
 
     def close(self) -> None:  # pragma: no cover - every executor defines it
         raise NotImplementedError

@@ -32,6 +32,7 @@ Decisions (see also the README's Inventory section):
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 
 from concurdeploy.exceptions import InventoryError
@@ -227,6 +228,13 @@ def _refuse_plaintext_password(key, value, owner: str, location: Location) -> No
     fix = PLAINTEXT_PASSWORD_VARS.get(key)
     if fix is None or value is None or value == "":
         return
+    if is_template(value):  # "{{ vault_x }}": a reference to another var, not plain text
+        if fix == "become_password_env":
+            return  # its rendered value is a secret (masked); operations.service.become_of decides
+        raise InventoryError(
+            f"{owner}: {key!r} is a reference ({{{{ }}}}), not plain text, but concurdeploy reads "
+            f"this secret only from an environment variable: set {fix}: NAME (the variable's "
+            f"name) instead", *location, key=str(key))
     raise InventoryError(
         f"{owner}: {key!r} holds a password in plain text, which the inventory must not "
         f"(it is read by everyone who can read the repository); put it in an environment "
@@ -313,6 +321,7 @@ def _render(text: str, data: Mapping, depth: int = 0) -> str:
         raise ValueError(f"templates nested more than {_MAX_DEPTH} deep (a var that refers to itself?)")
     if _ENV is None:
         _ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        _ENV.filters["quote"] = lambda v: shlex.quote("" if v is None else str(v))  # as operations.templating
     try:
         template = _ENV.from_string(text)
         return _ENV.concat(template.root_render_func(template.new_context(_TemplateVars(data, depth), shared=True)))

@@ -1,9 +1,13 @@
 """Secret values masked in everything a host operation sends back to the controller.
 
-The values: the job's ``secrets`` (the host's ``secret_vars``), and the SSH password, key
-passphrase and sudo password read from this worker's environment. Each is replaced by
-``********`` in a result's output, error, diff, warnings and data, and in a raised
-:class:`~concurdeploy.exceptions.HostError`'s message and output.
+The values (:func:`secrets_of`, one set per host): the job's ``secrets`` (the host's rendered
+``secret_vars`` and secret-named vars, :func:`concurdeploy.operations.service.secret_values`),
+and what this worker reads for the host (:func:`env_secrets`): the SSH password
+(``password_env``), the key text (``key_env``), the key passphrase (``passphrase_env``, or
+asked on the controller's terminal) and the sudo password (``become_password_env``). Each is
+replaced by ``********`` — whole, line by line, and a key's base64 body whole
+(:func:`concurdeploy.secretset.secret_forms`) — in a result's output, error, diff, warnings and
+data, and in a raised :class:`~concurdeploy.exceptions.HostError`'s message and output.
 """
 
 from __future__ import annotations
@@ -13,45 +17,47 @@ from dataclasses import replace
 
 from concurdeploy.exceptions import HostError
 from concurdeploy.records import HostResult
+from concurdeploy.secretset import mask, mask_data
 
-__all__ = ["mask", "mask_data", "masked", "secrets_of"]
+__all__ = ["env_secrets", "mask", "mask_data", "masked", "secrets_of"]
 
 
-def mask(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace every occurrence of each secret value (longest first) with ``********``."""
-    for value in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(value, "********")
-    return text
+def env_secrets(spec=None, become=None) -> list[str]:
+    """The secret values this process reads for a host: the values of its ``password_env``,
+    ``key_env``, ``passphrase_env`` and ``become_password_env`` variables, and a passphrase
+    asked on the controller's terminal for its ``key_file``.
+
+    :param spec: a :class:`~concurdeploy.ssh.specs.ConnectSpec` (or anything with those
+        attributes), or None. :param become: a :class:`~concurdeploy.operations.become.Become`
+        (its ``password_env``) or None.
+    :returns: the non-empty values found (unset variables are skipped), ``list[str]``.
+    """
+    from concurdeploy.ssh.passphrases import lookup
+
+    values = []
+    for name in (getattr(spec, "password_env", None), getattr(spec, "key_env", None),
+                 getattr(spec, "passphrase_env", None), getattr(become, "password_env", None)):
+        if isinstance(name, str) and name and os.environ.get(name):
+            values.append(os.environ[name])
+    key_file = getattr(spec, "key_file", None)
+    if isinstance(key_file, str) and key_file:
+        asked = lookup(key_file)
+        if asked:
+            values.append(asked)
+    return values
 
 
 def secrets_of(conn, job) -> tuple[str, ...]:
-    """The values to mask in this host's result: the job's ``secrets`` values, and the
-    password, passphrase and sudo password read from this worker's environment.
+    """The values to mask in this host's result: the job's ``secrets`` values, and
+    :func:`env_secrets` (password, key text, passphrase, sudo password) read in this worker.
 
     :param conn: a :class:`~concurdeploy.ssh.connection.Connection` (its ``spec`` names the
-        password and passphrase variables); ``job``: any job with optional ``secrets`` and
-        ``become`` fields.
+        variables); ``job``: any job with optional ``secrets`` and ``become`` fields.
     :returns: distinct non-empty values, in first-seen order.
     """
     values = list(getattr(job, "secrets", ()) or ())
-    become = getattr(job, "become", None)
-    spec = getattr(conn, "spec", None)
-    for name in (getattr(spec, "password_env", None), getattr(spec, "passphrase_env", None),
-                 getattr(become, "password_env", None)):
-        if name and os.environ.get(name):
-            values.append(os.environ[name])
+    values += env_secrets(getattr(conn, "spec", None), getattr(job, "become", None))
     return tuple(dict.fromkeys(v for v in values if v))
-
-
-def mask_data(value, secrets: tuple[str, ...]):
-    """``value`` with :func:`mask` applied to every string inside (dicts, lists, tuples)."""
-    if isinstance(value, str):
-        return mask(value, secrets)
-    if isinstance(value, dict):
-        return {k: mask_data(v, secrets) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(mask_data(v, secrets) for v in value)
-    return value
 
 
 def masked(action, conn, job) -> HostResult:

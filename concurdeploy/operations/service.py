@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import re
 from dataclasses import dataclass, field
 
 from concurdeploy.exceptions import ServiceError
 from concurdeploy.inventory import Host, where
 from concurdeploy.operations.jobs import FileSpec, PushJob
+from concurdeploy.operations.paths import dest_problem
 
 __all__ = ["FILE_KEYS", "SERVICE_KEYS", "WHAT_KEYS", "Declaration", "TemplateFailed", "become_of",
            "declaration_of", "host_level", "push_job", "put_job", "scoped_overrides", "secret_values"]
@@ -162,9 +162,10 @@ def _render(text: str, hvars: dict, what: str) -> str:
         return text
     import jinja2  # only when a value is templated: keeps start-up fast
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    from concurdeploy.operations.templating import environment
+
     try:
-        return env.from_string(text).render(hvars)
+        return environment().from_string(text).render(hvars)
     except jinja2.TemplateError as e:
         raise TemplateFailed(f"{what}: {e}") from None
 
@@ -214,8 +215,9 @@ def resolve_vars(hvars: dict) -> dict:
 def _render_file(path: str, hvars: dict, shown: str) -> bytes:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(path)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    from concurdeploy.operations.templating import environment
+
+    env = environment(jinja2.FileSystemLoader(os.path.dirname(path)))
     try:
         return env.get_template(os.path.basename(path)).render(hvars).encode("utf-8")
     except jinja2.TemplateSyntaxError as e:
@@ -266,8 +268,9 @@ def _entry(entry, index: int, origin: str, hv: dict, project_dir: str, cache: di
                        origin=origin)
     src = _render(entry["src"], hv, f"files[{index}].src")
     dest = _render(entry["dest"], hv, f"files[{index}].dest")
-    if not posixpath.isabs(dest) or any(c in dest for c in "\n\t\0"):
-        raise _err(f"dest {dest!r} must be an absolute path without tabs or newlines", entry, "dest")
+    problem = dest_problem(dest)
+    if problem:
+        raise _err(problem, entry, "dest", origin=origin)
     validate = entry.get("validate")
     if validate is not None:
         if not isinstance(validate, str) or "{tmp}" not in validate:
@@ -328,19 +331,60 @@ def become_of(host: Host):
     if not isinstance(user, str) or (env is not None and not isinstance(env, str)):
         raise _err("become_user and become_password_env must be strings", host.vars, "become_user",
                    origin=host.origins.get("become_user"))
+    for key in _BECOME_PASSWORD_VARS:  # "{{ vault_x }}" (a plain value is refused as it is read)
+        if host.vars.get(key) not in (None, ""):
+            raise _err(f"host {host.name}: {key} is a reference to another var (not plain text; its "
+                       f"value is masked as a secret), but the sudo password is read only from the "
+                       f"environment variable that become_password_env names: remove {key}, set "
+                       f"become_password_env: NAME and export the password as NAME", host.vars, key,
+                       origin=host.origins.get(key))
     return Become(user=user, password_env=env)
 
 
-def secret_values(host: Host) -> tuple[str, ...]:
-    """Values of the vars named in the host's ``secret_vars`` list (to mask), as strings.
+#: Spellings of a sudo password given as a ``{{ }}`` reference (inventory.vars lets them through).
+_BECOME_PASSWORD_VARS = ("become_password", "ansible_become_password", "ansible_become_pass",
+                         "ansible_sudo_pass")
 
+
+def secret_values(host: Host, project_dir: str | None = None) -> tuple[str, ...]:
+    """The host's secret values to mask (the one set every output path hides for this host),
+    as strings: the *rendered* values (``{{ }}`` resolved, :func:`resolve_vars`) of the vars
+    listed in ``secret_vars`` and of the vars named like secrets
+    (:func:`concurdeploy.secretset.is_secret_name`, the rule ``hosts --vars`` shows
+    ``********`` by), nested values included; also the values as written when they differ
+    (a var that cannot be rendered still hides its text). The worker adds what it reads from
+    the environment (:func:`concurdeploy.operations.masking.env_secrets`).
+
+    :param project_dir: the ``project_dir`` var templates may use (None: not defined).
+    :returns: distinct non-empty values, ``tuple[str, ...]``.
     :raises ServiceError: ``secret_vars`` is not a list of var names.
     """
+    from concurdeploy.secretset import secret_var_values
+
     names = host.vars.get("secret_vars") or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise _err("secret_vars must be a list of var names", host.vars, "secret_vars",
                    origin=host.origins.get("secret_vars"))
-    return tuple(str(host.vars[n]) for n in names if n in host.vars and host.vars[n] not in (None, ""))
+    hv = {k: v for k, v in host.vars.items() if k != "files"}
+    if project_dir is not None:
+        hv.setdefault("project_dir", project_dir)
+    try:
+        rendered = resolve_vars(hv)
+    except TemplateFailed:  # one var cannot be rendered: render the others one by one
+        rendered = dict(hv)
+        for _ in range(10):  # bounded, as resolve_vars
+            changed = False
+            for k, v in rendered.items():
+                if isinstance(v, str) and ("{{" in v or "{%" in v):
+                    try:
+                        new = _render(v, rendered, k)
+                    except TemplateFailed:
+                        continue
+                    changed, rendered[k] = changed or new != v, new
+            if not changed:
+                break
+    values = secret_var_values(rendered, set(names)) + secret_var_values(hv, set(names))
+    return tuple(dict.fromkeys(v for v in values if v))
 
 
 def _template_vars(host: Host, decl: Declaration, project_dir: str) -> dict:

@@ -1,28 +1,26 @@
-"""Which values are secrets, and text with them hidden (``********``)."""
+"""Which values are secrets, and text with them hidden (``********``), for what the CLI prints
+of an inventory (``hosts --vars``, ``inventory --list``).
+
+The rule is :mod:`concurdeploy.secretset`'s, the one the workers mask ``run``/``push`` output
+with: a var listed in ``secret_vars`` or named like a secret, its *rendered* value (``{{ }}``
+resolved against the host's vars), each line of a multi-line value and a key's base64 body.
+"""
 
 from __future__ import annotations
 
-__all__ = ["SECRET_WORDS"]
+from concurdeploy.secretset import MASK, SECRET_WORDS, is_secret_name, mask, secret_var_values
 
+__all__ = ["SECRET_WORDS", "hide", "secret_values_of"]
 
-#: Parts of a var name that mark its value as secret (``hosts --vars`` shows ``********``).
-SECRET_WORDS = ("password", "passphrase", "secret", "token", "private_key")
-
-
-def _is_secret_name(key, names=()) -> bool:
-    key = str(key)
-    if key in names:
-        return True
-    return any(w in key.lower() for w in SECRET_WORDS) and not key.endswith("_env") \
-        and key != "secret_vars"
+_is_secret_name = is_secret_name  # the name cli.tasks imports
 
 
 def _mask(key: str, value, names=()):
     """``value`` for display: ``********`` if ``key`` is listed in ``secret_vars`` (``names``)
     or names a secret (password, passphrase, secret, token; ``*_env`` names a variable, shown);
     in a mapping, the same per key."""
-    if _is_secret_name(key, names):
-        return "********"
+    if is_secret_name(key, names):
+        return MASK
     if isinstance(value, dict):
         return {k: _mask(k, x) for k, x in value.items()}
     if isinstance(value, list):
@@ -30,29 +28,49 @@ def _mask(key: str, value, names=()):
     return value
 
 
-def _secret_var_values(hvars: dict, names) -> list[str]:
-    """Every secret value (of a secret var, also nested) as text, to hide wherever it is quoted."""
-    found = []
+def _render_all(hvars: dict, limit: int = 10) -> dict:
+    """``hvars`` with ``{{ }}`` in string values rendered against the others where it can be
+    (Jinja2, sandboxed, undefined names are errors: such a value stays as written); at most
+    ``limit`` passes. Only to know which *values* to hide; nothing is run."""
+    templated = [k for k, v in hvars.items() if isinstance(v, str) and ("{{" in v or "{%" in v)]
+    if not templated:
+        return hvars
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def walk(key, value):
-        if isinstance(value, dict):
-            for k, x in value.items():
-                walk(k, x)
-        elif isinstance(value, list):
-            for x in value:
-                walk(key, x)
-        elif value not in (None, "") and not isinstance(value, bool) and _is_secret_name(key, names):
-            found.append(str(value))
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    out = dict(hvars)
+    for _ in range(limit):
+        changed = False
+        for k in templated:
+            try:
+                new = env.from_string(out[k]).render(out) if isinstance(out[k], str) else out[k]
+            except Exception:  # noqa: BLE001 - any template error: the value stays as written
+                continue
+            changed, out[k] = changed or new != out[k], new
+        if not changed:
+            break
+    return out
 
-    for k, x in hvars.items():
-        walk(k, x)
-    return found
+
+def secret_values_of(hvars: dict, names=()) -> list[str]:
+    """Every secret value of a host's vars (rendered, and as written), to hide wherever quoted.
+
+    :param hvars: the host's merged vars; ``names``: its ``secret_vars``.
+    :returns: ``list[str]``, distinct, first-seen order.
+    """
+    values = secret_var_values(_render_all(hvars), names) + secret_var_values(hvars, names)
+    return list(dict.fromkeys(values))
 
 
-def _hide(text: str, values: list[str]) -> str:
-    """``text`` (a ``repr``) with each secret value, as such or as ``repr`` escapes it, replaced."""
-    for value in sorted(set(values), key=len, reverse=True):
-        for form in {value, repr(value)[1:-1]}:
-            if form:
-                text = text.replace(form, "********")
-    return text
+_secret_var_values = secret_values_of  # the name cli.tasks imports
+
+
+def hide(text: str, values) -> str:
+    """``text`` (often a ``repr``) with each secret value — as such, as ``repr`` escapes it,
+    and each of its lines — replaced by ``********`` (:func:`concurdeploy.secretset.mask`)."""
+    values = [str(v) for v in values if v]
+    return mask(text, values + [repr(v)[1:-1] for v in values])
+
+
+_hide = hide  # the name cli.tasks imports

@@ -1,15 +1,21 @@
-"""Host key verification against OpenSSH known_hosts files.
+"""Host key verification against OpenSSH known_hosts files, as OpenSSH's client decides.
 
 Policies (the ``host_key_policy`` var), named after OpenSSH's ``StrictHostKeyChecking``:
 
 - ``strict`` (default): the server's key must already be in known_hosts.
-- ``accept-new``: trust on first use: an unknown host's key is appended to the
-  ``known_hosts`` file (one line, under an exclusive ``flock`` that holds across worker
-  processes; the file is never rewritten or reordered). A *changed* key is still refused.
+- ``accept-new``: trust on first use: the key of a host that *no* line matches (under
+  OpenSSH's rules: patterns, negation, case, hashed names, ports) is appended to the
+  ``known_hosts`` file (one line, lower-cased name, under an exclusive ``flock`` that holds
+  across worker processes; the file is never rewritten or reordered). A host with any other
+  key on file is a *changed* key and is refused, whatever the key type.
 - ``off``: accept any key (the caller prints a warning on every run). Explicit opt-in only.
 
-Entries are read with paramiko's ``HostKeys``, which understands hashed names
-(``|1|salt|hash``) and the ``[host]:port`` form OpenSSH uses for non-22 ports.
+Whatever the policy, including ``off``, a key that a matching ``@revoked`` line holds is
+refused. A host that only ``@cert-authority`` lines vouch for is refused with a clear
+error: paramiko cannot verify host certificates, and recording its plain key would bypass
+the certificate authority.
+
+The file format and the matching rules are in :mod:`concurdeploy.ssh.knownhosts`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import threading
 import paramiko
 
 from concurdeploy.exceptions import HostKeyMismatch, HostKeyUnknown
+from concurdeploy.ssh import knownhosts
 
 __all__ = ["SYSTEM_KNOWN_HOSTS", "fingerprint", "known_key_types", "verify"]
 
@@ -31,53 +38,33 @@ SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style fingerprint: ``SHA256:`` + unpadded base64 of the SHA-256 of the key blob."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return _blob_fingerprint(key.asbytes())
+
+
+def _blob_fingerprint(blob: bytes) -> str:
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def _lookup_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
+    """``host`` for port 22, else ``[host]:port``, in lower case (as OpenSSH looks up and writes)."""
+    return knownhosts.lookup_name(hostname, port)
 
 
-def _entry(line: str):
-    """A ``HostKeyEntry`` for one plain known_hosts line, or None for a line it cannot use."""
+def _read(path: str) -> str | None:
     try:
-        return paramiko.hostkeys.HostKeyEntry.from_line(line)
-    except Exception:  # InvalidHostKey (bad base64) is not an SSHException; bad key data is
-        return None
-
-
-def _parse(text: str, keys: paramiko.HostKeys, revoked: list | None = None) -> None:
-    """Add the entries of known_hosts ``text`` to ``keys``, skipping what OpenSSH skips.
-
-    Comments, blank and unparseable lines are ignored (paramiko's ``HostKeys.load``
-    raises on bad base64 and on ``@marker`` lines). ``@cert-authority`` lines are ignored
-    (certificates are not supported); the keys of ``@revoked`` lines go to ``revoked``.
-    """
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("@"):
-            marker, _, rest = line.partition(" ")
-            if marker == "@revoked" and revoked is not None:
-                entry = _entry(rest.strip())
-                if entry is not None and entry.key is not None:
-                    revoked.append(entry.key)
-            continue
-        entry = _entry(line)
-        if entry is not None and entry.key is not None:
-            keys._entries.append(entry)  # as HostKeys.load does: the first line for a host wins
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError:
+        return None  # missing or unreadable: it vouches for nothing; strict then refuses
 
 
 _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _load(paths: list[str], revoked: list | None = None) -> paramiko.HostKeys:
-    """The entries of ``paths``, parsed once per process while the files are unchanged
-    (keyed on path, mtime and size): parsing every line for every connection would cost
-    O(hosts²) over a run. ``revoked`` receives the ``@revoked`` keys."""
+def _load(paths: list[str]) -> list[knownhosts.Line]:
+    """The lines of ``paths`` (user file first), parsed once per process while the files are
+    unchanged (keyed on path, mtime, size and inode)."""
     state = []
     for path in paths:
         try:
@@ -89,23 +76,16 @@ def _load(paths: list[str], revoked: list | None = None) -> paramiko.HostKeys:
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is None:
-        keys, revoked_keys = paramiko.HostKeys(), []
+        hit = []
         for path, *_ in state:
-            if os.path.isfile(path):
-                try:
-                    with open(path, encoding="utf-8", errors="replace") as f:
-                        text = f.read()
-                except OSError:
-                    continue  # an unreadable file verifies nothing; strict then refuses
-                _parse(text, keys, revoked_keys)
-        hit = (keys, revoked_keys)
+            text = _read(path) if os.path.isfile(path) else None
+            if text is not None:
+                hit.extend(knownhosts.parse_text(text, path))
         with _CACHE_LOCK:
             if len(_CACHE) > 16:
                 _CACHE.clear()
             _CACHE[key] = hit
-    if revoked is not None:
-        revoked.extend(hit[1])
-    return hit[0]
+    return hit
 
 
 def _files(known_hosts: str) -> list[str]:
@@ -113,12 +93,19 @@ def _files(known_hosts: str) -> list[str]:
 
 
 def known_key_types(known_hosts: str, hostname: str, port: int) -> list[str]:
-    """Key types (e.g. ``["ssh-ed25519"]``) known for ``hostname:port``, to prefer in key exchange.
+    """Key types (e.g. ``["ssh-ed25519"]``) that plain lines matching ``hostname:port`` hold,
+    in file order, to prefer in key exchange (as OpenSSH's client orders its offer).
 
     Asking the server for the type we hold avoids a false mismatch when it has several keys.
     """
-    entry = _load(_files(known_hosts)).lookup(_lookup_name(hostname, port))
-    return list(entry.keys()) if entry else []
+    name = _lookup_name(hostname, port)
+    types = (t for line, t, _ in knownhosts.matching_lines(_load(_files(known_hosts)), name)
+             if not line.marker)
+    return list(dict.fromkeys(types))
+
+
+def _where(line: knownhosts.Line) -> str:
+    return f"{line.path}:{line.lineno}"
 
 
 def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramiko.PKey) -> str | None:
@@ -126,38 +113,43 @@ def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramik
 
     :param known_hosts: path of the known_hosts file (``~`` allowed); the system file
         ``/etc/ssh/ssh_known_hosts`` is read too, never written.
+    :param policy: ``"strict"``, ``"accept-new"`` or ``"off"``.
     :returns: None when the key was already known, else a note for the host's warnings
         (``"host key recorded …"`` under accept-new, ``"host key not verified …"`` under off).
-    :raises HostKeyMismatch: known_hosts holds another key for this host (any policy but off).
-    :raises HostKeyUnknown: the host is not in known_hosts and the policy is ``strict``.
+    :raises HostKeyMismatch: a matching line holds another key (any key type), under any
+        policy but off; or a matching ``@revoked`` line holds this key, under every policy.
+    :raises HostKeyUnknown: no plain line matches the host and the policy is ``strict``;
+        or only ``@cert-authority`` lines match it (strict and accept-new).
     """
     name = _lookup_name(hostname, port)
     got_type, got_fp = key.get_name(), fingerprint(key)
+    decision = knownhosts.decide(_load(_files(known_hosts)), name, key.asbytes())
+    if decision.status == "revoked":
+        raise HostKeyMismatch(
+            f"{name}: server offered {got_type} {got_fp}, which known_hosts marks @revoked "
+            f"({_where(decision.line)}); connection refused under every host_key_policy, "
+            f"off included")
     if policy == "off":
         return f"host key not verified (host_key_policy: off): {got_type} {got_fp}"
-    revoked: list = []
-    entry = _load(_files(known_hosts), revoked).lookup(name)
-    if key in revoked:
-        raise HostKeyMismatch(
-            f"{name}: server offered {got_type} {got_fp}, which known_hosts ({known_hosts}) "
-            f"marks @revoked; connection refused")
-    if entry:
-        expected = entry.get(got_type)
-        if expected is not None and expected == key:
-            return None
-        if expected is None:
-            # Same host, other key types on file: OpenSSH refuses this too.
-            held = ", ".join(f"{t} {fingerprint(k)}" for t, k in entry.items())
-            raise HostKeyMismatch(
-                f"{name}: server offered {got_type} {got_fp}, but known_hosts "
-                f"({known_hosts}) holds only {held} for this host. If the server's keys "
-                f"really changed, verify the new key and update known_hosts "
-                f"(ssh-keygen -R '{name}' -f {known_hosts})")
+    if decision.status == "found":
+        return None
+    if decision.status == "changed":
+        line = decision.line
+        held = ", ".join(f"{t} {_blob_fingerprint(b)}" for t, b in decision.others)
         raise HostKeyMismatch(
             f"HOST KEY CHANGED for {name}: server offered {got_type} {got_fp}, known_hosts "
-            f"({known_hosts}) expects {got_type} {fingerprint(expected)}. Possible "
-            f"man-in-the-middle; connection refused. If the change is legitimate, remove the "
-            f"old entry (ssh-keygen -R '{name}' -f {known_hosts}) and record the new key")
+            f"holds {held} for this host (first at {_where(line)}, line pattern "
+            f"{line.hosts!r}). Possible man-in-the-middle; connection refused. If the change "
+            f"is legitimate, verify the new key, remove the old entry "
+            f"(ssh-keygen -R '{name}' -f {known_hosts}) and record the new key")
+    if decision.ca_lines:
+        where = ", ".join(_where(line) for line in decision.ca_lines)
+        raise HostKeyUnknown(
+            f"{name} is vouched for only by @cert-authority lines of known_hosts ({where}), "
+            f"but host certificates cannot be verified (paramiko {paramiko.__version__} has "
+            f"no host-certificate support), and its plain {got_type} key {got_fp} is not "
+            f"recorded; connection refused. Verify the key and record it "
+            f"(concurdeploy keyscan), or connect with an OpenSSH client")
     if policy == "accept-new":
         _append(os.path.expanduser(known_hosts), name, key)
         return f"host key recorded in {known_hosts} (accept-new): {got_type} {got_fp}"
@@ -168,19 +160,30 @@ def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramik
 
 
 def _append(path: str, name: str, key: paramiko.PKey) -> None:
-    """Append ``name keytype base64`` to ``path`` under an exclusive lock; re-check first."""
+    """Append ``name keytype base64`` to ``path`` under an exclusive lock, after deciding again
+    on the file as it is now (and the system file) with OpenSSH's rules.
+
+    :param name: the lower-case lookup name (:func:`_lookup_name`).
+    :raises HostKeyMismatch: a matching line now holds another key, or revokes this one.
+    :raises OSError: the file cannot be created or written.
+    """
+    name = knownhosts.ascii_lower(name)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a+", encoding="utf-8", errors="replace") as f:
+    with open(path, "a+", encoding="utf-8", errors="surrogateescape") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             f.seek(0)
-            current = paramiko.HostKeys()
-            _parse(f.read(), current)
-            known = current.lookup(name)
-            if known and known.get(key.get_name()) is not None:
-                if known[key.get_name()] != key:  # another worker recorded a different key
-                    raise HostKeyMismatch(f"{name}: key changed while being recorded; refused")
+            lines = knownhosts.parse_text(f.read(), path)
+            system = _read(SYSTEM_KNOWN_HOSTS) if os.path.isfile(SYSTEM_KNOWN_HOSTS) else None
+            if system is not None:
+                lines += knownhosts.parse_text(system, SYSTEM_KNOWN_HOSTS)
+            decision = knownhosts.decide(lines, name, key.asbytes())
+            if decision.status == "found":
                 return
+            if decision.status != "unknown":
+                raise HostKeyMismatch(
+                    f"{name}: not recorded: known_hosts {'revokes this key' if decision.status == 'revoked' else 'holds another key for this host'} "
+                    f"({_where(decision.line)}); refused")
             f.seek(0, os.SEEK_END)
             if f.tell() and not _ends_with_newline(path):
                 f.write("\n")

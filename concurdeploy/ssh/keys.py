@@ -42,9 +42,9 @@ def load_private_key(text: str | None = None, path: str | None = None,
         except OSError as e:
             raise CredentialsMissing(f"{what}: cannot read {path}: {e.strerror}") from None
         if passphrase is None:  # asked on the controller's terminal (concurdeploy.ssh.passphrases)
-            from concurdeploy.ssh.passphrases import env_name
+            from concurdeploy.ssh.passphrases import lookup
 
-            passphrase = os.environ.get(env_name(path))
+            passphrase = lookup(path)
     for cls in _KEY_CLASSES:
         try:
             return cls.from_private_key(io.StringIO(text or ""), password=passphrase)

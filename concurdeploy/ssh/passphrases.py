@@ -3,26 +3,74 @@
 A ``key_file`` that is encrypted and has no ``passphrase_env`` is asked for on the
 controller's terminal (``getpass``: not echoed, not logged) — never without a terminal:
 in CI such a key is a :class:`~concurdeploy.exceptions.CredentialsMissing` failure that
-names ``passphrase_env``. The answer is handed to the local worker processes through
-their inherited environment (``CONCURDEPLOY_PASSPHRASE_<id>``, see :func:`env_name`),
-never through a job payload, a command line or a report.
+names ``passphrase_env``. The answers are kept in memory, never in an environment variable,
+a command line, a job payload, a file on disk or a report: in an anonymous in-memory file
+(``memfd_create``, close-on-exec) of the controller, which the local workers (same user,
+forked from the fork server) read through ``/proc/<controller pid>/fd/<n>``; only that *path*
+travels, in :data:`ENV_VAR` (its value names no secret). A worker looks a passphrase up with
+:func:`lookup`. Remote processes, sudo and the commands run get neither the answers nor the
+path (the SSH session carries no environment).
 """
 
 from __future__ import annotations
 
 import base64
 import getpass
-import hashlib
+import json
 import os
 import sys
 
-__all__ = ["ask", "env_name", "is_encrypted"]
+__all__ = ["ENV_VAR", "ask", "is_encrypted", "lookup", "remember"]
+
+#: Names where the controller's passphrases are (``/proc/<pid>/fd/<n>``); never a secret itself.
+ENV_VAR = "CONCURDEPLOY_PASSPHRASES"
+#: This process's answers (the controller's; in a worker, filled by :func:`lookup`):
+#: absolute key path -> passphrase.
+_ASKED: dict[str, str] = {}
+_FD: list[int] = []  # the memfd holding _ASKED as JSON (the controller's, once created)
 
 
-def env_name(path: str) -> str:
-    """The environment variable a prompted passphrase for key file ``path`` is kept in."""
-    digest = hashlib.sha256(os.path.abspath(os.path.expanduser(path)).encode()).hexdigest()[:16]
-    return f"CONCURDEPLOY_PASSPHRASE_{digest.upper()}"
+def _key(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def remember(path: str, passphrase: str) -> None:
+    """Keep ``passphrase`` for key file ``path`` in memory and publish it to this process's
+    future workers (rewrites the memfd; sets :data:`ENV_VAR` to its ``/proc`` path).
+
+    :raises OSError: the memfd cannot be created (no ``/proc`` or ``memfd_create``).
+    """
+    _ASKED[_key(path)] = passphrase
+    if not _FD:
+        _FD.append(os.memfd_create("concurdeploy-passphrases", os.MFD_CLOEXEC))
+    fd = _FD[0]
+    data = json.dumps(_ASKED).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fchmod(fd, 0o600)
+    os.environ[ENV_VAR] = f"/proc/{os.getpid()}/fd/{fd}"
+
+
+def lookup(path: str) -> str | None:
+    """The passphrase asked on the controller's terminal for key file ``path``, or None.
+
+    In the controller, from memory; in a worker, read from the controller's memfd named by
+    :data:`ENV_VAR` (re-read each time: a later run may have asked more). A path that cannot
+    be read (no such process, another user's) gives None: the key then fails as encrypted.
+    """
+    key = _key(path)
+    if key in _ASKED:
+        return _ASKED[key]
+    where = os.environ.get(ENV_VAR)
+    if not where or not where.startswith("/proc/"):
+        return None
+    try:
+        with open(where, "rb") as f:
+            found = json.loads(f.read(1 << 20) or b"{}")
+    except (OSError, ValueError):
+        return None
+    value = found.get(key) if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def is_encrypted(path: str) -> bool:
@@ -52,7 +100,7 @@ def is_encrypted(path: str) -> bool:
 
 def ask(key_files, stdin=None) -> list[str]:
     """On a terminal, ask once for each encrypted key file of ``key_files`` that has no
-    passphrase yet, and put it in :func:`env_name`'s variable of this process.
+    passphrase yet, and keep it in memory for the workers (:func:`remember`).
 
     :param key_files: paths (``~`` allowed) of keys that have no ``passphrase_env``.
     :returns: the paths asked for (empty when stdin is not a terminal).
@@ -62,8 +110,8 @@ def ask(key_files, stdin=None) -> list[str]:
         return []
     asked = []
     for path in dict.fromkeys(os.path.expanduser(p) for p in key_files):
-        if env_name(path) in os.environ or not is_encrypted(path):
+        if lookup(path) is not None or not is_encrypted(path):
             continue
-        os.environ[env_name(path)] = getpass.getpass(f"Passphrase for {path}: ")
+        remember(path, getpass.getpass(f"Passphrase for {path}: "))
         asked.append(path)
     return asked
