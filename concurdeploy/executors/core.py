@@ -222,7 +222,8 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
     ====================  ==============================================  ===============
     what                  result                                          error_kind
     ====================  ==============================================  ===============
-    WORKER_LOST           not begun: ``RESEND`` (≤ ``MAX_RESENDS``);       WorkerLost
+    WORKER_LOST           not begun: ``RESEND`` (≤ ``MAX_RESENDS``, then  WorkerLost
+                          ``failed``/``PoolBroken``: workers cannot start);
                           begun: ``RETRY`` while ``attempts < retries``,
                           else ``unreachable``
     NO_WORKER             ``unreachable``                                 NoWorker
@@ -255,6 +256,10 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
     if what is Outcome.WORKER_LOST:
         if retryable and not started and resends < MAX_RESENDS:
             return Again.RESEND
+        if retryable and not started:  # every worker given it died before beginning anything
+            return HostResult(name, Status.FAILED, error_kind="PoolBroken",
+                              error=f"not started: worker processes keep dying before beginning a host ({why})",
+                              batch=batch)
         if retryable and attempts < retries:
             return Again.RETRY
         tried = f"; not retried (--retries {retries})" if retryable else ""

@@ -15,7 +15,12 @@ def test_the_resource_tracker_runs_with_the_warning_filter():
         "pool = WorkerPool(forks=1)\n"
         "resource_tracker.ensure_running()\n"
         "pid = resource_tracker._resource_tracker._pid\n"
-        "args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+        "import time\n"
+        "for _ in range(200):  # the tracker was just spawned: its cmdline is empty until its exec\n"
+        "    args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+        "    if args != [b'']:\n"
+        "        break\n"
+        "    time.sleep(0.01)\n"
         "print(('-W' + QUIET_TRACKER).encode() in args)\n"
         "pool.close()\n"
     )
