@@ -63,6 +63,7 @@ import os
 import threading
 
 from concurdeploy.exceptions import InventoryError, UsageError
+from concurdeploy.ssh.openssh_lex import parse_hop
 
 __all__ = ["DEFAULT_PATH", "NONE", "choose", "load", "parse_hop", "settings", "split_jump"]
 
@@ -198,37 +199,6 @@ def split_jump(value) -> list[str]:
     for item in items:
         hops += [part.strip() for part in str(item).split(",") if part.strip()]
     return hops
-
-
-def parse_hop(text: str) -> tuple[str | None, str, int | None]:
-    """``[user@]host[:port]`` (also ``ssh://user@host:port`` and ``[v6addr]:port``).
-
-    :returns: ``(user or None, host, port or None)``.
-    :raises ValueError: empty host or a bad port.
-    """
-    rest = text.strip()
-    if rest.startswith("ssh://"):
-        rest = rest[len("ssh://"):].rstrip("/")
-    user = None
-    if "@" in rest:
-        user, _, rest = rest.rpartition("@")
-        user = user or None
-    port = None
-    if rest.startswith("["):
-        host, _, after = rest[1:].partition("]")
-        if after.startswith(":"):
-            port = after[1:]
-    elif rest.count(":") == 1:
-        host, _, port = rest.partition(":")
-    else:
-        host = rest
-    if port is not None:
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"jump host {text!r}: port {port!r} is not a number from 1 to 65535")
-        port = int(port)
-    if not host:
-        raise ValueError(f"jump host {text!r} has no host name")
-    return user, host, port
 
 
 def _one_line(e: BaseException) -> str:
