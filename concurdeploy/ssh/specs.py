@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from concurdeploy.exceptions import InventoryError, UsageError
+from concurdeploy.exceptions import InventoryError
 from concurdeploy.ssh import sshconfig
 
 __all__ = ["DEFAULTS", "ConnectSpec", "connect_spec"]
@@ -128,8 +128,10 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
         host's connection vars; None = every hop is read as ``[user@]host[:port]``.
     :raises InventoryError: ``host_key_policy`` is not one of strict / accept-new / off, a
         var has the wrong type, a jump chain loops; ``ssh_config`` var names a missing file.
-    :raises UsageError: ``--ssh-config`` names a missing file; ssh_config sets
-        ``ProxyCommand`` (unsupported) for a host with no ``jump`` var.
+    :raises UsageError: ``--ssh-config`` names a missing file.
+    :raises InventoryError: (naming the ssh_config file, line and keyword) ssh would refuse
+        the file; it sets ``ProxyCommand`` (not run by concurdeploy) for a host with no
+        ``jump`` var or for a jump host; an ``IdentityAgent`` other than ``$SSH_AUTH_SOCK``.
     """
     return _Resolver(overrides, defaults, inventory).host(name, hvars, ())
 
@@ -151,21 +153,20 @@ class _Resolver:
     def host(self, name: str, hvars: dict, stack: tuple) -> ConnectSpec:
         """The spec of an inventory host (or a host described by a vars dict)."""
         hv = {k: v for k, v in hvars.items() if v is not None}
+        ov = {k: v for k, v in self.overrides.items() if k not in _OVERRIDE_ONLY}
         alias = str(hv.get("host") or name)
         if hv.get("connection", "ssh") == "sandbox":
             config, path, found = None, None, {}
         else:
             config, path = self._config(name, hvars)  # hvars: a YamlMapping knows its lines
-            found = sshconfig.settings(config, alias, path or "")
-        ov = {k: v for k, v in self.overrides.items() if k not in _OVERRIDE_ONLY}
-        merged = {**DEFAULTS, **self.defaults, **{k: v for k, v in found.items() if k != "host"},
-                  **hv, **ov}
+            given = {**hv, **ov}
+            found = sshconfig.settings(config, alias, path or "", user=_opt(given.get("user"), str),
+                                       port=_opt(given.get("port"), int))
+        merged = {**DEFAULTS, **self.defaults, **_vars(found), **hv, **ov}
         hostname = found.get("host") or alias
         jump = merged.get("jump")
         if "jump" not in hv and "jump" not in ov and found.get("proxycommand"):
-            raise UsageError(f"host {name}: ssh_config {path} sets ProxyCommand for {alias!r}, "
-                             f"which concurdeploy does not support; use ProxyJump there or the "
-                             f"jump var (jump: none to connect directly)")
+            _refuse_proxycommand(f"host {name}", alias, found)
         spec = _spec(name, hostname, merged)
         hops = self.hops(name, alias, jump, merged, config, path, stack + (name,))
         return replace(spec, jump=hops) if hops else spec
@@ -205,9 +206,11 @@ class _Resolver:
             user, host, port = sshconfig.parse_hop(text)
         except ValueError as e:
             raise InventoryError(f"host {owner}: {e}", key="jump") from None
-        found = sshconfig.settings(config, host, path or "")
+        found = sshconfig.settings(config, host, path or "", user=user, port=port)
+        if found.get("proxycommand"):
+            _refuse_proxycommand(f"host {owner}: jump host {text}", host, found)
         merged = {**DEFAULTS, **{k: behind[k] for k in INHERITED_BY_HOPS if k in behind},
-                  **{k: v for k, v in found.items() if k not in ("host", "jump", "proxycommand")}}
+                  **{k: v for k, v in _vars(found).items() if k != "jump"}}
         if user:
             merged["user"] = user
         if port:
@@ -215,6 +218,20 @@ class _Resolver:
         spec = _spec(text, found.get("host") or host, merged, owner=owner)
         hops = self.hops(text, host, found.get("jump"), merged, config, path, stack + (text,))
         return replace(spec, jump=hops) if hops else spec
+
+
+def _vars(found: dict) -> dict:
+    """ssh_config's settings as connection vars (without ``host``, ``where``, ``proxycommand``)."""
+    return {k: v for k, v in found.items() if k not in ("host", "where", "proxycommand")}
+
+
+def _refuse_proxycommand(who: str, alias: str, found: dict):
+    path, line = found["where"]["proxycommand"]
+    raise InventoryError(
+        f"{who}: ssh_config sets ProxyCommand for {alias!r} ({found['proxycommand']}), which "
+        f"concurdeploy does not run (it would be bypassed, not honoured); use ProxyJump there, "
+        f"or the inventory's jump var ('jump: none' to connect directly)", path, line,
+        key="ProxyCommand")
 
 
 def _spec(name: str, hostname: str, merged: dict, owner: str | None = None) -> ConnectSpec:

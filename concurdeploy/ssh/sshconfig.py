@@ -63,9 +63,10 @@ import os
 import threading
 
 from concurdeploy.exceptions import InventoryError, UsageError
-from concurdeploy.ssh.openssh_lex import parse_hop
+from concurdeploy.ssh import openssh_config
+from concurdeploy.ssh.openssh_lex import hop_texts, parse_hop
 
-__all__ = ["DEFAULT_PATH", "NONE", "choose", "load", "parse_hop", "settings", "split_jump"]
+__all__ = ["DEFAULT_PATH", "NONE", "Config", "choose", "load", "parse_hop", "settings", "split_jump"]
 
 #: The file read when neither ``--ssh-config`` nor the ``ssh_config`` var names one.
 DEFAULT_PATH = "~/.ssh/config"
@@ -94,47 +95,62 @@ def choose(name: str, hvars: dict, overrides: dict | None) -> tuple[str | None, 
     return path, explicit, origin
 
 
+class Config:
+    """One ssh_config file, ready for lookups (:func:`load` makes it; cached per file).
+
+    Lookups are cached per (name, user, port): a ``Match exec`` command runs once per
+    distinct lookup in a process, never again for the next host with the same name.
+    """
+
+    def __init__(self, path: str, check_perm: bool):
+        self.path = path
+        self.check_perm = check_perm
+        self._found: dict = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, name: str, user: str | None = None, port: int | None = None) -> openssh_config.Found:
+        """What the file says for ``name`` (see :func:`concurdeploy.ssh.openssh_config.lookup`).
+
+        :raises InventoryError: ssh would refuse the file (file, line and keyword named).
+        """
+        key = (name, user, port)
+        with self._lock:
+            if key not in self._found:
+                self._found[key] = openssh_config.lookup(self.path, name, user=user, port=port,
+                                                         check_perm=self.check_perm)
+            return self._found[key]
+
+
 def load(path: str | None, explicit: bool = False, origin: str = "ssh_config",
-         location: tuple = (None, None)):
-    """Parse an OpenSSH client config file (cached until the file changes).
+         location: tuple = (None, None)) -> Config | None:
+    """The OpenSSH client config file ``path`` (cached until the file changes).
 
     :param explicit: the operator named this file: missing is an error. Otherwise (the
-        default ``~/.ssh/config``) missing means None.
+        default ``~/.ssh/config``) missing means None; it must then not be writable by
+        group/others, as ssh requires.
     :param location: ``(path, line)`` of the var that named it, for the error.
-    :returns: a ``paramiko.SSHConfig``, or None.
+    :returns: a :class:`Config`, or None.
     :raises UsageError: (``InventoryError`` when named by a var) missing or unreadable
-        explicit file, or a file paramiko cannot parse.
+        explicit file.
     """
     if path is None:
         return None
     full = os.path.abspath(os.path.expanduser(path))
     try:
         st = os.stat(full)
+        if not os.access(full, os.R_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as e:
         if not explicit:
             return None
         _fail(f"{origin} {path}: {e.strerror or e} (give an existing OpenSSH client config "
               f"file, or 'none' to read none)", origin, location)
-    key = (full, st.st_mtime_ns, st.st_size)
+    key = (full, st.st_mtime_ns, st.st_size, os.path.expanduser("~"))
     with _lock:
         cfg = _cache.get(full)
-        if cfg is not None and cfg[0] == key:
-            return cfg[1]
-    import paramiko  # only when a file exists: the CLI does not pay for it otherwise
-
-    try:
-        with open(full, encoding="utf-8", errors="replace") as f:
-            parsed = paramiko.SSHConfig()
-            parsed.parse(f)
-    except OSError as e:
-        if not explicit:
-            return None
-        _fail(f"{origin} {path}: cannot read it: {e.strerror or e}", origin, location)
-    except Exception as e:  # paramiko.ConfigParseError and friends
-        _fail(f"{origin} {path}: cannot parse it ({_one_line(e)})", origin, location)
-    with _lock:
-        _cache[full] = (key, parsed)
-    return parsed
+        if cfg is None or cfg[0] != key:
+            cfg = _cache[full] = (key, Config(full, check_perm=not explicit))
+        return cfg[1]
 
 
 def _fail(message: str, origin: str, location: tuple):
@@ -143,52 +159,58 @@ def _fail(message: str, origin: str, location: tuple):
     raise UsageError(message)
 
 
-def settings(config, alias: str, path: str = "ssh_config") -> dict:
+def settings(config: Config | None, alias: str, path: str = "ssh_config", user: str | None = None,
+             port: int | None = None) -> dict:
     """The concurdeploy connection vars that ssh_config sets for ``alias``.
 
-    :param config: a ``paramiko.SSHConfig`` or None (then ``{}``).
-    :returns: a subset of ``host`` (from HostName), ``port``, ``user``, ``key_file``,
-        ``jump`` (a list of hops, or ``"none"``), ``connect_timeout``, ``proxycommand``.
-    :raises UsageError: a value of the wrong type (e.g. ``Port abc``).
+    :param user: / :param port: the values the inventory or flags give (ssh's ``-l``/``-p``):
+        ``Match user`` and the ``%r``/``%p`` tokens see them.
+    :returns: a subset of ``host`` (from HostName), ``port``, ``user``, ``key_file`` (the
+        first IdentityFile that exists, tokens and ``~`` expanded), ``jump`` (a list of hops,
+        or ``"none"``), ``connect_timeout``, ``allow_agent`` (False for ``IdentitiesOnly
+        yes`` or ``IdentityAgent none``), ``proxycommand``; and ``where``: keyword →
+        ``(file, line)``.
+    :raises InventoryError: ssh would refuse the file, or a value concurdeploy cannot honour
+        (``ConnectTimeout 0``, an ``IdentityAgent`` other than ``$SSH_AUTH_SOCK``).
     """
     if config is None:
         return {}
-    try:
-        found = config.lookup(alias)
-    except Exception as e:  # e.g. a failing "Match exec"
-        raise UsageError(f"ssh_config {path}: looking up {alias!r} failed ({_one_line(e)})") from None
-    out: dict = {}
-    if found.get("hostname"):
-        out["host"] = str(found["hostname"])
-    if "port" in found:
-        try:
-            port = int(found["port"])
-        except ValueError:
-            port = 0
-        if not 1 <= port <= 65535:
-            raise UsageError(f"ssh_config {path}: Port {found['port']!r} for {alias!r} is not a "
-                             f"port number")
-        out["port"] = port
-    if found.get("user"):
-        out["user"] = str(found["user"])
-    for candidate in found.get("identityfile", ()) or ():
-        if os.path.isfile(os.path.expanduser(candidate)):
-            out["key_file"] = candidate
+    found = config.lookup(alias, user, port)
+    opts, where = found.options, found.where
+    out: dict = {"where": where}
+    if "hostname" in where:
+        out["host"] = found.host
+    for key in ("port", "user"):
+        if key in where:
+            out[key] = opts[key]
+    for candidate in opts.get("identityfile", ()):
+        expanded = openssh_config.expand(candidate, found, where=where["identityfile"])
+        if os.path.isfile(expanded):
+            out["key_file"] = expanded
             break
-    if found.get("proxyjump"):
-        value = str(found["proxyjump"]).strip()
-        out["jump"] = NONE if value.lower() == NONE else split_jump(value)
-    if found.get("proxycommand") and str(found["proxycommand"]).strip().lower() != NONE:
-        out["proxycommand"] = str(found["proxycommand"])
-    if "connecttimeout" in found:
-        try:
-            seconds = float(found["connecttimeout"])
-        except ValueError:
-            seconds = 0.0
-        if not seconds > 0:
-            raise UsageError(f"ssh_config {path}: ConnectTimeout {found['connecttimeout']!r} for "
-                             f"{alias!r} is not a positive number of seconds")
-        out["connect_timeout"] = seconds
+    if "proxyjump" in opts:
+        out["jump"] = NONE if opts["proxyjump"] == NONE else split_jump(hop_texts(opts["proxyjump"]))
+    if opts.get("proxycommand", NONE) != NONE:
+        out["proxycommand"] = opts["proxycommand"]
+    if "connecttimeout" in opts:
+        if opts["connecttimeout"] <= 0:
+            raise InventoryError(f"ssh_config: ConnectTimeout {opts['connecttimeout']} for {alias!r}: "
+                                 f"concurdeploy needs a positive number of seconds",
+                                 *where["connecttimeout"], key="ConnectTimeout")
+        out["connect_timeout"] = float(opts["connecttimeout"])
+    if opts.get("identitiesonly") == "yes":
+        out["allow_agent"] = False
+    agent = opts.get("identityagent")
+    if agent is not None:
+        if agent == NONE:
+            out["allow_agent"] = False
+        elif agent not in ("SSH_AUTH_SOCK", "$SSH_AUTH_SOCK", "${SSH_AUTH_SOCK}") and \
+                openssh_config.expand(agent, found, where=where["identityagent"],
+                                      keyword="IdentityAgent") != os.environ.get("SSH_AUTH_SOCK"):
+            raise InventoryError(f"ssh_config: IdentityAgent {agent} for {alias!r}: concurdeploy "
+                                 f"only talks to the agent at $SSH_AUTH_SOCK; point SSH_AUTH_SOCK "
+                                 f"at that socket, or write IdentityAgent none (or SSH_AUTH_SOCK)",
+                                 *where["identityagent"], key="IdentityAgent")
     return out
 
 

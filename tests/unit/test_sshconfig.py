@@ -155,11 +155,18 @@ def test_identityfile_none_existing_is_not_set(tmp_path):
 
 
 def test_bad_port_or_timeout_in_ssh_config(tmp_path):
-    cfg = write(tmp_path / "c", "Host x\n  Port abc\nHost y\n  ConnectTimeout soon\n")
-    with pytest.raises(UsageError, match="Port 'abc'"):
+    """ssh refuses the whole file for a bad value, in any block: so do we, naming file and line."""
+    cfg = write(tmp_path / "c", "Host x\n  Port abc\n")
+    with pytest.raises(InventoryError, match=r"/c:2: key 'Port': .*'abc'"):
         connect_spec("x", {}, {"ssh_config": cfg})
-    with pytest.raises(UsageError, match="ConnectTimeout 'soon'"):
+    with pytest.raises(InventoryError, match=r"/c:2: key 'Port'"):
+        connect_spec("other", {}, {"ssh_config": cfg})
+    cfg = write(tmp_path / "d", "Host y\n  ConnectTimeout soon\nHost z\n  ConnectTimeout 0\n")
+    with pytest.raises(InventoryError, match=r"/d:2: key 'ConnectTimeout': .*'soon'"):
         connect_spec("y", {}, {"ssh_config": cfg})
+    cfg = write(tmp_path / "e", "Host z\n  ConnectTimeout 0\n")
+    with pytest.raises(InventoryError, match=r"/e:2: key 'ConnectTimeout': .*positive"):
+        connect_spec("z", {}, {"ssh_config": cfg})
 
 
 def test_proxycommand_is_refused_unless_jump_set(cfg):
@@ -338,3 +345,130 @@ def test_cli_exits_2_on_a_plaintext_password(tmp_path):
     assert proc.returncode == 2
     assert "password_env" in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- as ssh -G reads it
+
+def test_include_relative_to_home_ssh_glob_and_inside_host(fake_home, tmp_path):
+    write(fake_home / ".ssh" / "conf.d" / "10-web.conf", "Host web1-alias\n  Port 2301\n  User inc\n")
+    write(fake_home / ".ssh" / "conf.d" / "20-all.conf", "Host *\n  Port 2399\n")
+    write(fake_home / ".ssh" / "db.conf", "HostName 127.0.0.3\nPort 2302\n")
+    cfg = write(tmp_path / "c", "Include conf.d/*.conf\nHost db-alias\n  Include db.conf\n")
+    spec = connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.port, spec.user) == (2301, "inc")
+    spec = connect_spec("d", {"host": "db-alias"}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port) == ("127.0.0.3", 2399)  # conf.d's Host * came first
+    # an Include inside a Host block that does not match adds nothing
+    assert connect_spec("o", {"host": "other"}, {"ssh_config": cfg}).hostname == "other"
+
+
+def test_trailing_comment_quotes_equals_and_keyword_case(tmp_path):
+    cfg = write(tmp_path / "c", 'HOST=web1-alias\n  hostname 127.0.0.4 # primary\n  PORT = 2303\n'
+                                '  User "deploy"\n')
+    spec = connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port, spec.user) == ("127.0.0.4", 2303, "deploy")
+
+
+def test_match_host_final_and_user_from_the_inventory(tmp_path):
+    cfg = write(tmp_path / "c", """
+        Host web1-alias
+            HostName real.example
+        Match host real.example
+            Port 2304
+        Match final host real.example
+            ConnectTimeout 4
+        Match user ops
+            IdentitiesOnly yes
+        """)
+    spec = connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port, spec.connect_timeout) == ("real.example", 2304, 4.0)
+    found = sshconfig.settings(sshconfig.load(cfg, True), "web1-alias", user="ops")
+    assert found["allow_agent"] is False  # Match user sees the inventory's user, as with ssh -l
+    assert "allow_agent" not in sshconfig.settings(sshconfig.load(cfg, True), "web1-alias")
+
+
+def test_identityfile_tokens(tmp_path, fake_home):
+    key = tmp_path / "keys" / "web1-alias_2305_deploy"
+    key.parent.mkdir()
+    key.write_text("x")
+    cfg = write(tmp_path / "c", f"Host web1-alias\n  Port 2305\n  User deploy\n"
+                                f"  IdentityFile ~/none_%h\n  IdentityFile {tmp_path}/keys/%n_%p_%r\n")
+    assert connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg}).key_file == str(key)
+
+
+def test_match_exec_runs_once_per_name_without_secrets_in_its_environment(tmp_path, monkeypatch):
+    log = tmp_path / "exec.log"
+    monkeypatch.setenv("DEPLOY_KEY_TEXT", "s3cret-key-material")
+    cfg = write(tmp_path / "c", f"""
+        Match exec "echo %h:${{DEPLOY_KEY_TEXT:-unset}} >> {log}"
+            Port 2306
+        """)
+    hosts = {f"h{i}": {"host": "same-alias"} for i in range(5)}
+    for name, hv in hosts.items():
+        assert connect_spec(name, hv, {"ssh_config": cfg}).port == 2306
+    assert log.read_text() == "same-alias:unset\n"  # once, and the secret never reached it
+
+
+def test_proxycommand_on_a_jump_host_is_refused_naming_file_and_line(tmp_path):
+    cfg = write(tmp_path / "c", """
+        Host inner
+            ProxyJump gw
+        Host gw
+            ProxyCommand nc -X connect -x proxy.example:3128 %h %p
+        """)
+    with pytest.raises(InventoryError) as e:
+        connect_spec("web1", {"host": "inner"}, {"ssh_config": cfg})
+    assert str(e.value).startswith(f"{cfg}:5: key 'ProxyCommand': host web1: jump host gw:")
+    # the jump var bypasses ssh_config's ProxyJump on purpose: no ProxyCommand involved then
+    assert [h.hostname for h in connect_spec("web1", {"host": "inner", "jump": "127.0.0.1:2200"},
+                                             {"ssh_config": cfg}).jump] == ["127.0.0.1"]
+
+
+def test_proxycommand_after_proxyjump_is_ignored_as_ssh_does(tmp_path):
+    cfg = write(tmp_path / "c", "Host x\n  ProxyJump j1\n  ProxyCommand nc %h %p\n")
+    assert [h.hostname for h in connect_spec("x", {}, {"ssh_config": cfg}).jump] == ["j1"]
+
+
+def test_unknown_keyword_and_extra_values_are_refused(tmp_path):
+    cfg = write(tmp_path / "c", "Host nomatch\n  Prot 2222\n")
+    with pytest.raises(InventoryError, match=r"/c:2: key 'Prot': .*not an OpenSSH client keyword"):
+        connect_spec("x", {}, {"ssh_config": cfg})
+    cfg = write(tmp_path / "d", "IgnoreUnknown Prot\nHost *\n  Prot 2222\n  HostName a b\n")
+    with pytest.raises(InventoryError, match=r"/d:4: key 'HostName': .*one value"):
+        connect_spec("x", {}, {"ssh_config": cfg})
+
+
+def test_identityagent(tmp_path, monkeypatch):
+    cfg = write(tmp_path / "c", "Host none-agent\n  IdentityAgent none\nHost other-agent\n"
+                                "  IdentityAgent ~/.1password/agent.sock\nHost env-agent\n"
+                                "  IdentityAgent SSH_AUTH_SOCK\n")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    assert connect_spec("a", {"host": "none-agent"}, {"ssh_config": cfg}).allow_agent is False
+    assert connect_spec("a", {"host": "env-agent"}, {"ssh_config": cfg}).allow_agent is True
+    with pytest.raises(InventoryError, match=r"/c:4: key 'IdentityAgent': .*SSH_AUTH_SOCK"):
+        connect_spec("a", {"host": "other-agent"}, {"ssh_config": cfg})
+
+
+def test_group_writable_default_config_is_refused_like_ssh(fake_home):
+    path = fake_home / ".ssh" / "config"
+    write(path, "Host *\n  Port 2307\n")
+    path.chmod(0o664)
+    with pytest.raises(InventoryError, match="writable by group or others"):
+        connect_spec("x", {})
+    path.chmod(0o600)
+    assert connect_spec("x", {}).port == 2307
+
+
+def test_cli_exits_2_for_a_proxycommand_on_a_jump_host(tmp_path):
+    import subprocess
+    import sys
+    cfg = write(tmp_path / "ssh_config", "Host gw\n  ProxyCommand nc %h %p\n")
+    write(tmp_path / "inventories" / "hosts.yaml", f"""
+        all:
+          hosts:
+            web1: {{host: 127.0.0.1, jump: gw, ssh_config: {cfg}}}
+        """)
+    proc = subprocess.run([sys.executable, "-m", "concurdeploy", "keyscan", "all"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{cfg}:2: key 'ProxyCommand'" in proc.stderr and "Traceback" not in proc.stderr
