@@ -128,3 +128,47 @@ def test_resolved_in_the_controller_the_worker_never_reads_it(server, client_key
     cfg.unlink()  # gone before any worker starts: the spec must carry everything
     (result,) = run_jobs([Job(spec, run_command, RunJob("echo ok"))], forks=1, processes=1)
     assert result.status is Status.OK, result.error
+
+
+def test_include_and_match_pick_the_port_and_user_that_connect(sshd_factory, client_keys,
+                                                                known_hosts_file, fake_home, tmp_path):
+    """The right port comes from an Include under ~/.ssh, the user and key from a Match block
+    (``Match originalhost`` + ``Match exec`` on a flag file); the wrong values sit in a later
+    ``Host *`` block, which loses because the first value wins. Before the OpenSSH-faithful
+    reader, the Include was ignored and Match exec was paramiko's: the connection went to the
+    wrong port."""
+    right, wrong = sshd_factory(2)
+    kh = known_hosts_file([right, wrong])
+    flag = tmp_path / "use-deploy-key"
+    flag.write_text("")
+    (fake_home / ".ssh" / "conf.d").mkdir()
+    (fake_home / ".ssh" / "conf.d" / "web.conf").write_text(
+        f"Host web1-alias\n    HostName 127.0.0.1\n    Port {right.port}\n")
+    cfg = tmp_path / "config"
+    cfg.write_text(textwrap.dedent(f"""
+        Include conf.d/*.conf   # relative to ~/.ssh
+        Match originalhost web1-alias exec "test -e {flag}"
+            User {login_user()}
+            IdentityFile {client_keys.ed25519}
+        Host *
+            Port {wrong.port}
+            User nobody-such
+            IdentityFile {client_keys.other}
+        """))
+    spec = connect_spec("web1", {"host": "web1-alias", "known_hosts": kh, "ssh_config": str(cfg),
+                                 "connect_timeout": 5})
+    assert (spec.hostname, spec.port, spec.user, spec.key_file) == \
+        ("127.0.0.1", right.port, login_user(), client_keys.ed25519)
+    with Connection(spec) as conn:
+        assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(right.port)
+    # without the flag file, Match exec fails: Host * gives the wrong user and key, and the
+    # server says no (the Include's port still wins). A second file: lookups are cached per
+    # file, so that a Match exec command runs once per host name, not once per host.
+    flag.unlink()
+    cfg2 = tmp_path / "config2"
+    cfg2.write_text(cfg.read_text())
+    spec = connect_spec("web1", {"host": "web1-alias", "known_hosts": kh, "ssh_config": str(cfg2),
+                                 "connect_timeout": 5, "connect_retries": 0})
+    assert (spec.port, spec.user, spec.key_file) == (right.port, "nobody-such", client_keys.other)
+    r = run_host(Job(spec, run_command, RunJob("true")))
+    assert r.status is Status.FAILED and r.error_kind == "AuthFailed", (r.status, r.error_kind, r.error)
