@@ -18,16 +18,18 @@ compares it with ``ssh -F FILE -G HOST`` on a generated corpus:
 * ``Include`` (several paths, globs sorted, relative paths under ``~/.ssh``, nested up to
   16 deep, inside ``Host``/``Match`` blocks: the included lines only apply when that block
   does; included files must not be writable by group/others or owned by another user);
-* ``%`` tokens: ``%h`` in ``HostName``; ``%C %L %d %h %i %j %k %l %n %p %r %u %%`` and
+* ``%`` tokens: ``%h`` in ``HostName``; ``%C %L %d %h %i %k %l %n %p %r %u %%`` and
   ``${ENV}`` in ``IdentityFile``/``IdentityAgent`` (:func:`expand`); ``%C %L %d %h %i %k
   %l %n %p %r %u`` in ``Match exec``;
-* errors refused as ``ssh`` refuses them: an unknown keyword (unless ``IgnoreUnknown``),
-  a missing or extra argument, a bad port, time, flag, ProxyJump or token.
+* errors refused as ``ssh`` refuses them: an unknown keyword (unless ``IgnoreUnknown``
+  lists it, or the installed ``ssh`` knows it: :func:`ssh_knows`), a missing or extra
+  argument, a bad port, time, flag, ProxyJump or token, an unknown ``Match`` criterion.
 
 Where concurdeploy differs on purpose: ``~``, ``%d`` and relative ``Include`` paths use
 ``home`` (``$HOME``, like the rest of concurdeploy), where ``ssh`` takes ``~``/``%d`` from
-the passwd entry; ``Match localnetwork`` and ``CanonicalizeHostname`` (other than ``no``)
-are refused (their answer depends on the network); a ``Match exec`` command runs with
+the passwd entry; ``Match localnetwork`` (and newer criteria) are refused;
+``CanonicalizeHostname yes``/``always`` is refused where it applies (ssh would ask DNS;
+without it ``Match canonical`` matches in the final pass only, as here); a ``Match exec`` command runs with
 ``/bin/sh`` (``$SHELL`` for ``ssh``) in a minimal environment (``PATH HOME USER LOGNAME
 LANG LC_ALL TERM SSH_AUTH_SOCK``: never the variables holding keys or passwords),
 stdin/stdout on ``/dev/null``, at most :data:`EXEC_TIMEOUT` seconds.
@@ -41,8 +43,10 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 from concurdeploy.exceptions import InventoryError
@@ -59,7 +63,8 @@ MAX_IDENTITY_FILES = 100
 #: Environment variables a ``Match exec`` command gets (when set).
 EXEC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "SSH_AUTH_SOCK")
 
-#: Every keyword OpenSSH 9.2's ssh accepts (found by asking it), and a few newer ones.
+#: Every keyword OpenSSH 9.2's ssh accepts (found by asking it). Another keyword is
+#: refused unless ``IgnoreUnknown`` lists it or the installed ssh knows it (:func:`ssh_knows`).
 KEYWORDS = frozenset("""
 addkeystoagent addressfamily afstokenpassing batchmode bindaddress bindinterface canonicaldomains
 canonicalizefallbacklocal canonicalizehostname canonicalizemaxdots canonicalizepermittedcnames
@@ -85,7 +90,6 @@ skeyauthentication smartcarddevice stdinnull streamlocalbindmask streamlocalbind
 stricthostkeychecking syslogfacility tcpkeepalive tisauthentication tunnel tunneldevice
 updatehostkeys useblacklistedkeys useprivilegedport user userknownhostsfile userknownhostsfile2
 useroaming usersh verifyhostkeydns visualhostkey xauthlocation
-channeltimeout obscurekeystroketiming tag refuseconnection warnweakcrypto
 """.split())
 
 #: Single-value keywords kept (first value wins); ``identityfile`` is a list.
@@ -146,6 +150,11 @@ def lookup(path: str, host: str, *, home: str | None = None, user: str | None = 
     if not is_address(found_host):
         found_host = found_host.lower()
     reader.opts["hostname"] = found_host
+    if reader.opts.get("canonicalizehostname", "no") != "no":
+        raise config_error(reader.where["canonicalizehostname"], "CanonicalizeHostname",
+                           f"{reader.opts['canonicalizehostname']} for {host!r}: concurdeploy does not "
+                           f"canonicalise names (ssh would ask DNS and re-read the file); set it to no "
+                           f"for these hosts or write the full name in HostName")
     if want_final[0]:
         reader.read(path, found_host, final=True, depth=0, never=False, check=check_perm,
                     active=[True], want_final=None)
@@ -220,6 +229,8 @@ class _Reader:
             ignored = self.opts.get("ignoreunknown")
             if ignored is not None and pattern_list(kw, ignored.lower()) == 1:
                 return
+            if ssh_knows(kw):
+                return  # a keyword of a newer OpenSSH, and not one concurdeploy honours
             raise config_error(where, keyword, "is not an OpenSSH client keyword (ssh refuses the "
                                        "file: 'Bad configuration option'); fix the spelling "
                                        "or list it in IgnoreUnknown before this line")
@@ -242,7 +253,7 @@ class _Reader:
                 self._set("proxycommand", value, where)
         elif kw == "proxyjump":
             self.proxy_jump(rest.lstrip(WS + "="), on, where, keyword)
-        elif kw in ("port", "connecttimeout", "identitiesonly", "identityfile") + _STRINGS:
+        elif kw in ("port", "connecttimeout", "identitiesonly", "identityfile", "canonicalizehostname") + _STRINGS:
             if not args or args[0] == "":
                 raise config_error(where, keyword, "no value after the keyword")
             if len(args) > 1:
@@ -266,8 +277,10 @@ class _Reader:
                 raise config_error(where, keyword, f"{arg!r} is not a time (seconds, or e.g. 1m30s)")
             if kw in self.opts and self.opts[kw] == -1:
                 del self.opts[kw]  # "none" leaves it unset: a later value still applies
-        elif kw == "identitiesonly":
+        elif kw in ("identitiesonly", "canonicalizehostname"):
             value = _FLAGS.get(arg.lower())
+            if kw == "canonicalizehostname" and arg.lower() == "always":
+                value = "always"
             if value is None:
                 raise config_error(where, keyword, f"{arg!r} is not yes or no")
         elif kw == "identityfile":
@@ -404,6 +417,37 @@ class _Reader:
         if proc.returncode < 0:
             raise config_error(where, "Match exec", f"the command was killed by signal {-proc.returncode}")
         return proc.returncode == 0
+
+
+_known: dict = {}
+
+
+def ssh_knows(keyword: str) -> bool:
+    """Whether the installed ``ssh`` accepts ``keyword`` (one newer than :data:`KEYWORDS`).
+
+    Asked once per keyword and process with a two-line temporary config (``keyword x``)
+    and ``ssh -G``: nothing of the operator's config, no ``Match exec``, no network. False
+    when no ``ssh`` is on ``PATH`` or the keyword is not a plain word.
+    """
+    if keyword in _known:
+        return _known[keyword]
+    ssh = shutil.which("ssh")
+    answer = False
+    if ssh is not None and keyword.isalnum() and keyword.isascii():
+        with tempfile.TemporaryDirectory(prefix="concurdeploy-sshkw-") as tmp:
+            probe = os.path.join(tmp, "config")
+            with open(probe, "w", encoding="ascii") as f:
+                f.write(f"{keyword} x\n")
+            env = {k: os.environ[k] for k in EXEC_ENV if k in os.environ}
+            try:
+                proc = subprocess.run([ssh, "-F", probe, "-G", "probe.invalid"], env=env,
+                                      stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                      timeout=EXEC_TIMEOUT, check=False)
+                answer = "Bad configuration option" not in proc.stderr
+            except (OSError, subprocess.TimeoutExpired):
+                answer = False
+    _known[keyword] = answer
+    return answer
 
 
 # ---------------------------------------------------------------------- tokens

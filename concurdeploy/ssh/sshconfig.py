@@ -1,34 +1,51 @@
-"""OpenSSH client configuration (``~/.ssh/config``), read with paramiko's ``SSHConfig``.
+"""OpenSSH client configuration (``~/.ssh/config``), read as ``ssh -G`` reads it.
+
+The reader is :mod:`concurdeploy.ssh.openssh_config` (OpenSSH's rules: ``Include``,
+``Match``, tokens, comments, quoting, first value wins), checked against ``ssh -G`` by
+``tests/differential/test_sshconfig_vs_openssh.py``. It is used whether or not an OpenSSH
+client is installed, so a host resolves the same everywhere; the installed ``ssh`` is
+asked only about a keyword the reader does not know (:func:`~concurdeploy.ssh.
+openssh_config.ssh_knows`: a newer OpenSSH's). Not ``ssh -G`` for every host, on purpose:
+its output cannot tell a value the file sets from a default (``Port 22``, ``User`` = you),
+which the precedence below needs; it takes ``~`` from the passwd entry, not ``$HOME``; it
+would run ``Match exec`` commands a second time; and it would cost a process per host.
 
 Which file
     ``--ssh-config PATH`` (a task flag; ``overrides["ssh_config"]`` for
     :func:`concurdeploy.ssh.specs.connect_spec`) > the ``ssh_config`` var (any inventory level)
     > ``~/.ssh/config``. A file given explicitly (flag or var) that does not exist is an
-    error (exit code 2); a missing ``~/.ssh/config`` just means no OpenSSH settings.
-    ``ssh_config: none`` (or ``--ssh-config none``) reads no file at all. ``~`` is expanded;
-    a relative path is relative to the current directory. Hosts with ``connection:
-    sandbox`` never read it.
+    error (exit code 2); a missing ``~/.ssh/config`` just means no OpenSSH settings (but
+    one writable by group or others is refused, as ssh refuses it). ``ssh_config: none``
+    (or ``--ssh-config none``) reads no file at all. ``~`` is expanded; a relative path is
+    relative to the current directory. ``/etc/ssh/ssh_config`` is not read (as with
+    ``ssh -F``). Hosts with ``connection: sandbox`` never read it.
 
 Which name is looked up
     The host's ``host`` var, i.e. what you would type after ``ssh`` (it defaults to the
     inventory name), so ``Host`` aliases work: ``web1: {host: web1-prod}`` with a ``Host
-    web1-prod`` block, or simply an inventory host named like the alias. Every matching
-    ``Host``/``Match`` block applies, the first value of each keyword winning, as OpenSSH does.
+    web1-prod`` block, or simply an inventory host named like the alias. The inventory's
+    (or the flags') ``user`` and ``port`` are set first, like ``ssh -l``/``-p``: ``Match
+    user`` and ``%r``/``%p`` see them. Lookups are cached per file and name, so a ``Match
+    exec`` command runs once per name in a run, not once per host.
 
-Keywords honoured (others are ignored)
-    ===============  ===========================================================
-    ``HostName``     the address connected to (the looked-up name when absent)
-    ``Port``         ``port``
-    ``User``         ``user``
-    ``IdentityFile`` ``key_file``: the first listed file that exists (``~``, ``%d``,
-                     ``%u``, ``%h``… expanded by paramiko); none existing = not set
-    ``ProxyJump``    ``jump``: comma-separated ``[user@]host[:port]`` hops, or ``none``
-    ``ConnectTimeout`` ``connect_timeout`` (seconds)
-    ===============  ===========================================================
+Keywords honoured (others are checked as ssh checks them, then ignored)
+    ==================  ===========================================================
+    ``HostName``        the address connected to (``%h`` expanded; the name when absent)
+    ``Port``            ``port``
+    ``User``            ``user``
+    ``IdentityFile``    ``key_file``: the first listed file that exists (``~``, ``${ENV}``,
+                        ``%h %p %r %u %n %d %C %L %l %i %k %%`` expanded); none = not set
+    ``ProxyJump``       ``jump``: comma-separated ``[user@]host[:port]`` hops, or ``none``
+    ``ConnectTimeout``  ``connect_timeout`` (seconds; ``1m30s`` forms; 0 is refused)
+    ``IdentitiesOnly``  ``yes``: no agent keys (only the key files)
+    ``IdentityAgent``   ``none``: no agent; ``SSH_AUTH_SOCK`` (or the path it holds): the
+                        agent; another socket is refused (exit 2): set ``SSH_AUTH_SOCK``
+    ==================  ===========================================================
 
-    ``ProxyCommand`` is not supported: a host whose ssh_config sets it (and whose
-    inventory sets no ``jump``) is refused with exit code 2 rather than silently connected
-    to directly. ``Include`` is not supported by paramiko's parser.
+    ``ProxyCommand`` is not run: a host whose ssh_config sets it (and whose inventory sets
+    no ``jump``), or a ``ProxyJump`` hop whose own block sets it, is refused with exit code
+    2 naming the file, line and keyword, rather than silently connected to directly. As in
+    OpenSSH, the first of ``ProxyJump``/``ProxyCommand`` wins (the later one is ignored).
 
 Precedence, lowest first, for every connection setting
     1. built-in defaults (:data:`concurdeploy.ssh.specs.DEFAULTS`) and concurdeploy settings
@@ -44,7 +61,8 @@ Jump hosts (``jump`` var or ``ProxyJump``)
     One hop or a list of them (a YAML list, or commas), first hop first. A hop is either
     the name of an inventory host (its own connection vars are used) or
     ``[user@]host[:port]``, looked up in the same ssh_config (its ``HostName``, ``Port``,
-    ``User``, ``IdentityFile``, ``ProxyJump`` apply); what such a hop does not set itself
+    ``User``, ``IdentityFile``, ``ProxyJump``, ``ConnectTimeout``, ``IdentitiesOnly``,
+    ``IdentityAgent`` apply; its ``ProxyCommand`` is refused); what such a hop does not set itself
     (user, key and password settings, known_hosts, host_key_policy, timeouts) it inherits
     from the host behind it. The first hop's own jump hosts (its ``jump`` var or
     ``ProxyJump``) come before it; later hops are reached through the hop written before
@@ -52,7 +70,7 @@ Jump hosts (``jump`` var or ``ProxyJump``)
     itself is skipped (so ``jump: bastion`` set on group ``all`` does not make the bastion
     jump through itself); a real cycle is an error. At most 8 hops.
 
-The file is read in the controller, once per file (re-read if it changes), when the
+The file is read in the controller, once per file and name (re-read if it changes), when the
 :class:`~concurdeploy.ssh.specs.ConnectSpec` objects are built: the specs carry the resolved
 values and worker processes never read it.
 """
@@ -221,8 +239,3 @@ def split_jump(value) -> list[str]:
     for item in items:
         hops += [part.strip() for part in str(item).split(",") if part.strip()]
     return hops
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import textwrap
 from pathlib import Path
@@ -472,3 +473,40 @@ def test_cli_exits_2_for_a_proxycommand_on_a_jump_host(tmp_path):
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{cfg}:2: key 'ProxyCommand'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_keyword_of_a_newer_openssh_is_asked_of_the_installed_ssh(tmp_path, monkeypatch):
+    """Ambiguous for the reader, so the installed ssh decides: ignored if it knows the
+    keyword, refused (naming file and line) if it does not or if there is no ssh."""
+    import shutil
+
+    from concurdeploy.ssh import openssh_config
+
+    cfg = write(tmp_path / "c", "Host *\n  FutureKeyword yes\n  Port 2308\n")
+    real_ssh = shutil.which("ssh")
+    stub = tmp_path / "bin" / "ssh"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/argv\"\nexit 0\n")
+    stub.chmod(0o755)
+    monkeypatch.setattr(openssh_config, "_known", {})
+    monkeypatch.setenv("PATH", f"{stub.parent}:/usr/bin:/bin")
+    assert connect_spec("x", {}, {"ssh_config": cfg}).port == 2308
+    argv = (stub.parent / "argv").read_text()
+    assert argv.startswith("-F ") and argv.rstrip().endswith("-G probe.invalid") and cfg not in argv
+    monkeypatch.setattr(openssh_config, "_known", {})
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(InventoryError, match=r"/c:2: key 'FutureKeyword'"):
+        sshconfig.settings(sshconfig.Config(cfg, False), "x")
+    if real_ssh:  # OpenSSH 9.x itself does not know it
+        monkeypatch.setattr(openssh_config, "_known", {})
+        monkeypatch.setenv("PATH", os.path.dirname(real_ssh))
+        with pytest.raises(InventoryError, match=r"/c:2: key 'FutureKeyword'"):
+            sshconfig.settings(sshconfig.Config(cfg, False), "x")
+
+
+def test_canonicalizehostname_is_refused_not_ignored(tmp_path):
+    cfg = write(tmp_path / "c", "Host short\n  CanonicalizeHostname yes\n  CanonicalDomains example\n"
+                                "Host *\n  CanonicalizeHostname no\n")
+    with pytest.raises(InventoryError, match=r"/c:2: key 'CanonicalizeHostname'"):
+        connect_spec("x", {"host": "short"}, {"ssh_config": cfg})
+    assert connect_spec("x", {"host": "other"}, {"ssh_config": cfg}).hostname == "other"
