@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from concurdeploy.exceptions import InventoryError
 from concurdeploy.ssh.openssh_lex import (
-    WS, argv_split, check_agent, config_error, conn_hash, convtime, dollar, hop_texts, is_address,
+    KEYWORDS, WS, check_agent, config_error, conn_hash, convtime, dollar, hop_texts, is_address, lexed,
     match_pattern, parse_hop, pattern_list, percent, strdelim, user_home)
 
 __all__ = ["EXEC_TIMEOUT", "Found", "expand", "lookup"]
@@ -63,37 +63,11 @@ MAX_IDENTITY_FILES = 100
 #: Environment variables a ``Match exec`` command gets (when set).
 EXEC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "SSH_AUTH_SOCK")
 
-#: Every keyword OpenSSH 9.2's ssh accepts (found by asking it). Another keyword is
-#: refused unless ``IgnoreUnknown`` lists it or the installed ssh knows it (:func:`ssh_knows`).
-KEYWORDS = frozenset("""
-addkeystoagent addressfamily afstokenpassing batchmode bindaddress bindinterface canonicaldomains
-canonicalizefallbacklocal canonicalizehostname canonicalizemaxdots canonicalizepermittedcnames
-casignaturealgorithms certificatefile challengeresponseauthentication checkhostip cipher ciphers
-clearallforwardings compression compressionlevel connectionattempts connecttimeout controlmaster
-controlpath controlpersist dsaauthentication dynamicforward enableescapecommandline
-enablesshkeysign escapechar exitonforwardfailure fallbacktorsh fingerprinthash
-forkafterauthentication forwardagent forwardx11 forwardx11timeout forwardx11trusted gatewayports
-globalknownhostsfile globalknownhostsfile2 gssapiauthentication gssapiclientidentity
-gssapidelegatecredentials gssapikexalgorithms gssapikeyexchange gssapirenewalforcesrekey
-gssapiserveridentity gssapitrustdns hashknownhosts host hostbasedacceptedalgorithms
-hostbasedauthentication hostbasedkeytypes hostkeyalgorithms hostkeyalias hostname identitiesonly
-identityagent identityfile identityfile2 ignoreunknown include ipqos kbdinteractiveauthentication
-kbdinteractivedevices keepalive kerberosauthentication kerberostgtpassing kexalgorithms
-knownhostscommand localcommand localforward loglevel logverbose macs match
-nohostauthenticationforlocalhost numberofpasswordprompts passwordauthentication
-permitlocalcommand permitremoteopen pkcs11provider port preferredauthentications protocol
-protocolkeepalives proxycommand proxyjump proxyusefdpass pubkeyacceptedalgorithms
-pubkeyacceptedkeytypes pubkeyauthentication rekeylimit remotecommand remoteforward requesttty
-requiredrsasize revokedhostkeys rhostsauthentication rhostsrsaauthentication securitykeyprovider
-sendenv serveralivecountmax serveraliveinterval sessiontype setenv setuptimeout
-skeyauthentication smartcarddevice stdinnull streamlocalbindmask streamlocalbindunlink
-stricthostkeychecking syslogfacility tcpkeepalive tisauthentication tunnel tunneldevice
-updatehostkeys useblacklistedkeys useprivilegedport user userknownhostsfile userknownhostsfile2
-useroaming usersh verifyhostkeydns visualhostkey xauthlocation
-""".split())
 
 #: Single-value keywords kept (first value wins); ``identityfile`` is a list.
 _STRINGS = ("hostname", "user", "hostkeyalias", "identityagent", "ignoreunknown")
+_ONE_VALUE = frozenset(("port", "connecttimeout", "identitiesonly", "identityfile", "canonicalizehostname")
+                       + _STRINGS)
 _FLAGS = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
 
@@ -204,25 +178,14 @@ class _Reader:
             raise InventoryError("no such file", path) from None
         except OSError as e:
             raise InventoryError(f"cannot read it: {e.strerror or e}", path) from None
-        text = data.decode("utf-8", errors="surrogateescape")
-        for number, line in enumerate(text.split("\n"), 1):
-            self.line(line, path, number, host, final, depth, never, active, want_final)
+        for one in lexed(path, st, data):
+            self.line(one, path, host, final, depth, never, active, want_final)
 
     # ------------------------------------------------------------------ one line
 
-    def line(self, raw, path, number, host, final, depth, never, active, want_final):
-        line = raw.rstrip(WS + "\f")
-        if not line:
-            return
-        keyword, rest = strdelim(line)
-        if keyword == "":
-            keyword, rest = strdelim(rest)
-        if not keyword or keyword.startswith("#"):
-            return
-        kw = keyword.lower()
+    def line(self, lexed, path, host, final, depth, never, active, want_final):
+        number, keyword, kw, rest, args = lexed
         where = (path, number)
-        if rest is not None:
-            rest = rest.lstrip(WS)
         if not rest:
             raise config_error(where, keyword, "no value after the keyword")
         if kw not in KEYWORDS:
@@ -232,12 +195,10 @@ class _Reader:
             if ssh_knows(kw):
                 return  # a keyword of a newer OpenSSH, and not one concurdeploy honours
             raise config_error(where, keyword, "is not an OpenSSH client keyword (ssh refuses the "
-                                       "file: 'Bad configuration option'); fix the spelling "
-                                       "or list it in IgnoreUnknown before this line")
-        try:
-            args = argv_split(rest)
-        except ValueError:
-            raise config_error(where, keyword, "unbalanced quotes") from None
+                                               "file: 'Bad configuration option'); fix the spelling "
+                                               "or list it in IgnoreUnknown before this line")
+        if args is None:
+            raise config_error(where, keyword, "unbalanced quotes")
         on = active[0]
         if kw == "host":
             self.host_line(args, host, never, active, where, keyword)
@@ -253,7 +214,7 @@ class _Reader:
                 self._set("proxycommand", value, where)
         elif kw == "proxyjump":
             self.proxy_jump(rest.lstrip(WS + "="), on, where, keyword)
-        elif kw in ("port", "connecttimeout", "identitiesonly", "identityfile", "canonicalizehostname") + _STRINGS:
+        elif kw in _ONE_VALUE:
             if not args or args[0] == "":
                 raise config_error(where, keyword, "no value after the keyword")
             if len(args) > 1:

@@ -5,6 +5,7 @@ hops. Used by :mod:`concurdeploy.ssh.openssh_config`; no file or process I/O her
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -13,11 +14,73 @@ import re
 
 from concurdeploy.exceptions import InventoryError
 
-__all__ = ["argv_split", "check_agent", "config_error", "conn_hash", "convtime", "dollar", "hop_texts",
-           "is_address", "match_pattern", "parse_hop", "pattern_list", "percent", "strdelim", "user_home"]
+__all__ = ["KEYWORDS", "argv_split", "check_agent", "config_error", "conn_hash", "convtime", "dollar", "hop_texts",
+           "is_address", "lexed", "match_pattern", "parse_hop", "pattern_list", "percent", "strdelim", "user_home"]
 
 WS = " \t\r\n"
 _TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+#: Every keyword OpenSSH 9.2's ssh accepts (found by asking it). Another keyword is
+#: refused unless ``IgnoreUnknown`` lists it or the installed ssh knows it (:func:`ssh_knows`).
+KEYWORDS = frozenset("""
+addkeystoagent addressfamily afstokenpassing batchmode bindaddress bindinterface canonicaldomains
+canonicalizefallbacklocal canonicalizehostname canonicalizemaxdots canonicalizepermittedcnames
+casignaturealgorithms certificatefile challengeresponseauthentication checkhostip cipher ciphers
+clearallforwardings compression compressionlevel connectionattempts connecttimeout controlmaster
+controlpath controlpersist dsaauthentication dynamicforward enableescapecommandline
+enablesshkeysign escapechar exitonforwardfailure fallbacktorsh fingerprinthash
+forkafterauthentication forwardagent forwardx11 forwardx11timeout forwardx11trusted gatewayports
+globalknownhostsfile globalknownhostsfile2 gssapiauthentication gssapiclientidentity
+gssapidelegatecredentials gssapikexalgorithms gssapikeyexchange gssapirenewalforcesrekey
+gssapiserveridentity gssapitrustdns hashknownhosts host hostbasedacceptedalgorithms
+hostbasedauthentication hostbasedkeytypes hostkeyalgorithms hostkeyalias hostname identitiesonly
+identityagent identityfile identityfile2 ignoreunknown include ipqos kbdinteractiveauthentication
+kbdinteractivedevices keepalive kerberosauthentication kerberostgtpassing kexalgorithms
+knownhostscommand localcommand localforward loglevel logverbose macs match
+nohostauthenticationforlocalhost numberofpasswordprompts passwordauthentication
+permitlocalcommand permitremoteopen pkcs11provider port preferredauthentications protocol
+protocolkeepalives proxycommand proxyjump proxyusefdpass pubkeyacceptedalgorithms
+pubkeyacceptedkeytypes pubkeyauthentication rekeylimit remotecommand remoteforward requesttty
+requiredrsasize revokedhostkeys rhostsauthentication rhostsrsaauthentication securitykeyprovider
+sendenv serveralivecountmax serveraliveinterval sessiontype setenv setuptimeout
+skeyauthentication smartcarddevice stdinnull streamlocalbindmask streamlocalbindunlink
+stricthostkeychecking syslogfacility tcpkeepalive tisauthentication tunnel tunneldevice
+updatehostkeys useblacklistedkeys useprivilegedport user userknownhostsfile userknownhostsfile2
+useroaming usersh verifyhostkeydns visualhostkey xauthlocation
+""".split())
+
+_lex_cache: dict = {}
+
+
+def lexed(path: str, st: os.stat_result, data: bytes) -> tuple:
+    """The file's lines as ``(number, keyword, lowercase keyword, rest, args or None)``,
+    blank and comment lines left out (``args`` None: unbalanced quotes). Cached per file
+    version: a lookup per host name then costs no re-lexing."""
+    key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+    if key in _lex_cache:
+        return _lex_cache[key]
+    out = []
+    for number, raw in enumerate(data.decode("utf-8", errors="surrogateescape").split("\n"), 1):
+        line = raw.rstrip(WS + "\f")
+        if not line:
+            continue
+        keyword, rest = strdelim(line)
+        if keyword == "":
+            keyword, rest = strdelim(rest)
+        if not keyword or keyword.startswith("#"):
+            continue
+        rest = (rest or "").lstrip(WS)
+        try:
+            args = argv_split(rest)
+        except ValueError:
+            args = None
+        out.append((number, keyword, keyword.lower(), rest, args))
+    if len(_lex_cache) > 256:
+        _lex_cache.clear()
+    _lex_cache[key] = tuple(out)
+    return _lex_cache[key]
+
+
 
 
 def hop_texts(value: str) -> list[str]:
@@ -57,11 +120,17 @@ def parse_hop(text: str) -> tuple[str | None, str, int | None]:
 
 
 
-def conn_hash(this, host, port, user, jump) -> str:
+def conn_hash(this: str, host: str, port: str, user: str, jump: str | None) -> str:
+    """``%C``: the hex SHA-1 of ``%l%h%p%r`` (and ``%j`` when given), as ssh computes it."""
     return hashlib.sha1((this + host + port + user + (jump or "")).encode()).hexdigest()
 
 
 def percent(value: str, tokens: dict, where, keyword: str) -> str:
+    """``value`` with ``%x`` replaced by ``tokens["x"]`` and ``%%`` by ``%`` (OpenSSH's
+    ``percent_expand``). The value is never quoted in errors (a command may hold a secret).
+
+    :raises InventoryError: a token not in ``tokens``, a ``%`` at the end.
+    """
     out, i = [], 0
     while i < len(value):
         c = value[i]
@@ -70,7 +139,7 @@ def percent(value: str, tokens: dict, where, keyword: str) -> str:
             i += 1
             continue
         if i + 1 >= len(value):
-            raise config_error(where, keyword, f"{value!r} ends with a lone '%' (write %% for a percent sign)")
+            raise config_error(where, keyword, "the value ends with a lone '%' (write %% for a percent sign)")
         t = value[i + 1]
         if t == "%":
             out.append("%")
@@ -83,6 +152,10 @@ def percent(value: str, tokens: dict, where, keyword: str) -> str:
 
 
 def dollar(value: str, where, keyword: str) -> str:
+    """``value`` with ``${NAME}`` replaced from the environment.
+
+    :raises InventoryError: an unset variable, a malformed ``${...}``.
+    """
     def one(m):
         name = m.group(1)
         if name not in os.environ:
@@ -93,7 +166,8 @@ def dollar(value: str, where, keyword: str) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, value)
 
 
-def check_agent(arg, where, keyword):
+def check_agent(arg: str, where, keyword: str) -> None:
+    """The checks ssh makes on an ``IdentityAgent`` value. :raises InventoryError: bad ``$NAME``/``${...}``."""
     if arg.startswith("$") and not arg.startswith("${") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", arg[1:]):
         raise config_error(where, keyword, f"{arg!r} is not a valid environment variable name")
     if "${" in arg and not re.fullmatch(r"(?:[^$]|\$(?!\{)|\$\{[A-Za-z_][A-Za-z0-9_]*\})*", arg):
@@ -105,8 +179,13 @@ def check_agent(arg, where, keyword):
 
 def match_pattern(text: str, pattern: str) -> bool:
     """OpenSSH's ``match_pattern``: ``*`` any run of characters, ``?`` one; nothing else special."""
-    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, text, re.DOTALL) is not None
+    return _compiled(pattern).fullmatch(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                      re.DOTALL)
 
 
 def pattern_list(text: str, patterns: str) -> int:
@@ -177,6 +256,7 @@ def argv_split(s: str) -> list[str]:
 
 
 def convtime(text: str) -> int | None:
+    """OpenSSH's ``convtime``: ``90``, ``1m30s``, ``2h`` … → seconds; None if malformed or too big."""
     if not text or not re.fullmatch(r"(\d+[sSmMhHdDwW]?)+", text):
         return None
     total = 0
@@ -186,6 +266,7 @@ def convtime(text: str) -> int | None:
 
 
 def is_address(name: str) -> bool:
+    """Whether ``name`` is an IPv4/IPv6 address (ssh does not lowercase those)."""
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -194,6 +275,7 @@ def is_address(name: str) -> bool:
 
 
 def user_home(name: str, where) -> str:
+    """The home of user ``name`` (``~name``). :raises InventoryError: no such user."""
     try:
         return pwd.getpwnam(name).pw_dir
     except KeyError:
@@ -201,5 +283,6 @@ def user_home(name: str, where) -> str:
 
 
 def config_error(where, keyword: str, message: str) -> InventoryError:
+    """An error naming the config file and line (``where``) and the keyword, for exit code 2."""
     path, line = where
     return InventoryError(f"ssh_config: {message}", path, line, key=keyword)

@@ -228,7 +228,7 @@ def _vars(found: dict) -> dict:
 def _refuse_proxycommand(who: str, alias: str, found: dict):
     path, line = found["where"]["proxycommand"]
     raise InventoryError(
-        f"{who}: ssh_config sets ProxyCommand for {alias!r} ({found['proxycommand']}), which "
+        f"{who}: ssh_config sets ProxyCommand for {alias!r}, which "
         f"concurdeploy does not run (it would be bypassed, not honoured); use ProxyJump there, "
         f"or the inventory's jump var ('jump: none' to connect directly)", path, line,
         key="ProxyCommand")

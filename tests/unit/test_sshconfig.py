@@ -420,6 +420,7 @@ def test_proxycommand_on_a_jump_host_is_refused_naming_file_and_line(tmp_path):
     with pytest.raises(InventoryError) as e:
         connect_spec("web1", {"host": "inner"}, {"ssh_config": cfg})
     assert str(e.value).startswith(f"{cfg}:5: key 'ProxyCommand': host web1: jump host gw:")
+    assert "3128" not in str(e.value)  # the command is not echoed: it may hold a secret
     # the jump var bypasses ssh_config's ProxyJump on purpose: no ProxyCommand involved then
     assert [h.hostname for h in connect_spec("web1", {"host": "inner", "jump": "127.0.0.1:2200"},
                                              {"ssh_config": cfg}).jump] == ["127.0.0.1"]
