@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from concurdeploy.exceptions import InventoryError
 from concurdeploy.ssh.openssh_lex import (
-    KEYWORDS, WS, check_agent, config_error, conn_hash, convtime, dollar, hop_texts, is_address, lexed,
+    KEYWORDS, WS, a2port, check_agent, config_error, conn_hash, convtime, dollar, hop_texts, is_address, lexed,
     match_pattern, parse_hop, pattern_list, percent, strdelim, user_home)
 
 __all__ = ["EXEC_TIMEOUT", "Found", "expand", "lookup"]
@@ -212,8 +212,10 @@ class _Reader:
             value = rest.lstrip(WS + "=")
             if on and "proxyjump" not in self.opts and "proxycommand" not in self.opts:
                 self._set("proxycommand", value, where)
-        elif kw == "proxyjump":
-            self.proxy_jump(rest.lstrip(WS + "="), on, where, keyword)
+        elif kw == "proxyjump":  # OpenSSH 9.2 takes the first word and ignores the others
+            if not args or args[0] == "":
+                raise config_error(where, keyword, "no value after the keyword")
+            self.proxy_jump(args[0].lstrip(WS + "="), on, where, keyword)
         elif kw in _ONE_VALUE:
             if not args or args[0] == "":
                 raise config_error(where, keyword, "no value after the keyword")
@@ -229,9 +231,10 @@ class _Reader:
 
     def value(self, kw, arg, on, where, keyword):
         if kw == "port":
-            if not arg.isdigit() or not 1 <= int(arg) <= 65535:
-                raise config_error(where, keyword, f"{arg!r} is not a port number (1-65535)")
-            value = int(arg)
+            value = a2port(arg)
+            if value <= 0:
+                raise config_error(where, keyword, f"{arg!r} is not a port number (1-65535) or a "
+                                                   f"service name")
         elif kw == "connecttimeout":
             value = -1 if arg == "none" else convtime(arg)
             if value is None:

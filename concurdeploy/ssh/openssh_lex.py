@@ -11,10 +11,11 @@ import ipaddress
 import os
 import pwd
 import re
+import socket
 
 from concurdeploy.exceptions import InventoryError
 
-__all__ = ["KEYWORDS", "argv_split", "check_agent", "config_error", "conn_hash", "convtime", "dollar", "hop_texts",
+__all__ = ["KEYWORDS", "a2port", "argv_split", "check_agent", "config_error", "conn_hash", "convtime", "dollar", "hop_texts",
            "is_address", "lexed", "match_pattern", "parse_hop", "pattern_list", "percent", "strdelim", "user_home"]
 
 WS = " \t\r\n"
@@ -263,6 +264,18 @@ def convtime(text: str) -> int | None:
     for number, unit in re.findall(r"(\d+)([sSmMhHdDwW]?)", text):
         total += int(number) * _TIME_UNITS[unit.lower()]
     return total if total < 2**31 else None
+
+
+def a2port(text: str) -> int:
+    """OpenSSH's ``a2port``: a decimal number (leading blanks and a sign allowed, as
+    ``strtonum`` does) from 0 to 65535, else a TCP service name (``ssh`` = 22); -1 if neither."""
+    m = re.fullmatch(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", text)
+    if m is not None and 0 <= int(m.group(1)) <= 65535:
+        return int(m.group(1))
+    try:
+        return socket.getservbyname(text, "tcp")
+    except (OSError, UnicodeError, ValueError):
+        return -1
 
 
 def is_address(name: str) -> bool:
