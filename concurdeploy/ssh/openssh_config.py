@@ -54,7 +54,7 @@ from concurdeploy.ssh.openssh_lex import (
     KEYWORDS, WS, a2port, check_agent, config_error, conn_hash, convtime, dollar, hop_texts, is_address, lexed,
     match_pattern, parse_hop, pattern_list, percent, strdelim, user_home)
 
-__all__ = ["EXEC_TIMEOUT", "Found", "expand", "lookup"]
+__all__ = ["EXEC_ENV", "EXEC_TIMEOUT", "Found", "expand", "lookup", "proxy_command", "ssh_knows"]
 
 #: Seconds a ``Match exec`` command may run.
 EXEC_TIMEOUT = 30.0
@@ -66,7 +66,8 @@ EXEC_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "SSH_AU
 
 #: Single-value keywords kept (first value wins); ``identityfile`` is a list.
 _STRINGS = ("hostname", "user", "hostkeyalias", "identityagent", "ignoreunknown")
-_ONE_VALUE = frozenset(("port", "connecttimeout", "identitiesonly", "identityfile", "canonicalizehostname")
+_ONE_VALUE = frozenset(("port", "connecttimeout", "identitiesonly", "identityfile", "canonicalizehostname",
+                        "proxyusefdpass")
                        + _STRINGS)
 _FLAGS = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 
@@ -241,7 +242,7 @@ class _Reader:
                 raise config_error(where, keyword, f"{arg!r} is not a time (seconds, or e.g. 1m30s)")
             if kw in self.opts and self.opts[kw] == -1:
                 del self.opts[kw]  # "none" leaves it unset: a later value still applies
-        elif kw in ("identitiesonly", "canonicalizehostname"):
+        elif kw in ("identitiesonly", "canonicalizehostname", "proxyusefdpass"):
             value = _FLAGS.get(arg.lower())
             if kw == "canonicalizehostname" and arg.lower() == "always":
                 value = "always"
@@ -415,6 +416,18 @@ def ssh_knows(keyword: str) -> bool:
 
 
 # ---------------------------------------------------------------------- tokens
+
+
+def proxy_command(raw: str, *, host: str, port: int, user: str, original: str, keyalias: str | None,
+                  where=(None, None)) -> str:
+    """A ``ProxyCommand`` as ssh runs it: ``%h`` (the host connected to), ``%p``, ``%r`` (the
+    remote user), ``%n`` (the name looked up), ``%k`` (``HostKeyAlias`` or ``%n``) and
+    ``%%`` expanded (OpenSSH's ``expand_proxy_command``).
+
+    :raises InventoryError: another token (ssh refuses it too).
+    """
+    tokens = {"h": host, "k": keyalias or original, "n": original, "p": str(port), "r": user}
+    return percent(raw, tokens, where, "ProxyCommand")
 
 
 def expand(value: str, found: Found, *, home: str | None = None, local_user: str | None = None,

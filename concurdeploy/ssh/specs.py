@@ -58,8 +58,13 @@ class ConnectSpec:
         host key failures.
     :param jump: the jump hosts (bastions) to tunnel through, first hop first, each a
         ``ConnectSpec`` whose own ``jump`` is empty (the chain is this tuple). The first
-        hop is connected to directly, each next one (and finally this host) through a
-        ``direct-tcpip`` channel of the previous one. Empty = connect directly.
+        hop is connected to directly (or through its ``proxy_command``), each next one (and
+        finally this host) through a ``direct-tcpip`` channel of the previous one. Empty =
+        connect directly.
+    :param proxy_command: ssh_config's ``ProxyCommand``, tokens expanded: run with
+        ``/bin/sh`` and used as the connection instead of a TCP socket
+        (:mod:`concurdeploy.ssh.proxycommand`). Only on a host without ``jump`` or on the
+        first hop of a chain.
     """
 
     name: str
@@ -77,6 +82,7 @@ class ConnectSpec:
     allow_agent: bool = True
     connect_retries: int = 2
     jump: tuple[ConnectSpec, ...] = ()
+    proxy_command: str | None = None
 
     @property
     def address(self) -> str:
@@ -130,8 +136,8 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
         var has the wrong type, a jump chain loops; ``ssh_config`` var names a missing file.
     :raises UsageError: ``--ssh-config`` names a missing file.
     :raises InventoryError: (naming the ssh_config file, line and keyword) ssh would refuse
-        the file; it sets ``ProxyCommand`` (not run by concurdeploy) for a host with no
-        ``jump`` var or for a jump host; an ``IdentityAgent`` other than ``$SSH_AUTH_SOCK``.
+        the file; a ``ProxyCommand`` on a jump host that is not the first hop; an
+        ``IdentityAgent`` other than ``$SSH_AUTH_SOCK``; ``ProxyUseFdpass yes``.
     """
     return _Resolver(overrides, defaults, inventory).host(name, hvars, ())
 
@@ -142,6 +148,7 @@ class _Resolver:
         self.defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
         hosts = getattr(inventory, "hosts", inventory) or {}
         self.inventory = {n: getattr(h, "vars", h) for n, h in hosts.items()}
+        self.proxy_where: dict = {}  # (spec name, command) -> ((file, line), alias)
 
     def _config(self, name: str, hvars: dict):
         from concurdeploy.inventory import where
@@ -165,11 +172,18 @@ class _Resolver:
         merged = {**DEFAULTS, **self.defaults, **_vars(found), **hv, **ov}
         hostname = found.get("host") or alias
         jump = merged.get("jump")
-        if "jump" not in hv and "jump" not in ov and found.get("proxycommand"):
-            _refuse_proxycommand(f"host {name}", alias, found)
         spec = _spec(name, hostname, merged)
+        if "jump" not in hv and "jump" not in ov and found.get("proxycommand"):
+            spec = self._proxied(spec, found, alias)
         hops = self.hops(name, alias, jump, merged, config, path, stack + (name,))
         return replace(spec, jump=hops) if hops else spec
+
+    def _proxied(self, spec: ConnectSpec, found: dict, alias: str) -> ConnectSpec:
+        """``spec`` with ssh_config's ProxyCommand (expanded for it); remembers its file:line."""
+        command = sshconfig.proxy_command(found, spec.hostname, spec.port, spec.user, alias)
+        spec = replace(spec, proxy_command=command)
+        self.proxy_where[(spec.name, command)] = (found["where"]["proxycommand"], alias)
+        return spec
 
     def hops(self, owner: str, alias: str, jump, merged: dict, config, path, stack: tuple) -> tuple:
         """Resolve a ``jump`` value into a flat tuple of hop specs (first hop first)."""
@@ -195,6 +209,14 @@ class _Resolver:
             # The first hop's own jump hosts come before it; a later hop is reached through
             # the hop written before it, whatever its own jump var says.
             chain += [*(() if chain else hop.jump), replace(hop, jump=())]
+        for later in chain[1:]:
+            if later.proxy_command:  # OpenSSH ignores it there (-J wins): surely not meant
+                (path_line, hop_alias) = self.proxy_where[(later.name, later.proxy_command)]
+                raise InventoryError(
+                    f"host {owner}: jump host {later.name} is not the first hop, but its ssh_config "
+                    f"sets ProxyCommand for {hop_alias!r}: only the first hop can be reached through "
+                    f"a ProxyCommand (ssh would ignore this one); put that hop first, or use "
+                    f"ProxyJump there", *path_line, key="ProxyCommand")
         if len(chain) > MAX_HOPS:
             raise InventoryError(f"host {owner}: more than {MAX_HOPS} jump hosts "
                                  f"({', '.join(h.name for h in chain)}): a loop?", key="jump")
@@ -207,8 +229,6 @@ class _Resolver:
         except ValueError as e:
             raise InventoryError(f"host {owner}: {e}", key="jump") from None
         found = sshconfig.settings(config, host, path or "", user=user, port=port)
-        if found.get("proxycommand"):
-            _refuse_proxycommand(f"host {owner}: jump host {text}", host, found)
         merged = {**DEFAULTS, **{k: behind[k] for k in INHERITED_BY_HOPS if k in behind},
                   **{k: v for k, v in _vars(found).items() if k != "jump"}}
         if user:
@@ -216,22 +236,15 @@ class _Resolver:
         if port:
             merged["port"] = port
         spec = _spec(text, found.get("host") or host, merged, owner=owner)
+        if found.get("proxycommand"):
+            spec = self._proxied(spec, found, host)
         hops = self.hops(text, host, found.get("jump"), merged, config, path, stack + (text,))
         return replace(spec, jump=hops) if hops else spec
 
 
 def _vars(found: dict) -> dict:
     """ssh_config's settings as connection vars (without ``host``, ``where``, ``proxycommand``)."""
-    return {k: v for k, v in found.items() if k not in ("host", "where", "proxycommand")}
-
-
-def _refuse_proxycommand(who: str, alias: str, found: dict):
-    path, line = found["where"]["proxycommand"]
-    raise InventoryError(
-        f"{who}: ssh_config sets ProxyCommand for {alias!r}, which "
-        f"concurdeploy does not run (it would be bypassed, not honoured); use ProxyJump there, "
-        f"or the inventory's jump var ('jump: none' to connect directly)", path, line,
-        key="ProxyCommand")
+    return {k: v for k, v in found.items() if k not in ("host", "where", "proxycommand", "hostkeyalias")}
 
 
 def _spec(name: str, hostname: str, merged: dict, owner: str | None = None) -> ConnectSpec:

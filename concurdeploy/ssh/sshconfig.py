@@ -42,10 +42,14 @@ Keywords honoured (others are checked as ssh checks them, then ignored)
                         agent; another socket is refused (exit 2): set ``SSH_AUTH_SOCK``
     ==================  ===========================================================
 
-    ``ProxyCommand`` is not run: a host whose ssh_config sets it (and whose inventory sets
-    no ``jump``), or a ``ProxyJump`` hop whose own block sets it, is refused with exit code
-    2 naming the file, line and keyword, rather than silently connected to directly. As in
-    OpenSSH, the first of ``ProxyJump``/``ProxyCommand`` wins (the later one is ignored).
+    ``ProxyCommand``: run as ssh runs it (``/bin/sh -c "exec CMD"``, ``%h %p %r %n %k %%``
+    expanded for the host as finally resolved) and used as the connection
+    (:mod:`concurdeploy.ssh.proxycommand`: minimal environment, killed with the
+    connection). Honoured on a host and on the first hop of a ``ProxyJump`` chain, as
+    ``ssh -J`` does; on a later hop ssh would silently ignore it, so it is refused (exit 2,
+    file, line and keyword named), as is ``ProxyUseFdpass yes``. As in OpenSSH, the first
+    of ``ProxyJump``/``ProxyCommand`` wins (the later one is ignored); the inventory's
+    ``jump`` var replaces both.
 
 Precedence, lowest first, for every connection setting
     1. built-in defaults (:data:`concurdeploy.ssh.specs.DEFAULTS`) and concurdeploy settings
@@ -62,7 +66,7 @@ Jump hosts (``jump`` var or ``ProxyJump``)
     the name of an inventory host (its own connection vars are used) or
     ``[user@]host[:port]``, looked up in the same ssh_config (its ``HostName``, ``Port``,
     ``User``, ``IdentityFile``, ``ProxyJump``, ``ConnectTimeout``, ``IdentitiesOnly``,
-    ``IdentityAgent`` apply; its ``ProxyCommand`` is refused); what such a hop does not set itself
+    ``IdentityAgent`` apply, and its ``ProxyCommand`` if it is the first hop); what such a hop does not set itself
     (user, key and password settings, known_hosts, host_key_policy, timeouts) it inherits
     from the host behind it. The first hop's own jump hosts (its ``jump`` var or
     ``ProxyJump``) come before it; later hops are reached through the hop written before
@@ -84,7 +88,8 @@ from concurdeploy.exceptions import InventoryError, UsageError
 from concurdeploy.ssh import openssh_config
 from concurdeploy.ssh.openssh_lex import hop_texts, parse_hop
 
-__all__ = ["DEFAULT_PATH", "NONE", "Config", "choose", "load", "parse_hop", "settings", "split_jump"]
+__all__ = ["DEFAULT_PATH", "NONE", "Config", "choose", "load", "parse_hop", "proxy_command", "settings",
+           "split_jump"]
 
 #: The file read when neither ``--ssh-config`` nor the ``ssh_config`` var names one.
 DEFAULT_PATH = "~/.ssh/config"
@@ -209,7 +214,13 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
     if "proxyjump" in opts:
         out["jump"] = NONE if opts["proxyjump"] == NONE else split_jump(hop_texts(opts["proxyjump"]))
     if opts.get("proxycommand", NONE) != NONE:
+        if opts.get("proxyusefdpass") == "yes":
+            raise InventoryError(f"ssh_config: ProxyUseFdpass yes for {alias!r}: concurdeploy cannot take "
+                                 f"a socket from its ProxyCommand; use ProxyUseFdpass no (the command "
+                                 f"relays the connection on its stdin/stdout)",
+                                 *where["proxyusefdpass"], key="ProxyUseFdpass")
         out["proxycommand"] = opts["proxycommand"]
+        out["hostkeyalias"] = opts.get("hostkeyalias")
     if "connecttimeout" in opts:
         if opts["connecttimeout"] <= 0:
             raise InventoryError(f"ssh_config: ConnectTimeout {opts['connecttimeout']} for {alias!r}: "
@@ -230,6 +241,20 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
                                  f"at that socket, or write IdentityAgent none (or SSH_AUTH_SOCK)",
                                  *where["identityagent"], key="IdentityAgent")
     return out
+
+
+def proxy_command(found: dict, hostname: str, port: int, user: str | None, alias: str) -> str:
+    """The expanded ``ProxyCommand`` of ``found`` (from :func:`settings`) for the host as
+    finally resolved (``user`` None = the local user, as ssh's ``%r``).
+
+    :raises InventoryError: a token ssh does not know there (file and line named).
+    """
+    import pwd
+
+    return openssh_config.proxy_command(found["proxycommand"], host=hostname, port=port,
+                                        user=user or pwd.getpwuid(os.getuid()).pw_name, original=alias,
+                                        keyalias=found.get("hostkeyalias"),
+                                        where=found["where"]["proxycommand"])
 
 
 def split_jump(value) -> list[str]:

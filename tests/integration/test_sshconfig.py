@@ -8,8 +8,11 @@ home holds no default key, and no key is given in the inventory).
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +175,74 @@ def test_include_and_match_pick_the_port_and_user_that_connect(sshd_factory, cli
     assert (spec.port, spec.user, spec.key_file) == (right.port, "nobody-such", client_keys.other)
     r = run_host(Job(spec, run_command, RunJob("true")))
     assert r.status is Status.FAILED and r.error_kind == "AuthFailed", (r.status, r.error_kind, r.error)
+
+
+# --------------------------------------------------------------------------- ProxyCommand
+
+RELAY = Path(__file__).with_name("stdio_relay.py")
+
+
+def test_proxycommand_is_the_connection_and_leaves_nothing_running(server, client_keys, known_hosts_file,
+                                                                    tmp_path, monkeypatch):
+    """ssh_config's ProxyCommand carries the SSH connection (a relay process that reports its
+    pid and environment); no secret variable reaches it; closing kills it."""
+    monkeypatch.setenv("DEPLOY_PASSWORD", "s3cret-pass")
+    report = tmp_path / "relay.json"
+    cfg = tmp_path / "config"
+    cfg.write_text(config_for(server.port, client_keys.ed25519, alias="pc-alias",
+                              extra=f"Host pc-alias\n    ProxyCommand {sys.executable} {RELAY} %h %p {report}\n"))
+    spec = connect_spec("web1", {"host": "pc-alias", "known_hosts": known_hosts_file([server]),
+                                 "ssh_config": str(cfg), "connect_timeout": 5, "password_env": "DEPLOY_PASSWORD"})
+    assert spec.proxy_command == f"{sys.executable} {RELAY} 127.0.0.1 {server.port} {report}"
+    with Connection(spec) as conn:
+        assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(server.port)
+        relay = json.loads(report.read_text())
+        assert Path(f"/proc/{relay['pid']}").exists()
+        assert "DEPLOY_PASSWORD" not in relay["env"] and "PATH" in relay["env"]
+    assert not Path(f"/proc/{relay['pid']}").exists()  # reaped by close(), not left running
+
+
+def test_failing_proxycommand_is_unreachable_with_its_reason(tmp_path):
+    cfg = tmp_path / "config"
+    # "exec " is put before the command, as ssh does: hence the inner sh for "; exit 3"
+    cfg.write_text("Host pc-alias\n    ProxyCommand sh -c 'echo no route to %h >&2; exit 3'\n")
+    spec = connect_spec("web1", {"host": "pc-alias", "known_hosts": str(tmp_path / "kh"),
+                                 "ssh_config": str(cfg), "connect_timeout": 5})
+    with pytest.raises(HostUnreachable) as e:
+        Connection(spec).open()
+    assert str(e.value).endswith("ProxyCommand exited with status 3: no route to pc-alias")
+    assert "via ssh_config's ProxyCommand" in str(e.value)
+
+
+def test_first_jump_host_reached_through_its_proxycommand(sshd_factory, client_keys, known_hosts_file,
+                                                          tmp_path):
+    """``Host inner / ProxyJump gw`` and ``Host gw / ProxyCommand relay``: the bastion is
+    reached through the relay (it reports), the host through the bastion's tunnel."""
+    from concurdeploy.ssh.bastions import close_bastions
+
+    bastion, target = sshd_factory(2)
+    report = tmp_path / "relay.json"
+    cfg = tmp_path / "config"
+    cfg.write_text(textwrap.dedent(f"""
+        Host inner
+            HostName 127.0.0.1
+            Port {target.port}
+            ProxyJump gw
+        Host gw
+            HostName 127.0.0.1
+            Port {bastion.port}
+            ProxyCommand {sys.executable} {RELAY} %h %p {report}
+        Host *
+            User {login_user()}
+            IdentityFile {client_keys.ed25519}
+        """))
+    spec = connect_spec("web1", {"host": "inner", "known_hosts": known_hosts_file([bastion, target]),
+                                 "ssh_config": str(cfg), "connect_timeout": 5})
+    assert spec.jump[0].proxy_command.endswith(f"127.0.0.1 {bastion.port} {report}")
+    try:
+        with Connection(spec) as conn:
+            assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(target.port)
+        relay = json.loads(report.read_text())
+    finally:
+        close_bastions()
+    assert not Path(f"/proc/{relay['pid']}").exists()

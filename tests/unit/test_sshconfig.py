@@ -170,10 +170,32 @@ def test_bad_port_or_timeout_in_ssh_config(tmp_path):
         connect_spec("z", {}, {"ssh_config": cfg})
 
 
-def test_proxycommand_is_refused_unless_jump_set(cfg):
-    with pytest.raises(UsageError, match="ProxyCommand"):
-        connect_spec("legacy", {}, {"ssh_config": cfg})
-    assert connect_spec("legacy", {"jump": "none"}, {"ssh_config": cfg}).jump == ()
+def test_proxycommand_is_expanded_into_the_spec_unless_jump_set(cfg):
+    spec = connect_spec("legacy", {"user": "deploy", "port": 2022}, {"ssh_config": cfg})
+    assert spec.proxy_command == "nc legacy 2022" and spec.jump == ()
+    assert connect_spec("legacy", {"jump": "none"}, {"ssh_config": cfg}).proxy_command is None
+
+
+def test_proxycommand_tokens_and_refusals(tmp_path):
+    cfg = write(tmp_path / "c", """
+        Host pc
+            HostName 127.0.0.9
+            User ops
+            Port 2201
+            HostKeyAlias pc-key
+            ProxyCommand relay %h %p %r %n %k 100%%
+        Host badtoken
+            ProxyCommand relay %C
+        Host fdpass
+            ProxyUseFdpass yes
+            ProxyCommand relay %h
+        """)
+    assert connect_spec("x", {"host": "pc"}, {"ssh_config": cfg}).proxy_command == \
+        "relay 127.0.0.9 2201 ops pc pc-key 100%"
+    with pytest.raises(InventoryError, match=r"/c:9: key 'ProxyCommand': .*%C"):
+        connect_spec("x", {"host": "badtoken"}, {"ssh_config": cfg})
+    with pytest.raises(InventoryError, match=r"/c:11: key 'ProxyUseFdpass'"):
+        connect_spec("x", {"host": "fdpass"}, {"ssh_config": cfg})
 
 
 def test_sandbox_hosts_ignore_ssh_config(fake_home):
@@ -410,16 +432,25 @@ def test_match_exec_runs_once_per_name_without_secrets_in_its_environment(tmp_pa
     assert log.read_text() == "same-alias:unset\n"  # once, and the secret never reached it
 
 
-def test_proxycommand_on_a_jump_host_is_refused_naming_file_and_line(tmp_path):
+def test_proxycommand_on_the_first_hop_is_used_on_a_later_hop_refused(tmp_path):
+    """The first hop is reached through its ProxyCommand, as ``ssh -J`` does; on a later hop
+    ssh would silently ignore it, so it is refused, naming file and line."""
     cfg = write(tmp_path / "c", """
         Host inner
             ProxyJump gw
         Host gw
             ProxyCommand nc -X connect -x proxy.example:3128 %h %p
+        Host deep
+            ProxyJump edge,gw
         """)
+    spec = connect_spec("web1", {"host": "inner"}, {"ssh_config": cfg})
+    (hop,) = spec.jump
+    assert (hop.hostname, hop.proxy_command) == ("gw", "nc -X connect -x proxy.example:3128 gw 22")
+    assert spec.proxy_command is None
     with pytest.raises(InventoryError) as e:
-        connect_spec("web1", {"host": "inner"}, {"ssh_config": cfg})
-    assert str(e.value).startswith(f"{cfg}:5: key 'ProxyCommand': host web1: jump host gw:")
+        connect_spec("web1", {"host": "deep"}, {"ssh_config": cfg})
+    assert str(e.value).startswith(f"{cfg}:5: key 'ProxyCommand': host web1: jump host gw is not "
+                                   f"the first hop")
     assert "3128" not in str(e.value)  # the command is not echoed: it may hold a secret
     # the jump var bypasses ssh_config's ProxyJump on purpose: no ProxyCommand involved then
     assert [h.hostname for h in connect_spec("web1", {"host": "inner", "jump": "127.0.0.1:2200"},
@@ -461,14 +492,14 @@ def test_group_writable_default_config_is_refused_like_ssh(fake_home):
     assert connect_spec("x", {}).port == 2307
 
 
-def test_cli_exits_2_for_a_proxycommand_on_a_jump_host(tmp_path):
+def test_cli_exits_2_for_a_proxycommand_on_a_later_jump_host(tmp_path):
     import subprocess
     import sys
     cfg = write(tmp_path / "ssh_config", "Host gw\n  ProxyCommand nc %h %p\n")
     write(tmp_path / "inventories" / "hosts.yaml", f"""
         all:
           hosts:
-            web1: {{host: 127.0.0.1, jump: gw, ssh_config: {cfg}}}
+            web1: {{host: 127.0.0.1, jump: [edge, gw], ssh_config: {cfg}}}
         """)
     proc = subprocess.run([sys.executable, "-m", "concurdeploy", "keyscan", "all"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
