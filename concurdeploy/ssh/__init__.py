@@ -17,6 +17,7 @@ Modules, and what each owns:
 - :mod:`~concurdeploy.ssh.openssh_config`: the reader, as ``ssh -G`` reads a config (Include,
   Match, first value wins, tokens); :mod:`~concurdeploy.ssh.openssh_lex`: its word
   splitting, quoting, tokens and patterns.
+- :mod:`~concurdeploy.ssh.proxycommand`: ssh_config's ``ProxyCommand`` as the connection's socket.
 - :mod:`~concurdeploy.ssh.specs`: the picklable ``ConnectSpec`` and ``connect_spec`` (vars,
   ssh_config, flags → spec); imports no paramiko.
 - :mod:`~concurdeploy.ssh.keyscan`: scanning host keys for ``concurdeploy keyscan``.

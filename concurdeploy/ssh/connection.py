@@ -20,7 +20,10 @@ Secret values (passwords, key text, passphrases) are read from the environment i
 worker (:mod:`concurdeploy.ssh.keys`) and never appear in a message.
 
 Jump hosts (``spec.jump``) go through :func:`concurdeploy.ssh.bastions.tunnel`: a shared
-connection per bastion and process, a ``direct-tcpip`` channel per host.
+connection per bastion and process, a ``direct-tcpip`` channel per host. A host (or first
+hop) with ``spec.proxy_command`` is reached through that command's stdin/stdout
+(:class:`~concurdeploy.ssh.proxycommand.ProxySocket`); when it ends before the handshake,
+:class:`HostUnreachable` says with which status and its last stderr line.
 """
 
 from __future__ import annotations

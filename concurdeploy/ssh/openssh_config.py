@@ -85,6 +85,7 @@ class Found:
         string; ``user``, ``identityagent``, ``hostkeyalias`` strings; unset = absent.
     :param where: keyword → ``(path, line)`` of the value used (first line for lists).
     :param ran: ``Match exec`` commands run (in order), for tests and ``-v``.
+    :param identity_where: ``(path, line)`` of each ``identityfile`` entry.
     """
 
     host: str
@@ -92,10 +93,11 @@ class Found:
     options: dict = field(default_factory=dict)
     where: dict = field(default_factory=dict)
     ran: list = field(default_factory=list)
+    identity_where: list = field(default_factory=list)
 
 
 def lookup(path: str, host: str, *, home: str | None = None, user: str | None = None,
-           port: int | None = None, local_user: str | None = None, user_config: bool = True,
+           port: int | None = None, local_user: str | None = None,
            check_perm: bool = False) -> Found:
     """Read ``path`` (and its includes) for ``host`` as ``ssh -F path -G host`` would.
 
@@ -110,7 +112,7 @@ def lookup(path: str, host: str, *, home: str | None = None, user: str | None = 
     :raises InventoryError: the file cannot be read or ssh would refuse it (file, line,
         keyword named).
     """
-    reader = _Reader(host, home, local_user, user_config)
+    reader = _Reader(host, home, local_user)
     if user is not None:
         reader.opts["user"] = str(user)
     if port is not None:
@@ -143,15 +145,14 @@ def lookup(path: str, host: str, *, home: str | None = None, user: str | None = 
     if reader.idfiles:
         opts["identityfile"] = [f for f, _ in reader.idfiles]
         reader.where["identityfile"] = reader.idfiles[0][1]
-    return Found(found_host, host, opts, reader.where, reader.ran)
+    return Found(found_host, host, opts, reader.where, reader.ran, [w for _, w in reader.idfiles])
 
 
 class _Reader:
-    def __init__(self, host_arg: str, home: str | None, local_user: str | None, user_config: bool):
+    def __init__(self, host_arg: str, home: str | None, local_user: str | None):
         self.host_arg = host_arg
         self.home = home if home is not None else os.path.expanduser("~")
         self.local_user = local_user or pwd.getpwuid(os.getuid()).pw_name
-        self.user_config = user_config
         self.opts: dict = {}
         self.where: dict = {}
         self.idfiles: list = []

@@ -206,8 +206,8 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
     for key in ("port", "user"):
         if key in where:
             out[key] = opts[key]
-    for candidate in opts.get("identityfile", ()):
-        expanded = openssh_config.expand(candidate, found, where=where["identityfile"])
+    for candidate, line in zip(opts.get("identityfile", ()), found.identity_where):
+        expanded = openssh_config.expand(candidate, found, where=line)
         if os.path.isfile(expanded):
             out["key_file"] = expanded
             break
