@@ -52,7 +52,7 @@ class ConnectSpec:
         (after OpenSSH's ``StrictHostKeyChecking`` yes / accept-new / no).
     :param connect_timeout: seconds for TCP connect, SSH banner, key exchange and auth, each.
     :param command_timeout: seconds a remote command or SFTP request may take.
-    :param allow_agent: offer keys from ssh-agent (``SSH_AUTH_SOCK``).
+    :param allow_agent: offer keys from ssh-agent (``identity_agent``, else ``SSH_AUTH_SOCK``).
     :param connect_retries: extra attempts after a transient connect failure (reset or
         dropped during the handshake, as at sshd's ``MaxStartups``); never after auth or
         host key failures.
@@ -61,6 +61,8 @@ class ConnectSpec:
         hop is connected to directly (or through its ``proxy_command``), each next one (and
         finally this host) through a ``direct-tcpip`` channel of the previous one. Empty =
         connect directly.
+    :param identity_agent: the ssh-agent socket ssh_config's ``IdentityAgent`` names, when
+        it is not ``$SSH_AUTH_SOCK``'s (None: ``$SSH_AUTH_SOCK``).
     :param proxy_command: ssh_config's ``ProxyCommand``, tokens expanded: run with
         ``/bin/sh`` and used as the connection instead of a TCP socket
         (:mod:`concurdeploy.ssh.proxycommand`). Only on a host without ``jump`` or on the
@@ -83,6 +85,7 @@ class ConnectSpec:
     connect_retries: int = 2
     jump: tuple[ConnectSpec, ...] = ()
     proxy_command: str | None = None
+    identity_agent: str | None = None
 
     @property
     def address(self) -> str:
@@ -136,8 +139,8 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
         var has the wrong type, a jump chain loops; ``ssh_config`` var names a missing file.
     :raises UsageError: ``--ssh-config`` names a missing file.
     :raises InventoryError: (naming the ssh_config file, line and keyword) ssh would refuse
-        the file; a ``ProxyCommand`` on a jump host that is not the first hop; an
-        ``IdentityAgent`` other than ``$SSH_AUTH_SOCK``; ``ProxyUseFdpass yes``.
+        the file; a ``ProxyCommand`` on a jump host that is not the first hop;
+        ``ProxyUseFdpass yes``.
     """
     return _Resolver(overrides, defaults, inventory).host(name, hvars, ())
 
@@ -276,6 +279,8 @@ def _build(name: str, hostname: str, merged: dict, policy: str) -> ConnectSpec:
         host_key_policy=policy,
         connect_timeout=float(merged["connect_timeout"]),
         command_timeout=float(merged["command_timeout"]),
-        allow_agent=bool(merged.get("allow_agent", True)) and "SSH_AUTH_SOCK" in os.environ,
+        allow_agent=bool(merged.get("allow_agent", True)) and (
+            "SSH_AUTH_SOCK" in os.environ or bool(merged.get("identity_agent"))),
+        identity_agent=_opt(merged.get("identity_agent"), str),
         connect_retries=int(merged["connect_retries"]),
     )

@@ -38,8 +38,8 @@ Keywords honoured (others are checked as ssh checks them, then ignored)
     ``ProxyJump``       ``jump``: comma-separated ``[user@]host[:port]`` hops, or ``none``
     ``ConnectTimeout``  ``connect_timeout`` (seconds; ``1m30s`` forms; 0 is refused)
     ``IdentitiesOnly``  ``yes``: no agent keys (only the key files)
-    ``IdentityAgent``   ``none``: no agent; ``SSH_AUTH_SOCK`` (or the path it holds): the
-                        agent; another socket is refused (exit 2): set ``SSH_AUTH_SOCK``
+    ``IdentityAgent``   ``none``: no agent; ``SSH_AUTH_SOCK``: the usual agent; a socket
+                        path (``~``, ``%`` tokens, ``${ENV}``) or ``$NAME``: that agent
     ==================  ===========================================================
 
     ``ProxyCommand``: run as ssh runs it (``/bin/sh -c "exec CMD"``, ``%h %p %r %n %k %%``
@@ -191,10 +191,11 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
     :returns: a subset of ``host`` (from HostName), ``port``, ``user``, ``key_file`` (the
         first IdentityFile that exists, tokens and ``~`` expanded), ``jump`` (a list of hops,
         or ``"none"``), ``connect_timeout``, ``allow_agent`` (False for ``IdentitiesOnly
-        yes`` or ``IdentityAgent none``), ``proxycommand``; and ``where``: keyword →
+        yes`` or ``IdentityAgent none``), ``identity_agent`` (another agent socket),
+        ``proxycommand`` and ``hostkeyalias``; and ``where``: keyword →
         ``(file, line)``.
     :raises InventoryError: ssh would refuse the file, or a value concurdeploy cannot honour
-        (``ConnectTimeout 0``, an ``IdentityAgent`` other than ``$SSH_AUTH_SOCK``).
+        (``ConnectTimeout 0``, ``ProxyUseFdpass yes``).
     """
     if config is None:
         return {}
@@ -230,16 +231,17 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
     if opts.get("identitiesonly") == "yes":
         out["allow_agent"] = False
     agent = opts.get("identityagent")
-    if agent is not None:
+    if agent is not None and agent != "SSH_AUTH_SOCK":  # SSH_AUTH_SOCK: the usual agent
         if agent == NONE:
-            out["allow_agent"] = False
-        elif agent not in ("SSH_AUTH_SOCK", "$SSH_AUTH_SOCK", "${SSH_AUTH_SOCK}") and \
-                openssh_config.expand(agent, found, where=where["identityagent"],
-                                      keyword="IdentityAgent") != os.environ.get("SSH_AUTH_SOCK"):
-            raise InventoryError(f"ssh_config: IdentityAgent {agent} for {alias!r}: concurdeploy "
-                                 f"only talks to the agent at $SSH_AUTH_SOCK; point SSH_AUTH_SOCK "
-                                 f"at that socket, or write IdentityAgent none (or SSH_AUTH_SOCK)",
-                                 *where["identityagent"], key="IdentityAgent")
+            path = None
+        elif agent.startswith("$") and not agent.startswith("${"):  # $NAME: that variable's socket
+            path = os.environ.get(agent[1:]) or None
+        else:
+            path = openssh_config.expand(agent, found, where=where["identityagent"], keyword="IdentityAgent")
+        if path is None:
+            out["allow_agent"] = False  # as ssh: IdentityAgent none, or $NAME unset
+        elif path != os.environ.get("SSH_AUTH_SOCK"):
+            out["identity_agent"] = path
     return out
 
 

@@ -9,6 +9,7 @@ home holds no default key, and no key is given in the inventory).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 import time
@@ -246,3 +247,53 @@ def test_first_jump_host_reached_through_its_proxycommand(sshd_factory, client_k
     finally:
         close_bastions()
     assert not Path(f"/proc/{relay['pid']}").exists()
+
+
+# --------------------------------------------------------------------------- IdentityAgent
+
+@pytest.fixture
+def agent_socket(tmp_path, client_keys):
+    """A real ssh-agent (started here, stopped by its pid) holding the test's Ed25519 key,
+    listening on a socket that is NOT $SSH_AUTH_SOCK (the fake home unsets that)."""
+    import subprocess
+
+    path = tmp_path / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    try:
+        first = proc.stdout.readline()  # printed once the socket is bound: the event to wait for
+        assert first.startswith(f"SSH_AUTH_SOCK={path};"), first
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SSH_AUTH_SOCK": str(path)}
+        subprocess.run(["ssh-add", "-q", client_keys.ed25519], env=env, check=True, timeout=30,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+        yield str(path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_identityagent_socket_from_ssh_config_authenticates(server, known_hosts_file, agent_socket,
+                                                            tmp_path):
+    """No key file anywhere and no $SSH_AUTH_SOCK: only the agent ssh_config names can log in."""
+    assert "SSH_AUTH_SOCK" not in os.environ
+    cfg = tmp_path / "config"
+    cfg.write_text(textwrap.dedent(f"""
+        Host agent-alias
+            HostName 127.0.0.1
+            Port {server.port}
+            User {login_user()}
+            IdentityAgent {agent_socket}
+        Host no-agent-alias
+            HostName 127.0.0.1
+            Port {server.port}
+            User {login_user()}
+            IdentityAgent none
+        """))
+    hvars = {"known_hosts": known_hosts_file([server]), "ssh_config": str(cfg), "connect_timeout": 5,
+             "connect_retries": 0}
+    spec = connect_spec("web1", {"host": "agent-alias", **hvars})
+    assert (spec.key_file, spec.identity_agent, spec.allow_agent) == (None, agent_socket, True)
+    with Connection(spec) as conn:
+        assert conn.run("echo ok").stdout == "ok\n"
+    r = run_host(Job(connect_spec("web1", {"host": "no-agent-alias", **hvars}), run_command, RunJob("true")))
+    assert r.status is not Status.OK and r.error_kind in ("AuthFailed", "CredentialsMissing"), r

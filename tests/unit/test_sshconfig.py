@@ -471,15 +471,23 @@ def test_unknown_keyword_and_extra_values_are_refused(tmp_path):
         connect_spec("x", {}, {"ssh_config": cfg})
 
 
-def test_identityagent(tmp_path, monkeypatch):
+def test_identityagent(tmp_path, monkeypatch, fake_home):
     cfg = write(tmp_path / "c", "Host none-agent\n  IdentityAgent none\nHost other-agent\n"
-                                "  IdentityAgent ~/.1password/agent.sock\nHost env-agent\n"
-                                "  IdentityAgent SSH_AUTH_SOCK\n")
+                                "  IdentityAgent ~/.agents/%h.sock\nHost env-agent\n"
+                                "  IdentityAgent SSH_AUTH_SOCK\nHost var-agent\n  IdentityAgent $MY_AGENT\n"
+                                "Host unset-agent\n  IdentityAgent $NOT_SET_AGENT\n")
     monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
-    assert connect_spec("a", {"host": "none-agent"}, {"ssh_config": cfg}).allow_agent is False
-    assert connect_spec("a", {"host": "env-agent"}, {"ssh_config": cfg}).allow_agent is True
-    with pytest.raises(InventoryError, match=r"/c:4: key 'IdentityAgent': .*SSH_AUTH_SOCK"):
-        connect_spec("a", {"host": "other-agent"}, {"ssh_config": cfg})
+    monkeypatch.setenv("MY_AGENT", str(tmp_path / "mine.sock"))
+    spec = connect_spec("a", {"host": "none-agent"}, {"ssh_config": cfg})
+    assert (spec.allow_agent, spec.identity_agent) == (False, None)
+    spec = connect_spec("a", {"host": "env-agent"}, {"ssh_config": cfg})
+    assert (spec.allow_agent, spec.identity_agent) == (True, None)
+    spec = connect_spec("a", {"host": "other-agent"}, {"ssh_config": cfg})
+    assert (spec.allow_agent, spec.identity_agent) == (True, f"{fake_home}/.agents/other-agent.sock")
+    assert connect_spec("a", {"host": "var-agent"}, {"ssh_config": cfg}).identity_agent == f"{tmp_path}/mine.sock"
+    assert connect_spec("a", {"host": "unset-agent"}, {"ssh_config": cfg}).allow_agent is False
+    monkeypatch.delenv("SSH_AUTH_SOCK")  # an IdentityAgent socket is used without SSH_AUTH_SOCK
+    assert connect_spec("a", {"host": "other-agent"}, {"ssh_config": cfg}).allow_agent is True
 
 
 def test_group_writable_default_config_is_refused_like_ssh(fake_home):
