@@ -12,7 +12,12 @@ Modules, and what each owns:
 - :mod:`~concurdeploy.ssh.channels`: a command left running (``HeldCommand``), output decoding.
 - :mod:`~concurdeploy.ssh.algorithms`: which key exchange, cipher and host key types go first.
 - :mod:`~concurdeploy.ssh.hostkeys`: known_hosts: verify, ``accept-new`` appends, fingerprints.
-- :mod:`~concurdeploy.ssh.sshconfig`: the OpenSSH client config (``~/.ssh/config``).
+- :mod:`~concurdeploy.ssh.sshconfig`: the OpenSSH client config (``~/.ssh/config``): which
+  file, and what it means for a host (connection vars).
+- :mod:`~concurdeploy.ssh.openssh_config`: the reader, as ``ssh -G`` reads a config (Include,
+  Match, first value wins, tokens); :mod:`~concurdeploy.ssh.openssh_lex`: its word
+  splitting, quoting, tokens and patterns.
+- :mod:`~concurdeploy.ssh.proxycommand`: ssh_config's ``ProxyCommand`` as the connection's socket.
 - :mod:`~concurdeploy.ssh.specs`: the picklable ``ConnectSpec`` and ``connect_spec`` (vars,
   ssh_config, flags → spec); imports no paramiko.
 - :mod:`~concurdeploy.ssh.keyscan`: scanning host keys for ``concurdeploy keyscan``.

@@ -20,7 +20,10 @@ Secret values (passwords, key text, passphrases) are read from the environment i
 worker (:mod:`concurdeploy.ssh.keys`) and never appear in a message.
 
 Jump hosts (``spec.jump``) go through :func:`concurdeploy.ssh.bastions.tunnel`: a shared
-connection per bastion and process, a ``direct-tcpip`` channel per host.
+connection per bastion and process, a ``direct-tcpip`` channel per host. A host (or first
+hop) with ``spec.proxy_command`` is reached through that command's stdin/stdout
+(:class:`~concurdeploy.ssh.proxycommand.ProxySocket`); when it ends before the handshake,
+:class:`HostUnreachable` says with which status and its last stderr line.
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ class Connection:
 
     def _where(self) -> str:
         spec = self.spec
-        via = f" (via bastion {spec.jump[-1].name})" if spec.jump else ""
+        via = f" (via bastion {spec.jump[-1].name})" if spec.jump else \
+            " (via ssh_config's ProxyCommand)" if spec.proxy_command else ""
         return f"{spec.hostname}:{spec.port}{via}"
 
     def _socket(self):
@@ -129,6 +133,10 @@ class Connection:
         spec = self.spec
         if spec.jump:
             return tunnel(spec, self.warnings, _open_bastion)
+        if spec.proxy_command:
+            from concurdeploy.ssh.proxycommand import ProxySocket
+
+            return ProxySocket(spec.proxy_command)
         where = f"{spec.hostname}:{spec.port}"
         try:
             sock = socket.create_connection((spec.hostname, spec.port), timeout=spec.connect_timeout)
@@ -162,7 +170,10 @@ class Connection:
             # banner or the key exchange completed: check that it did.
             server_key = t.get_remote_server_key() if t.is_active() and t.initial_kex_done else None
         except _TRANSPORT_ERRORS as e:
+            failure = getattr(sock, "failure", lambda: None)()  # a ProxyCommand that ended
             self.close()
+            if failure:
+                raise HostUnreachable(f"SSH handshake with {where} failed: {failure}") from None
             if not _timed_out(e):
                 err = HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}")
                 # Reset or closed before/at the banner: typically sshd's MaxStartups shedding load.

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 from collections.abc import Iterator
 
 import paramiko
+import paramiko.agent
 
 from concurdeploy.exceptions import CredentialsMissing
 from concurdeploy.ssh.specs import ConnectSpec
@@ -58,9 +60,31 @@ def load_private_key(text: str | None = None, path: str | None = None,
                              f"(or its passphrase is wrong)")
 
 
+class _SocketAgent(paramiko.agent.AgentSSH):
+    """The ssh-agent listening at ``path`` (ssh_config's ``IdentityAgent``), not ``$SSH_AUTH_SOCK``'s.
+
+    :raises OSError: nothing listens there. :raises paramiko.SSHException: not an agent.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            self._connect(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection to the agent."""
+        self._close()
+
+
 def credentials(spec: ConnectSpec) -> Iterator[tuple[str, paramiko.PKey | None, str | None]]:
     """Yield ``(label, pkey_or_None, password_or_None)`` in the order OpenSSH would try them:
-    ``key_env``, ``key_file``, the agent's keys, the default identities (only when neither
+    ``key_env``, ``key_file``, the agent's keys (``spec.identity_agent``'s socket, else
+    ``$SSH_AUTH_SOCK``'s), the default identities (only when neither
     ``key_env`` nor ``key_file`` is set; unusable ones skipped), ``password_env``.
 
     Close the generator when done (the agent's socket is closed then, not at some GC).
@@ -88,8 +112,8 @@ def credentials(spec: ConnectSpec) -> Iterator[tuple[str, paramiko.PKey | None, 
         yield label, load_private_key(path=spec.key_file, passphrase=passphrase, what=label), None
     if spec.allow_agent:
         try:
-            agent = paramiko.Agent()
-        except paramiko.SSHException:  # a dangling SSH_AUTH_SOCK: no agent keys, not an error
+            agent = _SocketAgent(spec.identity_agent) if spec.identity_agent else paramiko.Agent()
+        except (paramiko.SSHException, OSError):  # a dangling socket: no agent keys, not an error
             agent = None
         try:  # close the agent's socket once its keys are done with (not at some GC)
             for i, key in enumerate(agent.get_keys() if agent else ()):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from concurdeploy.exceptions import InventoryError, UsageError
+from concurdeploy.exceptions import InventoryError
 from concurdeploy.ssh import sshconfig
 
 __all__ = ["DEFAULTS", "ConnectSpec", "connect_spec"]
@@ -52,14 +52,21 @@ class ConnectSpec:
         (after OpenSSH's ``StrictHostKeyChecking`` yes / accept-new / no).
     :param connect_timeout: seconds for TCP connect, SSH banner, key exchange and auth, each.
     :param command_timeout: seconds a remote command or SFTP request may take.
-    :param allow_agent: offer keys from ssh-agent (``SSH_AUTH_SOCK``).
+    :param allow_agent: offer keys from ssh-agent (``identity_agent``, else ``SSH_AUTH_SOCK``).
     :param connect_retries: extra attempts after a transient connect failure (reset or
         dropped during the handshake, as at sshd's ``MaxStartups``); never after auth or
         host key failures.
     :param jump: the jump hosts (bastions) to tunnel through, first hop first, each a
         ``ConnectSpec`` whose own ``jump`` is empty (the chain is this tuple). The first
-        hop is connected to directly, each next one (and finally this host) through a
-        ``direct-tcpip`` channel of the previous one. Empty = connect directly.
+        hop is connected to directly (or through its ``proxy_command``), each next one (and
+        finally this host) through a ``direct-tcpip`` channel of the previous one. Empty =
+        connect directly.
+    :param identity_agent: the ssh-agent socket ssh_config's ``IdentityAgent`` names, when
+        it is not ``$SSH_AUTH_SOCK``'s (None: ``$SSH_AUTH_SOCK``).
+    :param proxy_command: ssh_config's ``ProxyCommand``, tokens expanded: run with
+        ``/bin/sh`` and used as the connection instead of a TCP socket
+        (:mod:`concurdeploy.ssh.proxycommand`). Only on a host without ``jump`` or on the
+        first hop of a chain.
     """
 
     name: str
@@ -77,6 +84,8 @@ class ConnectSpec:
     allow_agent: bool = True
     connect_retries: int = 2
     jump: tuple[ConnectSpec, ...] = ()
+    proxy_command: str | None = None
+    identity_agent: str | None = None
 
     @property
     def address(self) -> str:
@@ -128,8 +137,10 @@ def connect_spec(name: str, hvars: dict, overrides: dict | None = None, *,
         host's connection vars; None = every hop is read as ``[user@]host[:port]``.
     :raises InventoryError: ``host_key_policy`` is not one of strict / accept-new / off, a
         var has the wrong type, a jump chain loops; ``ssh_config`` var names a missing file.
-    :raises UsageError: ``--ssh-config`` names a missing file; ssh_config sets
-        ``ProxyCommand`` (unsupported) for a host with no ``jump`` var.
+    :raises UsageError: ``--ssh-config`` names a missing file.
+    :raises InventoryError: (naming the ssh_config file, line and keyword) ssh would refuse
+        the file; a ``ProxyCommand`` on a jump host that is not the first hop;
+        ``ProxyUseFdpass yes``.
     """
     return _Resolver(overrides, defaults, inventory).host(name, hvars, ())
 
@@ -140,6 +151,7 @@ class _Resolver:
         self.defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
         hosts = getattr(inventory, "hosts", inventory) or {}
         self.inventory = {n: getattr(h, "vars", h) for n, h in hosts.items()}
+        self.proxy_where: dict = {}  # (spec name, command) -> ((file, line), alias)
 
     def _config(self, name: str, hvars: dict):
         from concurdeploy.inventory import where
@@ -151,24 +163,30 @@ class _Resolver:
     def host(self, name: str, hvars: dict, stack: tuple) -> ConnectSpec:
         """The spec of an inventory host (or a host described by a vars dict)."""
         hv = {k: v for k, v in hvars.items() if v is not None}
+        ov = {k: v for k, v in self.overrides.items() if k not in _OVERRIDE_ONLY}
         alias = str(hv.get("host") or name)
         if hv.get("connection", "ssh") == "sandbox":
             config, path, found = None, None, {}
         else:
             config, path = self._config(name, hvars)  # hvars: a YamlMapping knows its lines
-            found = sshconfig.settings(config, alias, path or "")
-        ov = {k: v for k, v in self.overrides.items() if k not in _OVERRIDE_ONLY}
-        merged = {**DEFAULTS, **self.defaults, **{k: v for k, v in found.items() if k != "host"},
-                  **hv, **ov}
+            given = {**hv, **ov}
+            found = sshconfig.settings(config, alias, path or "", user=_opt(given.get("user"), str),
+                                       port=_opt(given.get("port"), int))
+        merged = {**DEFAULTS, **self.defaults, **_vars(found), **hv, **ov}
         hostname = found.get("host") or alias
         jump = merged.get("jump")
-        if "jump" not in hv and "jump" not in ov and found.get("proxycommand"):
-            raise UsageError(f"host {name}: ssh_config {path} sets ProxyCommand for {alias!r}, "
-                             f"which concurdeploy does not support; use ProxyJump there or the "
-                             f"jump var (jump: none to connect directly)")
         spec = _spec(name, hostname, merged)
+        if "jump" not in hv and "jump" not in ov and found.get("proxycommand"):
+            spec = self._proxied(spec, found, alias)
         hops = self.hops(name, alias, jump, merged, config, path, stack + (name,))
         return replace(spec, jump=hops) if hops else spec
+
+    def _proxied(self, spec: ConnectSpec, found: dict, alias: str) -> ConnectSpec:
+        """``spec`` with ssh_config's ProxyCommand (expanded for it); remembers its file:line."""
+        command = sshconfig.proxy_command(found, spec.hostname, spec.port, spec.user, alias)
+        spec = replace(spec, proxy_command=command)
+        self.proxy_where[(spec.name, command)] = (found["where"]["proxycommand"], alias)
+        return spec
 
     def hops(self, owner: str, alias: str, jump, merged: dict, config, path, stack: tuple) -> tuple:
         """Resolve a ``jump`` value into a flat tuple of hop specs (first hop first)."""
@@ -194,6 +212,14 @@ class _Resolver:
             # The first hop's own jump hosts come before it; a later hop is reached through
             # the hop written before it, whatever its own jump var says.
             chain += [*(() if chain else hop.jump), replace(hop, jump=())]
+        for later in chain[1:]:
+            if later.proxy_command:  # OpenSSH ignores it there (-J wins): surely not meant
+                (path_line, hop_alias) = self.proxy_where[(later.name, later.proxy_command)]
+                raise InventoryError(
+                    f"host {owner}: jump host {later.name} is not the first hop, but its ssh_config "
+                    f"sets ProxyCommand for {hop_alias!r}: only the first hop can be reached through "
+                    f"a ProxyCommand (ssh would ignore this one); put that hop first, or use "
+                    f"ProxyJump there", *path_line, key="ProxyCommand")
         if len(chain) > MAX_HOPS:
             raise InventoryError(f"host {owner}: more than {MAX_HOPS} jump hosts "
                                  f"({', '.join(h.name for h in chain)}): a loop?", key="jump")
@@ -205,16 +231,23 @@ class _Resolver:
             user, host, port = sshconfig.parse_hop(text)
         except ValueError as e:
             raise InventoryError(f"host {owner}: {e}", key="jump") from None
-        found = sshconfig.settings(config, host, path or "")
+        found = sshconfig.settings(config, host, path or "", user=user, port=port)
         merged = {**DEFAULTS, **{k: behind[k] for k in INHERITED_BY_HOPS if k in behind},
-                  **{k: v for k, v in found.items() if k not in ("host", "jump", "proxycommand")}}
+                  **{k: v for k, v in _vars(found).items() if k != "jump"}}
         if user:
             merged["user"] = user
         if port:
             merged["port"] = port
         spec = _spec(text, found.get("host") or host, merged, owner=owner)
+        if found.get("proxycommand"):
+            spec = self._proxied(spec, found, host)
         hops = self.hops(text, host, found.get("jump"), merged, config, path, stack + (text,))
         return replace(spec, jump=hops) if hops else spec
+
+
+def _vars(found: dict) -> dict:
+    """ssh_config's settings as connection vars (without ``host``, ``where``, ``proxycommand``)."""
+    return {k: v for k, v in found.items() if k not in ("host", "where", "proxycommand", "hostkeyalias")}
 
 
 def _spec(name: str, hostname: str, merged: dict, owner: str | None = None) -> ConnectSpec:
@@ -246,6 +279,8 @@ def _build(name: str, hostname: str, merged: dict, policy: str) -> ConnectSpec:
         host_key_policy=policy,
         connect_timeout=float(merged["connect_timeout"]),
         command_timeout=float(merged["command_timeout"]),
-        allow_agent=bool(merged.get("allow_agent", True)) and "SSH_AUTH_SOCK" in os.environ,
+        allow_agent=bool(merged.get("allow_agent", True)) and (
+            "SSH_AUTH_SOCK" in os.environ or bool(merged.get("identity_agent"))),
+        identity_agent=_opt(merged.get("identity_agent"), str),
         connect_retries=int(merged["connect_retries"]),
     )

@@ -8,8 +8,12 @@ home holds no default key, and no key is given in the inventory).
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +132,168 @@ def test_resolved_in_the_controller_the_worker_never_reads_it(server, client_key
     cfg.unlink()  # gone before any worker starts: the spec must carry everything
     (result,) = run_jobs([Job(spec, run_command, RunJob("echo ok"))], forks=1, processes=1)
     assert result.status is Status.OK, result.error
+
+
+def test_include_and_match_pick_the_port_and_user_that_connect(sshd_factory, client_keys,
+                                                                known_hosts_file, fake_home, tmp_path):
+    """The right port comes from an Include under ~/.ssh, the user and key from a Match block
+    (``Match originalhost`` + ``Match exec`` on a flag file); the wrong values sit in a later
+    ``Host *`` block, which loses because the first value wins. Before the OpenSSH-faithful
+    reader, the Include was ignored and Match exec was paramiko's: the connection went to the
+    wrong port."""
+    right, wrong = sshd_factory(2)
+    kh = known_hosts_file([right, wrong])
+    flag = tmp_path / "use-deploy-key"
+    flag.write_text("")
+    (fake_home / ".ssh" / "conf.d").mkdir()
+    (fake_home / ".ssh" / "conf.d" / "web.conf").write_text(
+        f"Host web1-alias\n    HostName 127.0.0.1\n    Port {right.port}\n")
+    cfg = tmp_path / "config"
+    cfg.write_text(textwrap.dedent(f"""
+        Include conf.d/*.conf   # relative to ~/.ssh
+        Match originalhost web1-alias exec "test -e {flag}"
+            User {login_user()}
+            IdentityFile {client_keys.ed25519}
+        Host *
+            Port {wrong.port}
+            User nobody-such
+            IdentityFile {client_keys.other}
+        """))
+    spec = connect_spec("web1", {"host": "web1-alias", "known_hosts": kh, "ssh_config": str(cfg),
+                                 "connect_timeout": 5})
+    assert (spec.hostname, spec.port, spec.user, spec.key_file) == \
+        ("127.0.0.1", right.port, login_user(), client_keys.ed25519)
+    with Connection(spec) as conn:
+        assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(right.port)
+    # without the flag file, Match exec fails: Host * gives the wrong user and key, and the
+    # server says no (the Include's port still wins). A second file: lookups are cached per
+    # file, so that a Match exec command runs once per host name, not once per host.
+    flag.unlink()
+    cfg2 = tmp_path / "config2"
+    cfg2.write_text(cfg.read_text())
+    spec = connect_spec("web1", {"host": "web1-alias", "known_hosts": kh, "ssh_config": str(cfg2),
+                                 "connect_timeout": 5, "connect_retries": 0})
+    assert (spec.port, spec.user, spec.key_file) == (right.port, "nobody-such", client_keys.other)
+    r = run_host(Job(spec, run_command, RunJob("true")))
+    assert r.status is Status.FAILED and r.error_kind == "AuthFailed", (r.status, r.error_kind, r.error)
+
+
+# --------------------------------------------------------------------------- ProxyCommand
+
+RELAY = Path(__file__).with_name("stdio_relay.py")
+
+
+def test_proxycommand_is_the_connection_and_leaves_nothing_running(server, client_keys, known_hosts_file,
+                                                                    tmp_path, monkeypatch):
+    """ssh_config's ProxyCommand carries the SSH connection (a relay process that reports its
+    pid and environment); no secret variable reaches it; closing kills it."""
+    monkeypatch.setenv("DEPLOY_PASSWORD", "s3cret-pass")
+    report = tmp_path / "relay.json"
+    cfg = tmp_path / "config"
+    cfg.write_text(config_for(server.port, client_keys.ed25519, alias="pc-alias",
+                              extra=f"Host pc-alias\n    ProxyCommand {sys.executable} {RELAY} %h %p {report}\n"))
+    spec = connect_spec("web1", {"host": "pc-alias", "known_hosts": known_hosts_file([server]),
+                                 "ssh_config": str(cfg), "connect_timeout": 5, "password_env": "DEPLOY_PASSWORD"})
+    assert spec.proxy_command == f"{sys.executable} {RELAY} 127.0.0.1 {server.port} {report}"
+    with Connection(spec) as conn:
+        assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(server.port)
+        relay = json.loads(report.read_text())
+        assert Path(f"/proc/{relay['pid']}").exists()
+        assert "DEPLOY_PASSWORD" not in relay["env"] and "PATH" in relay["env"]
+    assert not Path(f"/proc/{relay['pid']}").exists()  # reaped by close(), not left running
+
+
+def test_failing_proxycommand_is_unreachable_with_its_reason(tmp_path):
+    cfg = tmp_path / "config"
+    # "exec " is put before the command, as ssh does: hence the inner sh for "; exit 3"
+    cfg.write_text("Host pc-alias\n    ProxyCommand sh -c 'echo no route to %h >&2; exit 3'\n")
+    spec = connect_spec("web1", {"host": "pc-alias", "known_hosts": str(tmp_path / "kh"),
+                                 "ssh_config": str(cfg), "connect_timeout": 5})
+    with pytest.raises(HostUnreachable) as e:
+        Connection(spec).open()
+    assert str(e.value).endswith("ProxyCommand exited with status 3: no route to pc-alias")
+    assert "via ssh_config's ProxyCommand" in str(e.value)
+
+
+def test_first_jump_host_reached_through_its_proxycommand(sshd_factory, client_keys, known_hosts_file,
+                                                          tmp_path):
+    """``Host inner / ProxyJump gw`` and ``Host gw / ProxyCommand relay``: the bastion is
+    reached through the relay (it reports), the host through the bastion's tunnel."""
+    from concurdeploy.ssh.bastions import close_bastions
+
+    bastion, target = sshd_factory(2)
+    report = tmp_path / "relay.json"
+    cfg = tmp_path / "config"
+    cfg.write_text(textwrap.dedent(f"""
+        Host inner
+            HostName 127.0.0.1
+            Port {target.port}
+            ProxyJump gw
+        Host gw
+            HostName 127.0.0.1
+            Port {bastion.port}
+            ProxyCommand {sys.executable} {RELAY} %h %p {report}
+        Host *
+            User {login_user()}
+            IdentityFile {client_keys.ed25519}
+        """))
+    spec = connect_spec("web1", {"host": "inner", "known_hosts": known_hosts_file([bastion, target]),
+                                 "ssh_config": str(cfg), "connect_timeout": 5})
+    assert spec.jump[0].proxy_command.endswith(f"127.0.0.1 {bastion.port} {report}")
+    try:
+        with Connection(spec) as conn:
+            assert conn.run("echo $SSH_CONNECTION").stdout.split()[-1] == str(target.port)
+        relay = json.loads(report.read_text())
+    finally:
+        close_bastions()
+    assert not Path(f"/proc/{relay['pid']}").exists()
+
+
+# --------------------------------------------------------------------------- IdentityAgent
+
+@pytest.fixture
+def agent_socket(tmp_path, client_keys):
+    """A real ssh-agent (started here, stopped by its pid) holding the test's Ed25519 key,
+    listening on a socket that is NOT $SSH_AUTH_SOCK (the fake home unsets that)."""
+    import subprocess
+
+    path = tmp_path / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    try:
+        first = proc.stdout.readline()  # printed once the socket is bound: the event to wait for
+        assert first.startswith(f"SSH_AUTH_SOCK={path};"), first
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SSH_AUTH_SOCK": str(path)}
+        subprocess.run(["ssh-add", "-q", client_keys.ed25519], env=env, check=True, timeout=30,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+        yield str(path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_identityagent_socket_from_ssh_config_authenticates(server, known_hosts_file, agent_socket,
+                                                            tmp_path):
+    """No key file anywhere and no $SSH_AUTH_SOCK: only the agent ssh_config names can log in."""
+    assert "SSH_AUTH_SOCK" not in os.environ
+    cfg = tmp_path / "config"
+    cfg.write_text(textwrap.dedent(f"""
+        Host agent-alias
+            HostName 127.0.0.1
+            Port {server.port}
+            User {login_user()}
+            IdentityAgent {agent_socket}
+        Host no-agent-alias
+            HostName 127.0.0.1
+            Port {server.port}
+            User {login_user()}
+            IdentityAgent none
+        """))
+    hvars = {"known_hosts": known_hosts_file([server]), "ssh_config": str(cfg), "connect_timeout": 5,
+             "connect_retries": 0}
+    spec = connect_spec("web1", {"host": "agent-alias", **hvars})
+    assert (spec.key_file, spec.identity_agent, spec.allow_agent) == (None, agent_socket, True)
+    with Connection(spec) as conn:
+        assert conn.run("echo ok").stdout == "ok\n"
+    r = run_host(Job(connect_spec("web1", {"host": "no-agent-alias", **hvars}), run_command, RunJob("true")))
+    assert r.status is not Status.OK and r.error_kind in ("AuthFailed", "CredentialsMissing"), r

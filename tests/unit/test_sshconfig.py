@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import textwrap
 from pathlib import Path
@@ -155,17 +156,46 @@ def test_identityfile_none_existing_is_not_set(tmp_path):
 
 
 def test_bad_port_or_timeout_in_ssh_config(tmp_path):
-    cfg = write(tmp_path / "c", "Host x\n  Port abc\nHost y\n  ConnectTimeout soon\n")
-    with pytest.raises(UsageError, match="Port 'abc'"):
+    """ssh refuses the whole file for a bad value, in any block: so do we, naming file and line."""
+    cfg = write(tmp_path / "c", "Host x\n  Port abc\n")
+    with pytest.raises(InventoryError, match=r"/c:2: key 'Port': .*'abc'"):
         connect_spec("x", {}, {"ssh_config": cfg})
-    with pytest.raises(UsageError, match="ConnectTimeout 'soon'"):
+    with pytest.raises(InventoryError, match=r"/c:2: key 'Port'"):
+        connect_spec("other", {}, {"ssh_config": cfg})
+    cfg = write(tmp_path / "d", "Host y\n  ConnectTimeout soon\nHost z\n  ConnectTimeout 0\n")
+    with pytest.raises(InventoryError, match=r"/d:2: key 'ConnectTimeout': .*'soon'"):
         connect_spec("y", {}, {"ssh_config": cfg})
+    cfg = write(tmp_path / "e", "Host z\n  ConnectTimeout 0\n")
+    with pytest.raises(InventoryError, match=r"/e:2: key 'ConnectTimeout': .*positive"):
+        connect_spec("z", {}, {"ssh_config": cfg})
 
 
-def test_proxycommand_is_refused_unless_jump_set(cfg):
-    with pytest.raises(UsageError, match="ProxyCommand"):
-        connect_spec("legacy", {}, {"ssh_config": cfg})
-    assert connect_spec("legacy", {"jump": "none"}, {"ssh_config": cfg}).jump == ()
+def test_proxycommand_is_expanded_into_the_spec_unless_jump_set(cfg):
+    spec = connect_spec("legacy", {"user": "deploy", "port": 2022}, {"ssh_config": cfg})
+    assert spec.proxy_command == "nc legacy 2022" and spec.jump == ()
+    assert connect_spec("legacy", {"jump": "none"}, {"ssh_config": cfg}).proxy_command is None
+
+
+def test_proxycommand_tokens_and_refusals(tmp_path):
+    cfg = write(tmp_path / "c", """
+        Host pc
+            HostName 127.0.0.9
+            User ops
+            Port 2201
+            HostKeyAlias pc-key
+            ProxyCommand relay %h %p %r %n %k 100%%
+        Host badtoken
+            ProxyCommand relay %C
+        Host fdpass
+            ProxyUseFdpass yes
+            ProxyCommand relay %h
+        """)
+    assert connect_spec("x", {"host": "pc"}, {"ssh_config": cfg}).proxy_command == \
+        "relay 127.0.0.9 2201 ops pc pc-key 100%"
+    with pytest.raises(InventoryError, match=r"/c:9: key 'ProxyCommand': .*%C"):
+        connect_spec("x", {"host": "badtoken"}, {"ssh_config": cfg})
+    with pytest.raises(InventoryError, match=r"/c:11: key 'ProxyUseFdpass'"):
+        connect_spec("x", {"host": "fdpass"}, {"ssh_config": cfg})
 
 
 def test_sandbox_hosts_ignore_ssh_config(fake_home):
@@ -338,3 +368,185 @@ def test_cli_exits_2_on_a_plaintext_password(tmp_path):
     assert proc.returncode == 2
     assert "password_env" in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- as ssh -G reads it
+
+def test_include_relative_to_home_ssh_glob_and_inside_host(fake_home, tmp_path):
+    write(fake_home / ".ssh" / "conf.d" / "10-web.conf", "Host web1-alias\n  Port 2301\n  User inc\n")
+    write(fake_home / ".ssh" / "conf.d" / "20-all.conf", "Host *\n  Port 2399\n")
+    write(fake_home / ".ssh" / "db.conf", "HostName 127.0.0.3\nPort 2302\n")
+    cfg = write(tmp_path / "c", "Include conf.d/*.conf\nHost db-alias\n  Include db.conf\n")
+    spec = connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.port, spec.user) == (2301, "inc")
+    spec = connect_spec("d", {"host": "db-alias"}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port) == ("127.0.0.3", 2399)  # conf.d's Host * came first
+    # an Include inside a Host block that does not match adds nothing
+    assert connect_spec("o", {"host": "other"}, {"ssh_config": cfg}).hostname == "other"
+
+
+def test_trailing_comment_quotes_equals_and_keyword_case(tmp_path):
+    cfg = write(tmp_path / "c", 'HOST=web1-alias\n  hostname 127.0.0.4 # primary\n  PORT = 2303\n'
+                                '  User "deploy"\n')
+    spec = connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port, spec.user) == ("127.0.0.4", 2303, "deploy")
+
+
+def test_match_host_final_and_user_from_the_inventory(tmp_path):
+    cfg = write(tmp_path / "c", """
+        Host web1-alias
+            HostName real.example
+        Match host real.example
+            Port 2304
+        Match final host real.example
+            ConnectTimeout 4
+        Match user ops
+            IdentitiesOnly yes
+        """)
+    spec = connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg})
+    assert (spec.hostname, spec.port, spec.connect_timeout) == ("real.example", 2304, 4.0)
+    found = sshconfig.settings(sshconfig.load(cfg, True), "web1-alias", user="ops")
+    assert found["allow_agent"] is False  # Match user sees the inventory's user, as with ssh -l
+    assert "allow_agent" not in sshconfig.settings(sshconfig.load(cfg, True), "web1-alias")
+
+
+def test_identityfile_tokens(tmp_path, fake_home):
+    key = tmp_path / "keys" / "web1-alias_2305_deploy"
+    key.parent.mkdir()
+    key.write_text("x")
+    cfg = write(tmp_path / "c", f"Host web1-alias\n  Port 2305\n  User deploy\n"
+                                f"  IdentityFile ~/none_%h\n  IdentityFile {tmp_path}/keys/%n_%p_%r\n")
+    assert connect_spec("w", {"host": "web1-alias"}, {"ssh_config": cfg}).key_file == str(key)
+
+
+def test_match_exec_runs_once_per_name_without_secrets_in_its_environment(tmp_path, monkeypatch):
+    log = tmp_path / "exec.log"
+    monkeypatch.setenv("DEPLOY_KEY_TEXT", "s3cret-key-material")
+    cfg = write(tmp_path / "c", f"""
+        Match exec "echo %h:${{DEPLOY_KEY_TEXT:-unset}} >> {log}"
+            Port 2306
+        """)
+    hosts = {f"h{i}": {"host": "same-alias"} for i in range(5)}
+    for name, hv in hosts.items():
+        assert connect_spec(name, hv, {"ssh_config": cfg}).port == 2306
+    assert log.read_text() == "same-alias:unset\n"  # once, and the secret never reached it
+
+
+def test_proxycommand_on_the_first_hop_is_used_on_a_later_hop_refused(tmp_path):
+    """The first hop is reached through its ProxyCommand, as ``ssh -J`` does; on a later hop
+    ssh would silently ignore it, so it is refused, naming file and line."""
+    cfg = write(tmp_path / "c", """
+        Host inner
+            ProxyJump gw
+        Host gw
+            ProxyCommand nc -X connect -x proxy.example:3128 %h %p
+        Host deep
+            ProxyJump edge,gw
+        """)
+    spec = connect_spec("web1", {"host": "inner"}, {"ssh_config": cfg})
+    (hop,) = spec.jump
+    assert (hop.hostname, hop.proxy_command) == ("gw", "nc -X connect -x proxy.example:3128 gw 22")
+    assert spec.proxy_command is None
+    with pytest.raises(InventoryError) as e:
+        connect_spec("web1", {"host": "deep"}, {"ssh_config": cfg})
+    assert str(e.value).startswith(f"{cfg}:5: key 'ProxyCommand': host web1: jump host gw is not "
+                                   f"the first hop")
+    assert "3128" not in str(e.value)  # the command is not echoed: it may hold a secret
+    # the jump var bypasses ssh_config's ProxyJump on purpose: no ProxyCommand involved then
+    assert [h.hostname for h in connect_spec("web1", {"host": "inner", "jump": "127.0.0.1:2200"},
+                                             {"ssh_config": cfg}).jump] == ["127.0.0.1"]
+
+
+def test_proxycommand_after_proxyjump_is_ignored_as_ssh_does(tmp_path):
+    cfg = write(tmp_path / "c", "Host x\n  ProxyJump j1\n  ProxyCommand nc %h %p\n")
+    assert [h.hostname for h in connect_spec("x", {}, {"ssh_config": cfg}).jump] == ["j1"]
+
+
+def test_unknown_keyword_and_extra_values_are_refused(tmp_path):
+    cfg = write(tmp_path / "c", "Host nomatch\n  Prot 2222\n")
+    with pytest.raises(InventoryError, match=r"/c:2: key 'Prot': .*not an OpenSSH client keyword"):
+        connect_spec("x", {}, {"ssh_config": cfg})
+    cfg = write(tmp_path / "d", "IgnoreUnknown Prot\nHost *\n  Prot 2222\n  HostName a b\n")
+    with pytest.raises(InventoryError, match=r"/d:4: key 'HostName': .*one value"):
+        connect_spec("x", {}, {"ssh_config": cfg})
+
+
+def test_identityagent(tmp_path, monkeypatch, fake_home):
+    cfg = write(tmp_path / "c", "Host none-agent\n  IdentityAgent none\nHost other-agent\n"
+                                "  IdentityAgent ~/.agents/%h.sock\nHost env-agent\n"
+                                "  IdentityAgent SSH_AUTH_SOCK\nHost var-agent\n  IdentityAgent $MY_AGENT\n"
+                                "Host unset-agent\n  IdentityAgent $NOT_SET_AGENT\n")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    monkeypatch.setenv("MY_AGENT", str(tmp_path / "mine.sock"))
+    spec = connect_spec("a", {"host": "none-agent"}, {"ssh_config": cfg})
+    assert (spec.allow_agent, spec.identity_agent) == (False, None)
+    spec = connect_spec("a", {"host": "env-agent"}, {"ssh_config": cfg})
+    assert (spec.allow_agent, spec.identity_agent) == (True, None)
+    spec = connect_spec("a", {"host": "other-agent"}, {"ssh_config": cfg})
+    assert (spec.allow_agent, spec.identity_agent) == (True, f"{fake_home}/.agents/other-agent.sock")
+    assert connect_spec("a", {"host": "var-agent"}, {"ssh_config": cfg}).identity_agent == f"{tmp_path}/mine.sock"
+    assert connect_spec("a", {"host": "unset-agent"}, {"ssh_config": cfg}).allow_agent is False
+    monkeypatch.delenv("SSH_AUTH_SOCK")  # an IdentityAgent socket is used without SSH_AUTH_SOCK
+    assert connect_spec("a", {"host": "other-agent"}, {"ssh_config": cfg}).allow_agent is True
+
+
+def test_group_writable_default_config_is_refused_like_ssh(fake_home):
+    path = fake_home / ".ssh" / "config"
+    write(path, "Host *\n  Port 2307\n")
+    path.chmod(0o664)
+    with pytest.raises(InventoryError, match="writable by group or others"):
+        connect_spec("x", {})
+    path.chmod(0o600)
+    assert connect_spec("x", {}).port == 2307
+
+
+def test_cli_exits_2_for_a_proxycommand_on_a_later_jump_host(tmp_path):
+    import subprocess
+    import sys
+    cfg = write(tmp_path / "ssh_config", "Host gw\n  ProxyCommand nc %h %p\n")
+    write(tmp_path / "inventories" / "hosts.yaml", f"""
+        all:
+          hosts:
+            web1: {{host: 127.0.0.1, jump: [edge, gw], ssh_config: {cfg}}}
+        """)
+    proc = subprocess.run([sys.executable, "-m", "concurdeploy", "keyscan", "all"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{cfg}:2: key 'ProxyCommand'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_keyword_of_a_newer_openssh_is_asked_of_the_installed_ssh(tmp_path, monkeypatch):
+    """Ambiguous for the reader, so the installed ssh decides: ignored if it knows the
+    keyword, refused (naming file and line) if it does not or if there is no ssh."""
+    import shutil
+
+    from concurdeploy.ssh import openssh_config
+
+    cfg = write(tmp_path / "c", "Host *\n  FutureKeyword yes\n  Port 2308\n")
+    real_ssh = shutil.which("ssh")
+    stub = tmp_path / "bin" / "ssh"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/argv\"\nexit 0\n")
+    stub.chmod(0o755)
+    monkeypatch.setattr(openssh_config, "_known", {})
+    monkeypatch.setenv("PATH", f"{stub.parent}:/usr/bin:/bin")
+    assert connect_spec("x", {}, {"ssh_config": cfg}).port == 2308
+    argv = (stub.parent / "argv").read_text()
+    assert argv.startswith("-F ") and argv.rstrip().endswith("-G probe.invalid") and cfg not in argv
+    monkeypatch.setattr(openssh_config, "_known", {})
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(InventoryError, match=r"/c:2: key 'FutureKeyword'"):
+        sshconfig.settings(sshconfig.Config(cfg, False), "x")
+    if real_ssh:  # OpenSSH 9.x itself does not know it
+        monkeypatch.setattr(openssh_config, "_known", {})
+        monkeypatch.setenv("PATH", os.path.dirname(real_ssh))
+        with pytest.raises(InventoryError, match=r"/c:2: key 'FutureKeyword'"):
+            sshconfig.settings(sshconfig.Config(cfg, False), "x")
+
+
+def test_canonicalizehostname_is_refused_not_ignored(tmp_path):
+    cfg = write(tmp_path / "c", "Host short\n  CanonicalizeHostname yes\n  CanonicalDomains example\n"
+                                "Host *\n  CanonicalizeHostname no\n")
+    with pytest.raises(InventoryError, match=r"/c:2: key 'CanonicalizeHostname'"):
+        connect_spec("x", {"host": "short"}, {"ssh_config": cfg})
+    assert connect_spec("x", {"host": "other"}, {"ssh_config": cfg}).hostname == "other"
