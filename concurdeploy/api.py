@@ -151,8 +151,14 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
         and h.vars.get("connection", "ssh") == "ssh")
     if options.executor == "local":  # its fork server's imports overlap our own work
         from concurdeploy.executors.local import warm_up
+        from concurdeploy.ssh import envsecrets
 
-        warm_up()
+        # The workers read *_env secrets from this process's memory, never from an environment:
+        # the fork server and resource tracker (and so every worker) start without them.
+        names = set().union(*(envsecrets.env_names(h.vars) for h in hosts))
+        envsecrets.seal(names)
+        with envsecrets.scrubbed(names):
+            warm_up()
     return inv, hosts
 
 
