@@ -2,7 +2,7 @@
 
 The rules (OpenSSH ``sshd(8)`` "SSH_KNOWN_HOSTS FILE FORMAT", ``hostfile.c``, ``match.c``),
 checked against ``ssh-keygen -l -F`` and a real ``ssh -o StrictHostKeyChecking=yes`` by
-``tests/differential/test_known_hosts_vs_openssh.py`` (584 cases):
+``tests/differential/test_known_hosts_vs_openssh.py`` (720 cases):
 
 - Lines end at ``\\n`` only (a ``\\r`` stays part of the line). Leading spaces/tabs are
   skipped; blank lines and lines starting with ``#`` are comments.

@@ -41,7 +41,7 @@ _TYPE_ORDER = list(KEY_TYPES)
 LOOKUPS = [
     ("web1.example", 22), ("WEB1.Example", 22), ("web1.example", 2200), ("WEB1.EXAMPLE", 2200),
     ("db1.example", 22), ("web12.example", 22), ("127.0.0.1", 22), ("127.0.0.1", 2200),
-    ("localhost", 2200), ("LOCALHOST", 2200),
+    ("localhost", 2200), ("LOCALHOST", 2200), ("::1", 22), ("::1", 2200),
 ]
 
 #: Host fields of a one-line file: exact, case, ports, ``*``/``?``, negation, lists, IPs, hashed.
@@ -54,7 +54,8 @@ FIELDS = [
     "web1.example,[web1.example]:2200", "web1.example,,db1.example", "127.0.0.1", "127.0.0.*",
     "[127.0.0.1]:2200", "10.0.0.*", "localhost", "[localhost]:2200", "[LOCALHOST]:2200", "*host*",
     "{H:web1.example}", "{H:[web1.example]:2200}", "{H:WEB1.EXAMPLE}", "{H:[localhost]:2200}",
-    "{H:127.0.0.1}", "|1|bad|bad", "|2|abc|def", "[web1.example]",
+    "{H:127.0.0.1}", "|1|bad|bad", "|2|abc|def", "[web1.example]", "::1", "[::1]:2200", "[::*]:*",
+    "{H:[::1]:2200}",
 ]
 
 #: The key written after a one-line file's host field, rotating over the cases.
