@@ -73,7 +73,9 @@ def _proc_texts(pid: int, sources: set[str]) -> dict[str, str]:
         e for e in env.split("\0") if e.split("=", 1)[0] not in sources)
     out["controller cmdline"] = read(pid, "cmdline") or ""
     children = psutil.Process(pid).children(recursive=True)
-    assert children, "the controller has no child processes while the run is blocked"
+    # the fork server and the workers forked from it (same command line), and the tracker
+    forked = [c for c in children if "forkserver" in (read(c.pid, "cmdline") or "")]
+    assert len(forked) >= 2, f"no worker process among the controller's children: {children}"
     for child in children:
         for what in ("cmdline", "environ"):
             text = read(child.pid, what)
