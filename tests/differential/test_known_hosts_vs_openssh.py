@@ -127,6 +127,8 @@ def _listed_by_keygen(line: knownhosts.Line) -> bool:
 
 
 def _keygen_lines(case: Case, path: Path) -> set:
+    """Line numbers ``ssh-keygen -F`` finds for the name ssh looks up (lower case: ssh lowers
+    the name, ``ssh-keygen -F`` does not, so a hashed line would differ on ``WEB1``)."""
     out = subprocess.run([find_ssh_keygen(), "-F", case.lookup, "-f", str(path)],
                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
     return {int(line.split("found: line ")[1].split()[0]) for line in out.splitlines()
