@@ -12,7 +12,9 @@ For every case, three references:
   :func:`concurdeploy.ssh.hostkeys.verify` ``strict``. The client offers no user
   authentication (``PreferredAuthentications=none``): the host key verdict is final before
   authentication starts, so "accepted" is ssh going on to ``Permission denied``; a full login
-  costs ~0.14 s of sshd CPU per run and would make the corpus take minutes.
+  costs ~0.14 s of sshd CPU per run (the login shell's start-up), too much for every run.
+  Each case OpenSSH accepts this way is then run once more with a real login and ``true``,
+  which must exit 0.
 - the same with ``StrictHostKeyChecking=accept-new`` on a copy of the file, against ``verify``
   ``accept-new`` on another copy: accepted / recorded / changed / revoked. When both record,
   each recorded file is checked by the other side: ``ssh`` strict must accept the file we
@@ -72,14 +74,20 @@ def _pkey(line: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(kt, base64.b64decode(b64))
 
 
-def _ssh(srv, case: Case, path: Path, policy: str) -> tuple[str, str]:
-    """OpenSSH's verdict for ``case`` with known_hosts ``path`` and ``policy`` (yes|accept-new)."""
+def _ssh(srv, case: Case, path: Path, policy: str, login_key: str | None = None) -> tuple[str, str]:
+    """OpenSSH's verdict for ``case`` with known_hosts ``path`` and ``policy`` (yes|accept-new).
+
+    :param login_key: log in with this key and run ``true`` (verdict ``accepted`` on exit 0);
+        None: offer no user authentication (``accepted`` = ``Permission denied`` after kex).
+    """
+    auth = ["-o", "PreferredAuthentications=none"] if login_key is None else \
+        ["-o", "IdentitiesOnly=yes", "-i", login_key]
     cmd = [shutil.which("ssh"), "-F", "/dev/null", "-o", f"StrictHostKeyChecking={policy}",
            "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={path}",
            "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"HostKeyAlgorithms={KEY_TYPES[case.key_type][0]}",
            "-o", f"HostKeyAlias={case.alias}", "-o", "CheckHostIP=no", "-o", "UpdateHostKeys=no",
            "-o", "KexAlgorithms=curve25519-sha256", "-o", "ConnectTimeout=20",
-           "-o", "PreferredAuthentications=none", "-l", login_user(),
+           *auth, "-l", login_user(),
            "-p", str(srv.port), "127.0.0.1", "true"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
     err = proc.stderr
@@ -89,7 +97,9 @@ def _ssh(srv, case: Case, path: Path, policy: str) -> tuple[str, str]:
         return "changed", err
     if "host key is known for" in err:
         return "unknown", err
-    if "Permission denied" in err:  # the host key was accepted; user authentication refused
+    if "Permission denied" in err and login_key is None:  # host key accepted; no user auth offered
+        return ("recorded" if "Permanently added" in err else "accepted"), err
+    if proc.returncode == 0 and login_key is not None:
         return ("recorded" if "Permanently added" in err else "accepted"), err
     return f"error rc={proc.returncode}", err
 
@@ -135,7 +145,7 @@ def _keygen_lines(case: Case, path: Path) -> set:
             if line.startswith("# Host ") and "found: line " in line}
 
 
-def _run_case(srv, server_keys: dict, other: dict, case: Case, d: Path) -> dict:
+def _run_case(srv, login_key: str, server_keys: dict, other: dict, case: Case, d: Path) -> dict:
     """Every comparison of one case; returns a dict of ours/theirs per check."""
     d.mkdir()
     text = render(case, server_keys, other)
@@ -149,6 +159,8 @@ def _run_case(srv, server_keys: dict, other: dict, case: Case, d: Path) -> dict:
                      if knownhosts.host_matches(ln, case.lookup) and _listed_by_keygen(ln)},
                     _keygen_lines(case, strict))
     res["strict"] = (_ours(strict, "strict", case, key), *_ssh(srv, case, strict, "yes"))
+    if res["strict"][1] == "accepted":  # and the whole connection works: log in, run true
+        res["login"] = _ssh(srv, case, strict, "yes", login_key=login_key)[0]
     theirs, err = _ssh(srv, case, an_theirs, "accept-new")
     res["accept-new"] = (_ours(an_ours, "accept-new", case, key), theirs, err)
     res["ca"] = any(ln.marker == knownhosts.MARKER_CA for ln, _, _ in
@@ -172,6 +184,8 @@ def _problems(res: dict) -> list[str]:
     on_purpose = o == "refused-ca" and t == "recorded" and res["strict"][1] == "unknown" and res["ca"]
     if o != t and not on_purpose:
         out.append(f"accept-new: ours {o}, ssh {t}: {err.strip()[-300:]}")
+    if res.get("login", "accepted") != "accepted":
+        out.append(f"ssh strict with a login and 'true': {res['login']}")
     if res.get("ours-file", "accepted") != "accepted":
         out.append(f"ssh strict on the file we recorded: {res['ours-file']}")
     if res.get("their-file", "accepted") != "accepted":
@@ -179,7 +193,7 @@ def _problems(res: dict) -> list[str]:
     return out
 
 
-def test_known_hosts_agree_with_openssh(server, tmp_path, monkeypatch, capsys):
+def test_known_hosts_agree_with_openssh(server, client_keys, tmp_path, monkeypatch, capsys):
     """Every case of the corpus: the same matching lines as ``ssh-keygen -F`` and the same
     verdict as a real ``ssh`` under strict and accept-new."""
     srv, server_keys, other = server
@@ -188,7 +202,7 @@ def test_known_hosts_agree_with_openssh(server, tmp_path, monkeypatch, capsys):
     assert len({c.name for c in cases}) == len(cases)
     with ThreadPoolExecutor(_THREADS) as pool:
         results = list(pool.map(
-            lambda c: _run_case(srv, server_keys, other, c, tmp_path / c.name),
+            lambda c: _run_case(srv, client_keys.ed25519, server_keys, other, c, tmp_path / c.name),
             cases))
     failures = []
     for res in results:
