@@ -54,8 +54,8 @@ def env_names(hvars: dict) -> set[str]:
 
 def seal(names: Iterable[str]) -> None:
     """Copy the values of the set environment variables ``names`` into this process's private
-    in-memory file (created once, rewritten on each call, earlier values kept) and set
-    :data:`ENV_VAR` to its ``/proc`` path. Unset names are skipped (the worker then reports
+    in-memory file (created once, rewritten on each call, values of other names kept) and set
+    :data:`ENV_VAR` to its ``/proc`` path. Unset names are dropped (the worker then reports
     the variable as not set, as before).
 
     :raises OSError: the memfd cannot be created (no ``/proc`` or ``memfd_create``).
@@ -64,6 +64,8 @@ def seal(names: Iterable[str]) -> None:
         value = os.environ.get(name)
         if value is not None:
             _VALUES[name] = value
+        else:  # unset since an earlier run: the worker must see it unset too
+            _VALUES.pop(name, None)
     if not _FD:
         _FD.append(os.memfd_create("concurdeploy-env-secrets", os.MFD_CLOEXEC))
     fd = _FD[0]
@@ -86,14 +88,22 @@ def scrubbed(names: Iterable[str]) -> Iterator[None]:
 
 
 def getenv(name: str) -> str | None:
-    """The value of environment variable ``name``: from this process's environment, else
-    the values sealed by this process, else the controller's in-memory file named by
-    :data:`ENV_VAR` (re-read on each call). None when none of them has it."""
-    value = os.environ.get(name)
-    if value is not None:
-        return value
-    if name in _VALUES:
-        return _VALUES[name]
+    """The value of environment variable ``name``.
+
+    In the process that sealed (the controller): its environment, else what it sealed. In any
+    other process (a worker): the controller's in-memory file named by :data:`ENV_VAR`
+    (re-read on each call, so it holds the values of the controller's latest run, where the
+    fork server's environment would be as old as the fork server), else its own environment
+    (a Dask worker, or a process that never sealed). None when none of them has it.
+    """
+    if _FD:
+        value = os.environ.get(name)
+        return value if value is not None else _VALUES.get(name)
+    value = _read_sealed(name)
+    return value if value is not None else os.environ.get(name)
+
+
+def _read_sealed(name: str) -> str | None:
     where = os.environ.get(ENV_VAR)
     if not where or not where.startswith("/proc/"):
         return None

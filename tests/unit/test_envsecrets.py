@@ -9,11 +9,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from concurdeploy.ssh import envsecrets
 
 CHILD = ("import os; from concurdeploy.ssh import envsecrets; "
          "print('in-environ' if 'CD_TEST_SECRET' in os.environ else 'not-in-environ'); "
          "print(envsecrets.getenv('CD_TEST_SECRET'))")
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(monkeypatch):
+    """Each test seals into its own state (the module keeps the controller's in globals)."""
+    monkeypatch.setattr(envsecrets, "_FD", [])
+    monkeypatch.setattr(envsecrets, "_VALUES", {})
+    monkeypatch.delenv(envsecrets.ENV_VAR, raising=False)
+    yield
+    for fd in envsecrets._FD:
+        os.close(fd)
 
 
 def test_env_names_walks_nested_vars():
@@ -36,3 +49,11 @@ def test_child_started_while_scrubbed_reads_the_value_but_has_no_variable(monkey
     assert os.environ["CD_TEST_SECRET"] == value  # restored for the caller
     assert value.encode() not in environ
     assert out.split() == ["not-in-environ", value]
+
+
+def test_a_variable_unset_since_an_earlier_seal_is_unset_for_workers(monkeypatch):
+    monkeypatch.setenv("CD_TEST_GONE", "first-run")
+    envsecrets.seal({"CD_TEST_GONE"})
+    monkeypatch.delenv("CD_TEST_GONE")
+    envsecrets.seal({"CD_TEST_GONE"})
+    assert envsecrets.getenv("CD_TEST_GONE") is None
