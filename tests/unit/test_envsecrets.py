@@ -23,7 +23,8 @@ def fresh_state(monkeypatch):
     """Each test seals into its own state (the module keeps the controller's in globals)."""
     monkeypatch.setattr(envsecrets, "_FD", [])
     monkeypatch.setattr(envsecrets, "_VALUES", {})
-    monkeypatch.delenv(envsecrets.ENV_VAR, raising=False)
+    monkeypatch.setenv(envsecrets.ENV_VAR, "")  # restored (to unset) after the test
+    monkeypatch.delenv(envsecrets.ENV_VAR)
     yield
     for fd in envsecrets._FD:
         os.close(fd)
@@ -39,7 +40,6 @@ def test_child_started_while_scrubbed_reads_the_value_but_has_no_variable(monkey
     value = f"Secret-{secrets.token_hex(8)}"
     monkeypatch.setenv("CD_TEST_SECRET", value)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
-    monkeypatch.delenv(envsecrets.ENV_VAR, raising=False)
     envsecrets.seal({"CD_TEST_SECRET"})
     with envsecrets.scrubbed({"CD_TEST_SECRET"}):
         assert "CD_TEST_SECRET" not in os.environ
