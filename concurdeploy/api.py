@@ -150,10 +150,22 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
         if isinstance(h.vars.get("key_file"), str) and not h.vars.get("passphrase_env")
         and h.vars.get("connection", "ssh") == "ssh")
     if options.executor == "local":  # its fork server's imports overlap our own work
-        from concurdeploy.executors.local import warm_up
-
-        warm_up()
+        _warm_up_without_secrets(hosts)
     return inv, hosts
+
+
+def _warm_up_without_secrets(hosts: list[Host]) -> None:
+    """Start the local pool's fork server and resource tracker (once per process) with the
+    environment variables the hosts' ``*_env`` vars name *removed* from their environment; the
+    workers read those values from this process's memory instead
+    (:mod:`concurdeploy.ssh.envsecrets`)."""
+    from concurdeploy.executors.local import warm_up
+    from concurdeploy.ssh import envsecrets
+
+    names = set().union(*(envsecrets.env_names(h.vars) for h in hosts))
+    envsecrets.seal(names)
+    with envsecrets.scrubbed(names):
+        warm_up()
 
 
 def _check_secrets(hosts: list[Host], options: RunOptions) -> None:
@@ -343,6 +355,8 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     results: dict[int, HostResult] = {}
     signals = None
     reporting.check_reports(opts)
+    if str(opts.executor or "local").strip().lower() == "local":  # a tasks.py may call fan_out first
+        _warm_up_without_secrets(hosts)
     with contextlib.ExitStack() as stack:
         stack.enter_context(out)
         # everything that can refuse the run comes before its first line is printed

@@ -22,7 +22,8 @@ refused with exit code 2, wherever they are typed. Words after ``--``, a flag gi
 left without its value, and an empty value are refused too (:mod:`concurdeploy.cli.argv`).
 
 Tasks come from the project's ``tasks.py`` (found as invoke finds it: the current
-directory, then its parents) plus the built-in tasks of :mod:`concurdeploy.cli.tasks`;
+directory, then its parents; one in a parent that another user could write is refused,
+:mod:`concurdeploy.cli.loading`) plus the built-in tasks of :mod:`concurdeploy.cli.tasks`;
 a project task with the same name replaces the built-in one.
 """
 
@@ -49,6 +50,7 @@ from concurdeploy.cli.argv import (
     reads_remainder,
 )
 from concurdeploy.cli.config import Config
+from concurdeploy.cli.loading import ProjectLoader, UntrustedTasks
 from concurdeploy.exceptions import HostsFailed, RunInterrupted, UsageError
 from concurdeploy.executors.interrupts import signame as _signame
 from concurdeploy.records import RunResult
@@ -88,6 +90,8 @@ class ConcurdeployProgram(Program):
         loader = self.loader_class(config=self.config, start=start)
         try:
             module, parent = loader.load(name)
+        except UntrustedTasks as e:  # found in a parent folder another user could write
+            raise Exit(f"concurdeploy: {e}", code=2) from None
         except CollectionNotFound:
             if start is not None or name is not None:  # asked for by name: not finding it is an error
                 raise Exit(f"concurdeploy: {not_found(start, name)}", code=2)
@@ -490,4 +494,5 @@ program = ConcurdeployProgram(
     binary_names=["concurdeploy"],
     version=__version__,
     config_class=Config,
+    loader_class=ProjectLoader,
 )

@@ -32,13 +32,13 @@ variable, never its value.
 from __future__ import annotations
 
 import base64
-import os
 import shlex
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
 from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
+from concurdeploy.ssh import envsecrets
 
 __all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "privilege_for", "refusal", "wrap"]
 
@@ -78,7 +78,7 @@ def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tup
     if not become.password_env:
         return (f"{head}cd_err=$(sudo -n -u {user} true 2>&1 </dev/null) || {refused}\n"
                 f"exec sudo -n {inner}"), stdin
-    password = os.environ.get(become.password_env)
+    password = envsecrets.getenv(become.password_env)
     if password is None:
         raise CredentialsMissing(f"become_password_env {become.password_env} is not set")
     if "\n" in password or "\r" in password:

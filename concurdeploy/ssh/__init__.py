@@ -22,6 +22,9 @@ Modules, and what each owns:
   ssh_config, flags → spec); imports no paramiko.
 - :mod:`~concurdeploy.ssh.keyscan`: scanning host keys for ``concurdeploy keyscan``.
 - :mod:`~concurdeploy.ssh.passphrases`: asking key passphrases on the controller's terminal.
+- :mod:`~concurdeploy.ssh.envsecrets`: ``*_env`` secrets kept out of child environments
+  (sealed in the controller's memory, read by workers with ``getenv``).
+- :mod:`~concurdeploy.ssh.knownhosts`: known_hosts lines parsed and matched as OpenSSH does.
 
 This package imports only ``concurdeploy.exceptions``, ``concurdeploy.records`` and
 ``concurdeploy.inventory`` (for file:line messages). Importing it does not import paramiko.

@@ -19,6 +19,7 @@ import paramiko
 import paramiko.agent
 
 from concurdeploy.exceptions import CredentialsMissing
+from concurdeploy.ssh import envsecrets
 from concurdeploy.ssh.specs import ConnectSpec
 
 __all__ = ["DEFAULT_IDENTITIES", "credentials", "load_private_key"]
@@ -94,12 +95,12 @@ def credentials(spec: ConnectSpec) -> Iterator[tuple[str, paramiko.PKey | None, 
     """
     passphrase = None
     if spec.passphrase_env:
-        passphrase = os.environ.get(spec.passphrase_env)
+        passphrase = envsecrets.getenv(spec.passphrase_env)
         if passphrase is None:
             raise CredentialsMissing(f"passphrase_env {spec.passphrase_env} is not set")
     explicit = False
     if spec.key_env:
-        text = os.environ.get(spec.key_env)
+        text = envsecrets.getenv(spec.key_env)
         if not text:
             raise CredentialsMissing(
                 f"key_env {spec.key_env} is not set (it must hold a private key, e.g. a CI secret)")
@@ -129,7 +130,7 @@ def credentials(spec: ConnectSpec) -> Iterator[tuple[str, paramiko.PKey | None, 
                 except CredentialsMissing:
                     continue
     if spec.password_env:
-        password = os.environ.get(spec.password_env)
+        password = envsecrets.getenv(spec.password_env)
         if password is None:
             raise CredentialsMissing(f"password_env {spec.password_env} is not set")
         yield f"password_env {spec.password_env}", None, password

@@ -2,7 +2,7 @@
 
 The rules (OpenSSH ``sshd(8)`` "SSH_KNOWN_HOSTS FILE FORMAT", ``hostfile.c``, ``match.c``),
 checked against ``ssh-keygen -l -F`` and a real ``ssh -o StrictHostKeyChecking=yes`` by
-``tests/differential/test_known_hosts_openssh.py``:
+``tests/differential/test_known_hosts_vs_openssh.py`` (720 cases):
 
 - Lines end at ``\\n`` only (a ``\\r`` stays part of the line). Leading spaces/tabs are
   skipped; blank lines and lines starting with ``#`` are comments.
@@ -16,8 +16,9 @@ checked against ``ssh-keygen -l -F`` and a real ``ssh -o StrictHostKeyChecking=y
   the other patterns say. Name and patterns are compared in ASCII lower case; a pattern
   of 1023 characters or more makes the list match nothing.
 - The name looked up is ``host`` for port 22 and ``[host]:port`` otherwise, lower-cased.
-- The key: a type name then base64 of the key blob (blob's own type must agree), then an
-  optional comment. A line whose key does not parse is skipped; only lines whose host
+- The key: a full type name (``ssh-ed25519``; short names such as ``ED25519`` or ``rsa`` are
+  not usable) then base64 of the key blob (blob's own type must agree), then an optional
+  comment. A line whose key does not parse is skipped; only lines whose host
   field matched are parsed, so a broken line for another host never matters.
 - Decision (``hostfile.c`` ``check_key_in_hostkeys``), over every matching line of the user
   file then the system file: a plain line with an equal key → ``found``; else any plain
@@ -55,9 +56,6 @@ _TYPE_NAMES = {
     "ecdsa-sha2-nistp384": "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521": "ecdsa-sha2-nistp521",
 }
-#: Short names, compared case-insensitively as ``sshkey_type_from_name`` does ("ECDSA" is not
-#: usable: the curve cannot be checked, so OpenSSH refuses such a line).
-_SHORT_NAMES = {"ed25519": "ssh-ed25519", "rsa": "ssh-rsa", "dsa": "ssh-dss"}
 _ECDSA_CURVES = {"ecdsa-sha2-nistp256": "nistp256", "ecdsa-sha2-nistp384": "nistp384",
                  "ecdsa-sha2-nistp521": "nistp521"}
 
@@ -256,7 +254,7 @@ def parse_key(rest: str) -> tuple[str, bytes] | None:
     type_name, after = _split_ws(rest)
     if not after:  # nothing after the type (OpenSSH needs a blank after it, then a blob)
         return None
-    wanted = _TYPE_NAMES.get(type_name) or _SHORT_NAMES.get(type_name.lower())
+    wanted = _TYPE_NAMES.get(type_name)  # short names ("ED25519", "rsa") are never usable
     if wanted is None:
         return None
     blob = _b64(_split_ws(after)[0])

@@ -135,3 +135,14 @@ def test_agrees_with_ssh_keygen_on_which_lines_match(keys, tmp_path):
             agree += ours == ref
     print(f"known_hosts pattern cases: {total}, agreement with ssh-keygen -F: {agree}/{total}")
     assert agree == total
+
+
+@pytest.mark.parametrize("type_name", ["ED25519", "ed25519"])
+def test_short_key_type_names_are_not_usable(keys, tmp_path, type_name):
+    """OpenSSH's client never accepts a key written with a short type name (found by the
+    differential corpus): strict refuses it as unknown, accept-new records the real key."""
+    kh = tmp_path / "kh"
+    kh.write_text(f"web1.example {type_name} {keys['a'][1].split()[1]}\n")
+    with pytest.raises(HostKeyUnknown):
+        hostkeys.verify(str(kh), "strict", "web1.example", 22, keys["a"][0])
+    assert hostkeys.verify(str(kh), "accept-new", "web1.example", 22, keys["a"][0]).startswith("host key recorded")
