@@ -27,8 +27,6 @@ the host's :class:`~concurdeploy.operations.become.Privilege` (login user, or su
 
 from __future__ import annotations
 
-import errno
-import os
 import posixpath
 import uuid
 
@@ -78,11 +76,13 @@ def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privile
 
     ``tmp`` must sit in ``dest``'s directory (same filesystem). Uses OpenSSH's
     ``posix-rename@openssh.com`` SFTP extension (paramiko ``posix_rename``): plain SFTP
-    ``rename`` refuses an existing target. Where the server lacks the extension (e.g.
-    mock-ssh-server, some appliances) it falls back to ``mv -f`` over the same connection,
-    which is the same ``rename(2)`` on the same filesystem (and always ``mv`` under
-    :class:`~concurdeploy.operations.become.Sudo`: SFTP acts as the login user, not root).
-    It never deletes ``dest`` first.
+    ``rename`` refuses an existing target, and renaming the old file aside first would leave
+    a moment without one. Where the server lacks the extension, or refuses it (older or
+    non-OpenSSH servers, ``sftp-server -P``), it falls back to ``mv -T -f`` run over the
+    same connection's exec channel: the same ``rename(2)`` of ``tmp`` onto ``dest`` itself
+    (``-T``: never into a directory ``dest`` names, never through a symlink ``dest`` is).
+    Under :class:`~concurdeploy.operations.become.Sudo` it is always ``mv`` (SFTP acts as
+    the login user, not root). It never deletes ``dest`` first.
 
     :param privilege: who renames; None = the login user.
     :returns: ``"posix-rename"`` or ``"mv"``: which way was used.
@@ -91,13 +91,9 @@ def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privile
     :raises AuthFailed: sudo refused.
     """
     privilege = privilege if privilege is not None else AsLoginUser()
-    try:
-        if privilege.sftp_rename(conn, tmp, dest):
-            return "posix-rename"
-    except OSError as e:
-        if getattr(e, "errno", None) in (errno.EACCES, errno.ENOENT):
-            raise DestinationError(f"cannot rename into {dest}: {os.strerror(e.errno)}") from None
-    res = privilege.run(conn, f"mv -f -- {q(tmp)} {q(dest)}")
+    if privilege.sftp_rename(conn, tmp, dest):
+        return "posix-rename"
+    res = privilege.run(conn, f"mv -T -f -- {q(tmp)} {q(dest)}")
     if res.exited == 0:
         return "mv"
     text = (res.stdout + res.stderr).strip()
@@ -111,12 +107,20 @@ def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privile
     raise DestinationError(f"cannot rename into {dest}", output=text)
 
 
+def _declared_owner(f: FileSpec) -> str | None:
+    """``owner:group``, ``owner`` or ``:group`` for ``chown``, or None when neither is declared."""
+    if f.owner is None and f.group is None:
+        return None
+    return (f.owner or "") + (f":{f.group}" if f.group is not None else "")
+
+
 def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "",
                    staged: dict | None = None, keep: int = 3) -> str:
     """Verify, chown/chmod and validate every upload; then back up the files to be replaced and
-    record the owed reload. Exits at the first failure with a ``FAIL <index> <step>`` line;
-    prints ``WARN <index> owner`` when an owner cannot be kept and ``BACKUP <index> <path>``
-    per backup.
+    record the owed reload. Exits at the first failure with a ``FAIL <index> <step>`` line
+    (``FAIL <index> owner <file's user:group> <upload's user:group>`` when the replaced file's
+    owner or group cannot be kept: the host fails before any rename); prints
+    ``BACKUP <index> <path>`` per backup.
 
     :param marker: the owed-reload marker to create, or None.
     :param run_id: names this run's backups (with the UTC time).
@@ -137,19 +141,24 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             f"h=$(sha256sum < {q(tmp)}) || {fail} checksum; exit 1; }}",
             f"[ \"${{h%% *}}\" = {f.sha256} ] || {fail} checksum; exit 1; }}",
         ]
-        if fact.uid is not None:  # chown first: it clears setuid/setgid bits that chmod sets
+        own = _declared_owner(f)
+        if own is not None:  # chown first: it clears setuid/setgid bits that chmod sets
+            lines.append(f"chown -- {q(own)} {q(tmp)} || {fail} owner-declared; exit 1; }}")
+        elif fact.uid is not None:  # kept, or the host fails here: never a silent change
+            ids = f"\"$(stat -c %U:%G -- {q(fact.target)})\" \"$(stat -c %U:%G -- {q(tmp)})\""
             lines.append(f"chown {fact.uid}:{fact.gid} -- {q(tmp)} 2>/dev/null "
-                         f"|| echo '{WARN} {i} owner'")
+                         f"|| {fail} owner {ids}; exit 1; }}")
         lines.append(f"chmod {mode:04o} -- {q(tmp)} || {fail} chmod; exit 1; }}")
         if f.validate:
             cmd = f.validate.replace("{tmp}", q(tmp))
             lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && {cmd}) "
                          f"|| {fail} validate $?; exit 1; }}")
     for i, (_f, fact, _tmp) in enumerate(items):
-        if fact.state == "file":
+        if fact.state in ("file", "link"):
             b = f"{q(fact.target)}.concurdeploy-\"$ts\"-{run_id}.bak"
-            lines.append(f"{{ ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}; }} "
-                         f"|| {{ echo '{FAIL} {i}' backup; exit 1; }}")
+            keep_old = (f"cp -P -p -- {q(fact.target)} {b}" if fact.state == "link"  # the link itself
+                        else f"ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}")
+            lines.append(f"{{ {keep_old}; }} || {{ echo '{FAIL} {i}' backup; exit 1; }}")
             lines.append(f"echo {BACKUP} {i} {b}")
             lines.append(prune_line(fact.target, max(keep, 1)))
     if marker:
@@ -179,6 +188,18 @@ def prepare_failure(res, items: list[Item]) -> HostError:
         return UploadCorrupted(f"{f.dest}: the uploaded copy differs from {f.src} "
                                f"({step} mismatch; disk full?); destination left unchanged",
                                output=tail(output))
+    if step == "owner":
+        was, would = (rest + ["?", "?"])[:2]
+        return DestinationError(
+            f"{f.dest}: the file is owned {was}; pushing as {would.split(':')[0]} would make it "
+            f"{would} (the connecting user cannot keep its owner/group). Use become (become: true), "
+            f"or declare owner/group for the file (owner:, group:); destination left unchanged",
+            output=tail(output))
+    if step == "owner-declared":
+        return DestinationError(
+            f"{f.dest}: cannot give the uploaded file owner/group {_declared_owner(f)} (no such "
+            f"user/group, or the connecting user may not chown: use become); destination left "
+            f"unchanged", output=tail(output))
     if step == "backup":
         return DestinationError(f"{f.dest}: cannot write a backup beside it; destination left unchanged",
                                 output=tail(output))
@@ -198,6 +219,8 @@ def install(conn: Connection, privilege: Privilege, f: FileSpec, fact: DestFacts
     """
     if f.replace == "in-place" and fact.state == "file":
         chmod = f" && chmod {f.mode:04o} -- {q(fact.target)}" if f.mode is not None else ""
+        own = _declared_owner(f)
+        chmod = (f" && chown -- {q(own)} {q(fact.target)}" if own is not None else "") + chmod
         res = privilege.run(conn, f"cat -- {q(tmp)} > {q(fact.target)}{chmod} && rm -f -- {q(tmp)}")
         if res.exited != 0:
             raise DestinationError(f"in-place write of {f.dest} failed; the file may be partly "
@@ -232,7 +255,7 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
             lines.append(f"cat -- {q(b)} > {q(fact.target)} || rc=1")
         else:
             r = temp_name(fact.target)
-            lines.append(f"{{ cp -p -- {q(b)} {q(r)} && mv -f -- {q(r)} {q(fact.target)}; }} "
+            lines.append(f"{{ cp -P -p -- {q(b)} {q(r)} && mv -T -f -- {q(r)} {q(fact.target)}; }} "
                          f"|| {{ rm -f -- {q(r)}; rc=1; }}")
     lines.append("exit $rc")
     try:
