@@ -6,16 +6,23 @@ written in the report. Each test checks the host's files, not only the report.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import secrets
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 import pytest
 
-from .conftest import HAPROXY_CFG, statuses
+from .conftest import HAPROXY_CFG, Fleet, statuses
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +74,21 @@ def test_push_without_posix_rename_falls_back_to_mv(fleet, config):
     assert f.dest("h1").read_bytes() == HAPROXY_CFG
     st = os.stat(f.dest("h1"))
     assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_ino != inode  # renamed over, not rewritten
+    assert f.temp_files() == []
+
+
+@pytest.mark.parametrize("config", [NO_POSIX_RENAME, ""], ids=["lacking", "openssh"])
+def test_destination_turned_directory_before_the_rename_is_never_written_into(fleet, config):
+    """``mv`` without ``-T`` would move the upload INTO a directory that appeared at the
+    destination after the facts were read (here: made by the validate step)."""
+    _need_sftp_server()
+    f = fleet(1, extra_config=config)
+    f.write_inventory(files=[{"src": SRC, "dest": DEST,
+                              "validate": "mkdir '{{ root }}/etc/haproxy/haproxy.cfg' && test -s {tmp}"}])
+    res = f.run("push", "haproxy")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert statuses(res.stdout) == {"h1": "failed"} and "created" not in res.stdout
+    assert f.dest("h1").is_dir() and list(f.dest("h1").iterdir()) == []
     assert f.temp_files() == []
 
 
@@ -154,9 +176,6 @@ def test_dangling_symlink_with_follow_is_an_error(fleet):
 @pytest.fixture
 def bind_mount():
     """``mount(source, target)``: bind-mount one file over another; all unmounted at teardown."""
-    import shutil
-    import subprocess
-
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.fail("bind mounts need root and mount(8) (tests run as root in CI)", pytrace=False)
     done = []
@@ -224,3 +243,135 @@ def test_temporary_upload_is_created_exclusive_with_its_final_mode(fleet, tmp_pa
     opens = [ln.split(" ", 2) for ln in log.read_text().splitlines()]
     uploads = [(flags, perm) for flags, perm, path in opens if ".concurdeploy-" in path]
     assert uploads == [("2a", "600")], opens  # WRITE|CREAT|EXCL (0x02|0x08|0x20), mode 0600
+
+
+# ----------------------------------------------------------------------------------------
+# 6. owner, group, mode kept, or the host fails before any rename
+# ----------------------------------------------------------------------------------------
+
+#: A login user unique to this pytest process (runs sharing the machine must not remove each other's).
+USER = f"cdfs{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="module")
+def login_user(client_keys):
+    """A real non-root user ``USER`` (no sudo) whose ``~/.ssh/authorized_keys`` holds the test
+    client keys; removed (with its home) at teardown, also after a failed test."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.fail("needs root and useradd (tests run as root in CI): apt-get install -y passwd", pytrace=False)
+
+    def remove():
+        try:
+            pwd.getpwnam(USER)
+        except KeyError:
+            return
+        subprocess.run(["userdel", "-r", "-f", USER], capture_output=True, timeout=30)
+
+    remove()
+    try:
+        # password "*": no password login, but not a locked account ("!"), which sshd refuses
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", USER], check=True, capture_output=True,
+                       timeout=30)
+        pw = pwd.getpwnam(USER)
+        ssh_dir = Path(pw.pw_dir) / ".ssh"
+        ssh_dir.mkdir(mode=0o700)
+        (ssh_dir / "authorized_keys").write_text("".join(client_keys.public_line(k) + "\n"
+                                                         for k in client_keys.authorized))
+        for p in (ssh_dir, ssh_dir / "authorized_keys"):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        yield pw
+    finally:
+        remove()
+
+
+@dataclass
+class UserFleet(Fleet):
+    """A :class:`Fleet` whose host roots live in ``base`` (outside pytest's 0700 tree), so
+    the non-root login user can reach them."""
+
+    base: Path = Path("/nonexistent")
+
+    def root(self, name: str) -> Path:
+        return self.base / name
+
+    def temp_files(self) -> list[Path]:
+        return [p for p in self.base.rglob("*") if ".concurdeploy-" in p.name and p.name.startswith(".")
+                and not p.name.endswith(".bak") and not p.name.startswith(".concurdeploy-reload-pending.")]
+
+
+@pytest.fixture
+def user_fleet(sshd_factory, client_keys, known_hosts_file, tmp_path, login_user):
+    """A one-host fleet (``h1``) logging in as ``USER``, who owns the destination directory
+    (so it can create files there) but not the files in it."""
+    servers = sshd_factory(1, extra_config=f"Match User {USER}\n    AuthorizedKeysFile "
+                                           f"{login_user.pw_dir}/.ssh/authorized_keys\n")
+    base = Path(tempfile.mkdtemp(prefix="concurdeploy-owner-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        project = tmp_path / "project"
+        (project / "files" / "haproxy").mkdir(parents=True)
+        (project / "inventories").mkdir()
+        (project / "files" / "haproxy" / "haproxy.cfg").write_bytes(HAPROXY_CFG)
+        kh = known_hosts_file(servers, str(project / "known_hosts"))
+        f = UserFleet(project, servers, ["h1"], client_keys.ed25519, kh, base=base)
+        d = f.dest("h1").parent
+        d.mkdir(parents=True, mode=0o755)
+        for p in (f.root("h1"), f.root("h1") / "etc", d):  # reload.log goes in the root
+            os.chown(p, login_user.pw_uid, login_user.pw_gid)
+        f.group_vars = {"user": USER}
+        f.write_inventory()
+        yield f
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _owned(path: Path, uid: int, gid: int, mode: int, content: bytes = b"old\n") -> int:
+    path.write_bytes(content)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return os.stat(path).st_ino
+
+
+def test_owner_that_cannot_be_kept_fails_the_host_before_any_rename(user_fleet, login_user):
+    f = user_fleet
+    daemon = grp.getgrnam("daemon").gr_gid
+    inode = _owned(f.dest("h1"), 0, daemon, 0o644)
+    res = f.run("push", "haproxy")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert statuses(res.stdout) == {"h1": "failed"}
+    assert f"is owned root:daemon; pushing as {USER} would make it {USER}:{USER}" in res.stdout
+    assert "become" in res.stdout and "owner" in res.stdout
+    st = os.stat(f.dest("h1"))
+    assert (st.st_ino, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (inode, 0, daemon, 0o644)
+    assert f.dest("h1").read_bytes() == b"old\n" and f.temp_files() == []
+    assert not (f.root("h1") / "reload.log").exists()
+
+
+def test_group_the_login_user_is_not_in_fails_the_host(user_fleet, login_user):
+    f = user_fleet
+    daemon = grp.getgrnam("daemon").gr_gid
+    _owned(f.dest("h1"), login_user.pw_uid, daemon, 0o640)
+    res = f.run("push", "haproxy")
+    assert res.returncode == 1 and f"is owned {USER}:daemon" in res.stdout, res.stdout
+    assert f.dest("h1").read_bytes() == b"old\n" and os.stat(f.dest("h1")).st_gid == daemon
+
+
+def test_declared_owner_and_group_are_the_explicit_way_out(user_fleet, login_user):
+    f = user_fleet
+    _owned(f.dest("h1"), 0, grp.getgrnam("daemon").gr_gid, 0o644)
+    f.write_inventory(files=[{"src": SRC, "dest": DEST, "owner": USER, "group": USER}])
+    res = f.run("push", "haproxy")
+    assert res.returncode == 0, res.stdout + res.stderr
+    st = os.stat(f.dest("h1"))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (login_user.pw_uid, login_user.pw_gid, 0o644)
+    assert f.dest("h1").read_bytes() == HAPROXY_CFG
+
+
+def test_own_file_keeps_owner_and_mode(user_fleet, login_user):
+    f = user_fleet
+    _owned(f.dest("h1"), login_user.pw_uid, login_user.pw_gid, 0o600)
+    res = f.run("push", "haproxy")
+    assert res.returncode == 0, res.stdout + res.stderr
+    st = os.stat(f.dest("h1"))
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (login_user.pw_uid, login_user.pw_gid, 0o600)
+    assert f.dest("h1").read_bytes() == HAPROXY_CFG and f.temp_files() == []
