@@ -25,7 +25,8 @@ from concurdeploy.ssh.connection import Connection
 
 __all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "parse_facts"]
 
-_FACTS_FN = r"""cd_fact() {
+_FACTS_FN = r"""cd_mounts=$(cut -d' ' -f5 /proc/self/mountinfo 2>/dev/null) || cd_mounts=ALL
+cd_fact() {
   t=$1
   if [ -L "$t" ]; then
     if [ "$2" = 1 ]; then
@@ -40,7 +41,11 @@ _FACTS_FN = r"""cd_fact() {
   if [ ! -e "$t" ]; then printf 'absent\t%s\n' "$t"; return 0; fi
   if [ ! -f "$t" ]; then printf 'notreg\t%s\n' "$t"; return 0; fi
   s=$(sha256sum < "$t") || { printf 'unreadable\t%s\n' "$t"; return 0; }
-  m=file; mountpoint -q -- "$t" 2>/dev/null && m=mount
+  m=file  # a mount point? mountpoint(1) only for paths in mountinfo (or with escaped characters)
+  case $t in
+    *[[:space:]\\]*) mountpoint -q -- "$t" 2>/dev/null && m=mount ;;
+    *) case $cd_mounts in ALL|*"$t"*) mountpoint -q -- "$t" 2>/dev/null && m=mount ;; esac ;;
+  esac
   printf '%s\t%s\t%s\t%s\n' "$m" "$(stat -c '%a:%u:%g:%s:%U:%G' -- "$t")" "${s%% *}" "$t"
 }
 """
@@ -115,7 +120,7 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
                      f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
     lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]
     if marker:
-        lines.append(f"[ -e {q(marker)} ] && echo {PENDING}")
+        lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && echo {PENDING}")
     # Hold the locks until the controller sends a line or closes stdin (or the connection dies).
     lines += [f"echo {READY}", "exec head -n 1 >/dev/null"]
     return "\n".join(lines) + "\n"

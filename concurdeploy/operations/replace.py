@@ -2,12 +2,14 @@
 
 Per file, in this order (:func:`~concurdeploy.operations.push.push` drives it):
 
-1. **temporary name** — the upload goes to :func:`temp_name` beside its target,
+1. **temporary name** — the upload goes to :func:`temp_name` beside its target (created new,
+   with its final mode, before any byte),
    ``.<name>.concurdeploy-<uuid>.<suffix>`` (same directory, so same filesystem, so a
    rename works; suffix kept for validators; a dot-file so ``conf.d/*.conf`` globs skip it);
 2. **prepare** — one command (:func:`prepare_script`) checks each upload's size and SHA-256
-   on the host (a full disk fails here), sets the owner (the replaced file's, where
-   permitted) and the mode (declared, else the replaced file's, else 0644), runs
+   on the host (a full disk fails here), sets the owner/group (declared, else the replaced
+   file's: kept, or the host fails here, before any rename) and the mode (declared, else
+   the replaced file's, else 0644), runs
    ``validate`` from the destination's directory, then keeps a **backup** of each file to
    be replaced (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a hard link where possible)
    and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
@@ -124,31 +126,41 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
 
     :param marker: the owed-reload marker to create, or None.
     :param run_id: names this run's backups (with the UTC time).
-    :param staged: temporary path → staging upload to copy there first (sudo).
+    :param staged: temporary path → staging upload (sudo): root checks it and sets its owner
+        and mode in a private ``mktemp -d`` directory, then copies it (``cp -p``: a new file,
+        owner and mode set through its descriptor) to the temporary path; nothing root does
+        follows a link the destination directory's owner may plant.
     :param keep: backups kept per file, this run's included (at least this run's is kept
         here: it is needed for a rollback).
     """
-    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)"]
+    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)", "p=", "trap '[ -z \"$p\" ] || rm -rf -- \"$p\"' EXIT"]
     for i, (f, fact, tmp) in enumerate(items):
         fail = f"{{ echo '{FAIL} {i}'"
         mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
-        if staged and tmp in staged:
-            lines.append(f"cp -- {q(staged[tmp])} {q(tmp)} && rm -f -- {q(staged[tmp])} "
-                         f"|| {fail} upload; exit 1; }}")
+        private = bool(staged and tmp in staged)
+        if private:  # sudo: checked, chown'ed and chmod'ed in a private root-owned directory
+            w = '"$p/f"'
+            lines.append(f"p=$(umask 077 && mktemp -d) && cp -- {q(staged[tmp])} {w} && "
+                         f"rm -f -- {q(staged[tmp])} || {fail} upload; exit 1; }}")
+        else:
+            w = q(tmp)
         lines += [
-            f"s=$(stat -c %s -- {q(tmp)}) || {fail} upload; exit 1; }}",
+            f"s=$(stat -c %s -- {w}) || {fail} upload; exit 1; }}",
             f"[ \"$s\" = {f.size} ] || {fail} size $s; exit 1; }}",
-            f"h=$(sha256sum < {q(tmp)}) || {fail} checksum; exit 1; }}",
+            f"h=$(sha256sum < {w}) || {fail} checksum; exit 1; }}",
             f"[ \"${{h%% *}}\" = {f.sha256} ] || {fail} checksum; exit 1; }}",
         ]
         own = _declared_owner(f)
         if own is not None:  # chown first: it clears setuid/setgid bits that chmod sets
-            lines.append(f"chown -- {q(own)} {q(tmp)} || {fail} owner-declared; exit 1; }}")
+            lines.append(f"chown -- {q(own)} {w} || {fail} owner-declared; exit 1; }}")
         elif fact.uid is not None:  # kept, or the host fails here: never a silent change
-            ids = f"\"$(stat -c %U:%G -- {q(fact.target)})\" \"$(stat -c %U:%G -- {q(tmp)})\""
-            lines.append(f"chown {fact.uid}:{fact.gid} -- {q(tmp)} 2>/dev/null "
+            ids = f"\"$(stat -c %U:%G -- {q(fact.target)})\" \"$(stat -c %U:%G -- {w})\""
+            lines.append(f"chown {fact.uid}:{fact.gid} -- {w} 2>/dev/null "
                          f"|| {fail} owner {ids}; exit 1; }}")
-        lines.append(f"chmod {mode:04o} -- {q(tmp)} || {fail} chmod; exit 1; }}")
+        lines.append(f"chmod {mode:04o} -- {w} || {fail} chmod; exit 1; }}")
+        if private:  # a new file beside the target (O_EXCL), owner and mode set through its fd
+            lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
+                         f"&& p= || {fail} upload; exit 1; }}")
         if f.validate:
             cmd = f.validate.replace("{tmp}", q(tmp))
             lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && {cmd}) "
@@ -161,8 +173,8 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             lines.append(f"{{ {keep_old}; }} || {{ echo '{FAIL} {i}' backup; exit 1; }}")
             lines.append(f"echo {BACKUP} {i} {b}")
             lines.append(prune_line(fact.target, max(keep, 1)))
-    if marker:
-        lines.append(f": > {q(marker)} || {{ echo '{FAIL} 0' marker; exit 1; }}")
+    if marker:  # a symlink to nothing: made by symlink(2), never through a link planted there
+        lines.append(f"ln -sfT -- reload-owed {q(marker)} || {{ echo '{FAIL} 0' marker; exit 1; }}")
     return "\n".join(lines) + "\n"
 
 

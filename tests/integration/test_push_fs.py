@@ -192,26 +192,29 @@ def bind_mount():
         subprocess.run(["umount", str(target)], capture_output=True, timeout=30)
 
 
-def test_bind_mounted_file_is_refused_then_rewritten_in_place_on_request(fleet, bind_mount):
+@pytest.mark.parametrize("name", ["haproxy.cfg", "ha proxy.cfg"])  # escaped in /proc/self/mountinfo
+def test_bind_mounted_file_is_refused_then_rewritten_in_place_on_request(fleet, bind_mount, name):
     f = fleet(1)
+    dest = f.dest("h1").parent / name
     outside = f.root("h1") / "container-view.cfg"
     outside.write_bytes(b"old\n")
-    f.dest("h1").write_bytes(b"placeholder\n")
-    bind_mount(outside, f.dest("h1"))
-    inode = os.stat(f.dest("h1")).st_ino
+    dest.write_bytes(b"placeholder\n")
+    bind_mount(outside, dest)
+    inode = os.stat(dest).st_ino
+    f.write_inventory(files=[{"src": SRC, "dest": str(dest)}])
     res, doc = _report(f)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert statuses(res.stdout) == {"h1": "failed"} and "replaced" not in res.stdout
+    assert statuses(res.stdout) == {"h1": "failed"} and f"{dest} replaced" not in res.stdout
     assert "mount point" in res.stdout and "replace: in-place" in res.stdout
-    assert outside.read_bytes() == b"old\n" and f.dest("h1").read_bytes() == b"old\n"
+    assert outside.read_bytes() == b"old\n" and dest.read_bytes() == b"old\n"
     assert doc["hosts"][0]["changes"] == [] and f.temp_files() == []
-    f.write_inventory(files=[{"src": SRC, "dest": DEST, "replace": "in-place"}])
+    f.write_inventory(files=[{"src": SRC, "dest": str(dest), "replace": "in-place"}])
     res, doc = _report(f)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "rewritten in place" in res.stdout
-    assert outside.read_bytes() == HAPROXY_CFG and os.stat(f.dest("h1")).st_ino == inode
+    assert f"{dest} rewritten in place" in res.stdout
+    assert outside.read_bytes() == HAPROXY_CFG and os.stat(dest).st_ino == inode
     change, = doc["hosts"][0]["changes"]
-    assert (change["path"], change["method"], change["action"]) == (str(f.dest("h1")), "in-place", "replaced")
+    assert (change["path"], change["method"], change["action"]) == (str(dest), "in-place", "replaced")
 
 
 def test_report_says_create_and_replace(fleet):
