@@ -109,7 +109,7 @@ class HostResult:
     :param duration_s: wall seconds spent on the host, connect included.
     :param reloaded: the reload command ran (and succeeded).
     :param batch: 1-based batch number (``--serial``), or None.
-    :param warnings: notes that did not fail the host (e.g. owner not kept).
+    :param warnings: notes that did not fail the host (e.g. flock missing on the host).
     :param data: small extra values for a user's task (``dict`` of plain values).
     :param diff: unified diff of the changed files (``--diff``), secrets masked; "" if none.
     :param rolled_back: the reload failed and the previous files were restored.

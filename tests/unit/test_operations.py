@@ -350,3 +350,36 @@ def test_sudo_reads_a_file_for_diff_through_base64():
     assert Sudo(Become()).read_bytes(conn, "/etc/a b") == b"old\n"
     assert "base64 -- '/etc/a b'" in conn.sent[0][0]
     assert Sudo(Become()).read_bytes(FakeConn([FakeResult(1)]), "/x") == b""
+
+
+# ---------------------------------------------------------------------------- facts and owner checks
+
+def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
+    """The real facts function, run by the local ``sh``: a link is not followed unless asked."""
+    from concurdeploy.operations.facts import _FACTS_FN, parse_facts
+
+    (tmp_path / "real.cfg").write_bytes(b"x\n")
+    (tmp_path / "link.cfg").symlink_to(tmp_path / "real.cfg")
+    (tmp_path / "dangling.cfg").symlink_to(tmp_path / "nowhere.cfg")
+    (tmp_path / "dirlink").symlink_to(tmp_path)
+    rows = [("link.cfg", 0), ("link.cfg", 1), ("dangling.cfg", 1), ("dangling.cfg", 0), ("dirlink", 0),
+            ("a b.cfg", 0)]
+    script = _FACTS_FN + "".join(f"cd_fact {q(str(tmp_path / n))} {fl}\n" for n, fl in rows)
+    res = sh(script, tmp_path)
+    facts = parse_facts([str(tmp_path / n) for n, _ in rows], res.stdout)[0]
+    assert [(x.state, x.target) for x in facts] == [
+        ("link", str(tmp_path / "link.cfg")), ("file", str(tmp_path / "real.cfg")),
+        ("dangling", str(tmp_path / "dangling.cfg")), ("link", str(tmp_path / "dangling.cfg")),
+        ("linkdir", str(tmp_path / "dirlink")), ("absent", str(tmp_path / "a b.cfg"))]
+    assert facts[1].mount is False and facts[1].owner and facts[1].group
+
+
+def test_owner_failure_names_both_owners_and_the_ways_out():
+    from concurdeploy.operations.replace import prepare_failure
+
+    f = FileSpec("/p/a.cfg", "/etc/a.cfg", "0" * 64, 3)
+    fact = DestFacts("/etc/a.cfg", "file", "/etc/a.cfg", 0o640, 0, 33, 3, "1" * 64, "root", "haproxy")
+    err = prepare_failure(FakeResult(1, f"{_FAIL} 0 owner root:haproxy deploy:deploy\n"), [(f, fact, "/etc/.t")])
+    assert isinstance(err, DestinationError)
+    assert ("the file is owned root:haproxy; pushing as deploy would make it deploy:deploy" in err.message
+            and "become" in err.message and "owner" in err.message)
