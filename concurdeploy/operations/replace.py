@@ -233,8 +233,13 @@ def install(conn: Connection, privilege: Privilege, f: FileSpec, fact: DestFacts
         chmod = f" && chmod {f.mode:04o} -- {q(fact.target)}" if f.mode is not None else ""
         own = _declared_owner(f)
         chmod = (f" && chown -- {q(own)} {q(fact.target)}" if own is not None else "") + chmod
-        res = privilege.run(conn, f"cat -- {q(tmp)} > {q(fact.target)}{chmod} && rm -f -- {q(tmp)}")
+        # dd: O_NOFOLLOW (never through a symlink planted since the facts), no O_CREAT
+        res = privilege.run(conn, f"dd if={q(tmp)} of={q(fact.target)} oflag=nofollow conv=nocreat "
+                                  f"status=none{chmod} && rm -f -- {q(tmp)}")
         if res.exited != 0:
+            if "symbolic links" in res.stderr:
+                raise DestinationError(f"{f.dest}: became a symlink since it was checked; not written "
+                                       f"through it (the file is unchanged)", output=tail(res.stderr))
             raise DestinationError(f"in-place write of {f.dest} failed; the file may be partly "
                                    f"written (restore it from its backup)",
                                    output=tail(res.stdout + res.stderr))

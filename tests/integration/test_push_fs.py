@@ -217,6 +217,23 @@ def test_bind_mounted_file_is_refused_then_rewritten_in_place_on_request(fleet, 
     assert (change["path"], change["method"], change["action"]) == (str(dest), "in-place", "replaced")
 
 
+def test_in_place_write_never_goes_through_a_symlink_planted_after_the_check(fleet):
+    """The destination is swapped for a symlink to another file after the facts were read (here
+    by the validate step): the in-place write must not follow it (``cat > dest`` did)."""
+    f = fleet(1)
+    f.dest("h1").write_bytes(b"old\n")
+    victim = f.root("h1") / "victim.conf"
+    victim.write_bytes(b"precious\n")
+    swap = ("rm '{{ root }}/etc/haproxy/haproxy.cfg' && ln -s '{{ root }}/victim.conf' "
+            "'{{ root }}/etc/haproxy/haproxy.cfg' && test -s {tmp}")
+    f.write_inventory(files=[{"src": SRC, "dest": DEST, "replace": "in-place", "validate": swap}])
+    res = f.run("push", "haproxy")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert statuses(res.stdout) == {"h1": "failed"} and "became a symlink" in res.stdout
+    assert victim.read_bytes() == b"precious\n" and f.temp_files() == []
+    assert not (f.root("h1") / "reload.log").exists()
+
+
 def test_report_says_create_and_replace(fleet):
     f = fleet(2)
     f.dest("h1").write_bytes(b"old\n")
