@@ -8,8 +8,9 @@ Per file, in this order (:func:`~concurdeploy.operations.push.push` drives it):
    rename works; suffix kept for validators; a dot-file so ``conf.d/*.conf`` globs skip it);
 2. **prepare** — one command (:func:`prepare_script`) checks each upload's size and SHA-256
    on the host (a full disk fails here), sets the owner/group (declared, else the replaced
-   file's: kept, or the host fails here, before any rename) and the mode (declared, else
-   the replaced file's, else 0644), runs
+   file's: kept, or the host fails here, before any rename), the mode (declared, else
+   the replaced file's, else 0644) and the replaced file's ACL (``getfacl | setfacl``; a
+   host without them fails here), runs
    ``validate`` from the destination's directory, then keeps a **backup** of each file to
    be replaced (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a hard link where possible)
    and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
@@ -158,6 +159,11 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             lines.append(f"chown {fact.uid}:{fact.gid} -- {w} 2>/dev/null "
                          f"|| {fail} owner {ids}; exit 1; }}")
         lines.append(f"chmod {mode:04o} -- {w} || {fail} chmod; exit 1; }}")
+        if fact.state == "file" and f.replace != "in-place":  # an ACL ('+' after the mode) is kept too
+            t = q(fact.target)
+            lines.append(f"case $(ls -ld -- {t}) in ??????????+*) if command -v setfacl >/dev/null "
+                         f"&& command -v getfacl >/dev/null; then getfacl -p -- {t} | setfacl --set-file=- "
+                         f"-- {w} || {fail} acl; exit 1; }}; else {fail} acl-tools; exit 1; }}; fi ;; esac")
         if private:  # a new file beside the target (O_EXCL), owner and mode set through its fd
             lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
                          f"&& p= || {fail} upload; exit 1; }}")
@@ -212,6 +218,12 @@ def prepare_failure(res, items: list[Item]) -> HostError:
             f"{f.dest}: cannot give the uploaded file owner/group {_declared_owner(f)} (no such "
             f"user/group, or the connecting user may not chown: use become); destination left "
             f"unchanged", output=tail(output))
+    if step in ("acl", "acl-tools"):
+        why = ("the host has no getfacl/setfacl to copy it (install the acl package there)"
+               if step == "acl-tools" else "copying it to the new file failed")
+        return DestinationError(f"{f.dest}: has an ACL (extended permissions) that the new file would "
+                                f"lose: {why}; or set 'replace: in-place' to keep the file itself; "
+                                f"destination left unchanged", output=tail(output))
     if step == "backup":
         return DestinationError(f"{f.dest}: cannot write a backup beside it; destination left unchanged",
                                 output=tail(output))

@@ -13,6 +13,7 @@ import pwd
 import secrets
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -395,3 +396,34 @@ def test_own_file_keeps_owner_and_mode(user_fleet, login_user):
     st = os.stat(f.dest("h1"))
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (login_user.pw_uid, login_user.pw_gid, 0o600)
     assert f.dest("h1").read_bytes() == HAPROXY_CFG and f.temp_files() == []
+
+
+def _acl(path: Path) -> bytes | None:
+    try:
+        return os.getxattr(path, "system.posix_acl_access", follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def test_acl_of_the_replaced_file_is_kept_or_the_host_fails_before_the_rename(fleet):
+    """An ACL (user daemon may read) set through its xattr, as setfacl does: the new file carries
+    the same ACL where the host has getfacl/setfacl, else the host fails, the file untouched."""
+    f = fleet(1)
+    f.dest("h1").write_bytes(b"old\n")
+    os.chmod(f.dest("h1"), 0o640)
+    daemon = pwd.getpwnam("daemon").pw_uid
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, daemon), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+               (0x20, 0, 0xFFFFFFFF)]  # user::rw- user:daemon:r-- group::r-- mask::r-- other::---
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(f.dest("h1"), "system.posix_acl_access", acl)
+    inode = os.stat(f.dest("h1")).st_ino
+    res = f.run("push", "haproxy")
+    if shutil.which("setfacl") and shutil.which("getfacl"):
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f.dest("h1").read_bytes() == HAPROXY_CFG and _acl(f.dest("h1")) == acl
+    else:
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "has an ACL" in res.stdout and "install the acl package" in res.stdout
+        assert os.stat(f.dest("h1")).st_ino == inode and f.dest("h1").read_bytes() == b"old\n"
+        assert _acl(f.dest("h1")) == acl
+    assert stat.S_IMODE(os.stat(f.dest("h1")).st_mode) == 0o640 and f.temp_files() == []
