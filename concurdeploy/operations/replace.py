@@ -162,8 +162,8 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
         if fact.state == "file" and f.replace != "in-place":  # an ACL ('+' after the mode) is kept too
             t = q(fact.target)
             lines.append(f"case $(ls -ld -- {t}) in ??????????+*) if command -v setfacl >/dev/null "
-                         f"&& command -v getfacl >/dev/null; then getfacl -p -- {t} | setfacl --set-file=- "
-                         f"-- {w} || {fail} acl; exit 1; }}; else {fail} acl-tools; exit 1; }}; fi ;; esac")
+                         f"&& command -v getfacl >/dev/null; then {{ a=$(getfacl -p -- {t}) && printf '%s\\n' \"$a\" "
+                         f"| setfacl --set-file=- -- {w}; }} || {fail} acl; exit 1; }}; else {fail} acl-tools; exit 1; }}; fi ;; esac")
         if private:  # a new file beside the target (O_EXCL), owner and mode set through its fd
             lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
                          f"&& p= || {fail} upload; exit 1; }}")
