@@ -48,17 +48,31 @@ class FileChange:
     :param sha256_before: hex digest of the file replaced, None if it did not exist.
     :param sha256_after: hex digest of the new content.
     :param size: bytes of the new content.
+    :param path: the path actually written on the host: ``dest``, or the file a symlinked
+        ``dest`` points to (``follow: true``); None = ``dest``.
+    :param method: how it is written: ``"replace"`` (a new file renamed over the path),
+        ``"in-place"`` (the existing file's content rewritten), ``"create"`` (nothing was
+        there); ``""`` = unknown (then :attr:`action` says it from ``sha256_before``).
     """
 
     dest: str
     sha256_before: str | None
     sha256_after: str
     size: int
+    path: str | None = None
+    method: str = ""
 
     @property
     def action(self) -> str:
         """``"created"`` or ``"replaced"``."""
+        if self.method:
+            return "created" if self.method == "create" else "replaced"
         return "created" if self.sha256_before is None else "replaced"
+
+    @property
+    def written(self) -> str:
+        """The path actually written (``path``, else ``dest``)."""
+        return self.path or self.dest
 
 
 @dataclass(frozen=True)
@@ -95,7 +109,7 @@ class HostResult:
     :param duration_s: wall seconds spent on the host, connect included.
     :param reloaded: the reload command ran (and succeeded).
     :param batch: 1-based batch number (``--serial``), or None.
-    :param warnings: notes that did not fail the host (e.g. owner not kept).
+    :param warnings: notes that did not fail the host (e.g. flock missing on the host).
     :param data: small extra values for a user's task (``dict`` of plain values).
     :param diff: unified diff of the changed files (``--diff``), secrets masked; "" if none.
     :param rolled_back: the reload failed and the previous files were restored.

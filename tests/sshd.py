@@ -383,7 +383,8 @@ class OpenSSHServer:
             ports: ports to listen on; ``None`` picks ``n_ports`` free ports.
             extra_config: appended verbatim to sshd_config (later lines do not
                 override earlier ones in sshd_config: first value wins for most
-                keywords, so prefer ``Match`` blocks or keywords not set here).
+                keywords, so prefer ``Match`` blocks or keywords not set here); a
+                ``Subsystem sftp`` line here replaces the default ``internal-sftp``.
             n_ports: how many ports to pick when ``ports`` is ``None``.
             sshd_path: absolute path of sshd; default :func:`find_sshd`.
         """
@@ -475,7 +476,7 @@ class OpenSSHServer:
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password",
-            "Subsystem sftp internal-sftp",
+            *(() if "Subsystem sftp" in self.extra_config else ("Subsystem sftp internal-sftp",)),
             "MaxStartups 200:30:300",
             "MaxSessions 50",
             "LogLevel ERROR",

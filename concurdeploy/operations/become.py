@@ -40,7 +40,8 @@ from typing import Protocol
 from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
 from concurdeploy.ssh import envsecrets
 
-__all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "privilege_for", "refusal", "wrap"]
+__all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "create_exclusive", "privilege_for",
+           "refusal", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -132,18 +133,20 @@ class Privilege(Protocol):
         :raises AuthFailed: the privilege was refused (sudo).
         """
 
-    def open_upload(self, conn, tmp: str):
+    def open_upload(self, conn, tmp: str, mode: int = 0o600):
         """An SFTP file, open for writing, for the upload meant for ``tmp``: ``tmp`` itself,
-        or a staging file the login user can write (mode 0600, recorded in :attr:`staged`).
+        created with ``mode``, or a staging file the login user can write (created 0600,
+        recorded in :attr:`staged`). Either is created new (``O_CREAT|O_EXCL``: never an
+        existing file or a planted symlink) with its mode set by the open, before any byte
+        is written (the server's umask can only narrow it).
 
-        :raises OSError: from the SFTP server (permission denied, disk full, dropped link).
+        :raises OSError: from the SFTP server (permission denied, exists, disk full, dropped link).
         """
 
     def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
         """Rename ``tmp`` over ``dest`` with SFTP ``posix-rename`` when SFTP acts with this
-        privilege; False when it cannot (the caller renames with a command).
-
-        :raises OSError: from the SFTP server (e.g. ``EACCES``, or no posix-rename extension).
+        privilege; False when it cannot (no such extension, refused, or SFTP is not root):
+        the caller then renames with a command (``mv -T -f``), which reports any real error.
         """
 
     def read_bytes(self, conn, path: str) -> bytes:
@@ -158,6 +161,7 @@ class AsLoginUser:
 
     def __init__(self):
         self.staged: dict[str, str] = {}
+        self._no_posix_rename = False  # the server lacks or refused it once: use ``mv`` from then on
 
     def run(self, conn, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
             on_output=None):
@@ -166,12 +170,18 @@ class AsLoginUser:
     def hold(self, conn, command: str, ready: str, timeout: float):
         return conn.hold(command, ready, timeout)
 
-    def open_upload(self, conn, tmp: str):
-        return conn.sftp.open(tmp, "wb")
+    def open_upload(self, conn, tmp: str, mode: int = 0o600):
+        return create_exclusive(conn.sftp, tmp, mode)
 
     def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
-        conn.sftp.posix_rename(tmp, dest)
-        return True
+        if self._no_posix_rename:
+            return False
+        try:
+            conn.sftp.posix_rename(tmp, dest)
+            return True
+        except OSError:  # no extension, or refused: ``mv`` says what is really wrong, if anything
+            self._no_posix_rename = True
+            return False
 
     def read_bytes(self, conn, path: str) -> bytes:
         with conn.sftp.open(path, "rb") as fh:
@@ -228,16 +238,10 @@ class Sudo:
                 raise err from None
             raise
 
-    def open_upload(self, conn, tmp: str):
+    def open_upload(self, conn, tmp: str, mode: int = 0o600):
         staging = f"/tmp/.concurdeploy-stage-{uuid.uuid4().hex}"
         self.staged[tmp] = staging  # before the open: a failed upload's leftover is removed too
-        fh = conn.sftp.open(staging, "wb")
-        try:
-            fh.chmod(0o600)
-        except BaseException:
-            fh.close()
-            raise
-        return fh
+        return create_exclusive(conn.sftp, staging, 0o600)
 
     def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
         return False  # SFTP acts as the login user: the rename must run through sudo (``mv``)
@@ -245,6 +249,29 @@ class Sudo:
     def read_bytes(self, conn, path: str) -> bytes:
         res = self.run(conn, f"base64 -- {shlex.quote(path)}")
         return base64.b64decode(res.stdout) if res.exited == 0 else b""
+
+
+def create_exclusive(sftp, path: str, mode: int):
+    """Create ``path`` over SFTP, new (``O_CREAT|O_EXCL``: an existing file or symlink there
+    fails) and with permission bits ``mode`` set by the open request itself, so no byte is
+    ever readable with wider permissions; returns a writable paramiko ``SFTPFile``.
+
+    paramiko's ``SFTPClient.open`` sends no attributes (the file starts 0666 less the
+    server's umask), so the OPEN request is built here as it builds it, plus the mode.
+
+    :raises OSError: from the SFTP server (``EEXIST`` shows as a generic failure).
+    """
+    from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE, SFTPError
+    from paramiko.sftp_attr import SFTPAttributes
+    from paramiko.sftp_file import SFTPFile
+
+    attrs = SFTPAttributes()
+    attrs.st_mode = mode & 0o777  # setuid/setgid/sticky only once the owner is set (chmod)
+    t, msg = sftp._request(CMD_OPEN, sftp._adjust_cwd(path),
+                           SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
+    if t != CMD_HANDLE:
+        raise SFTPError("Expected handle")
+    return SFTPFile(sftp, msg.get_binary(), "wb", -1)
 
 
 def privilege_for(become: Become | None) -> Privilege:

@@ -1,7 +1,11 @@
 """What the host says about each destination, read in one command (one round trip).
 
-Per destination: whether it exists, its resolved target (a symlink is followed: the file it
-points to is replaced, the link kept), its mode, owner, size and SHA-256. The push reads
+Per destination: whether it exists, the path that will be written (``target``), its mode,
+owner, size and SHA-256, and whether it is a mount point (a file bind-mounted, e.g. into a
+container: a rename cannot replace it). A symlinked destination is not followed (state
+``link``: the link itself is replaced by the file, as Ansible does) unless the file's entry
+says ``follow: true``: then its real target (``readlink -e``) is the path written, and a
+dangling link is state ``dangling``. The push reads
 them under a lock (:func:`lock_and_facts_script`: an exclusive ``flock`` on each
 destination directory, held until the push ends, so two runs never interleave on a host);
 :func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh`` and
@@ -21,16 +25,28 @@ from concurdeploy.ssh.connection import Connection
 
 __all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "parse_facts"]
 
-_FACTS_FN = r"""cd_fact() {
+_FACTS_FN = r"""cd_mounts=$(cut -d' ' -f5 /proc/self/mountinfo 2>/dev/null) || cd_mounts=ALL
+cd_fact() {
   t=$1
-  if [ -L "$t" ]; then t=$(readlink -f -- "$1") || t=$1; fi
+  if [ -L "$t" ]; then
+    if [ "$2" = 1 ]; then
+      t=$(readlink -e -- "$1") || { printf 'dangling\t%s\n' "$1"; return 0; }
+    elif [ -d "$t" ]; then printf 'linkdir\t%s\n' "$t"; return 0
+    else printf 'link\t%s\n' "$t"; return 0
+    fi
+  fi
   dir=${t%/*}; [ -n "$dir" ] || dir=/
   if [ ! -d "$dir" ]; then printf 'nodir\t%s\n' "$t"; return 0; fi
   if [ -d "$t" ]; then printf 'isdir\t%s\n' "$t"; return 0; fi
   if [ ! -e "$t" ]; then printf 'absent\t%s\n' "$t"; return 0; fi
   if [ ! -f "$t" ]; then printf 'notreg\t%s\n' "$t"; return 0; fi
   s=$(sha256sum < "$t") || { printf 'unreadable\t%s\n' "$t"; return 0; }
-  printf 'file\t%s\t%s\t%s\n' "$(stat -c '%a:%u:%g:%s' -- "$t")" "${s%% *}" "$t"
+  m=file  # a mount point? mountpoint(1) only for paths in mountinfo (or with escaped characters)
+  case $t in
+    *[[:space:]\\]*) mountpoint -q -- "$t" 2>/dev/null && m=mount ;;
+    *) case $cd_mounts in ALL|*"$t"*) mountpoint -q -- "$t" 2>/dev/null && m=mount ;; esac ;;
+  esac
+  printf '%s\t%s\t%s\t%s\n' "$m" "$(stat -c '%a:%u:%g:%s:%U:%G' -- "$t")" "${s%% *}" "$t"
 }
 """
 
@@ -40,10 +56,13 @@ class DestFacts:
     """What the host says about one destination.
 
     :param state: ``file`` | ``absent`` | ``nodir`` (parent directory missing) | ``isdir`` |
-        ``notreg`` (device, fifo, …) | ``unreadable``.
-    :param target: the path that will be replaced: ``dest``, or what it links to.
+        ``notreg`` (device, fifo, …) | ``unreadable`` | ``link`` (a symlink, not followed) |
+        ``linkdir`` (a symlink to a directory, not followed) | ``dangling`` (``follow``, no target).
+    :param target: the path that will be written: ``dest``, or (``follow``) the file it links to.
     :param mode: permission bits (``int``) of an existing file, else None.
+    :param uid, gid: numeric owner and group; ``owner``, ``group``: their names (existing file).
     :param size: bytes; ``sha256``: hex digest (existing file only).
+    :param mount: the existing file is a mount point (bind mount: cannot be renamed over).
     """
 
     dest: str
@@ -54,16 +73,25 @@ class DestFacts:
     gid: int | None = None
     size: int | None = None
     sha256: str | None = None
+    owner: str | None = None
+    group: str | None = None
+    mount: bool = False
 
 
-def gather_facts(conn: Connection, dests: list[str]) -> list[DestFacts]:
+def _fact_line(dest: str, follow: bool) -> str:
+    return f"cd_fact {q(dest)} {1 if follow else 0}\n"
+
+
+def gather_facts(conn: Connection, dests: list[str], follow: list[bool] | None = None) -> list[DestFacts]:
     """Ask the host about every destination in one command (one round trip), without locking.
 
     :param dests: absolute remote paths.
+    :param follow: per destination, follow a symlink to its target (default: no).
     :returns: one :class:`DestFacts` per destination, in order.
     :raises RemoteCommandFailed: the facts command failed (no POSIX shell/coreutils?).
     """
-    res = conn.run(_FACTS_FN + "".join(f"cd_fact {q(d)}\n" for d in dests))
+    follow = follow or [False] * len(dests)
+    res = conn.run(_FACTS_FN + "".join(_fact_line(d, fl) for d, fl in zip(dests, follow)))
     if res.exited != 0:
         raise RemoteCommandFailed(
             "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
@@ -90,9 +118,9 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     for d in dirs:
         lines.append(f"[ -d {q(d)} ] && find {q(d)} -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
                      f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
-    lines += [f"cd_fact {q(f.dest)}" for f in job.files]
+    lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]
     if marker:
-        lines.append(f"[ -e {q(marker)} ] && echo {PENDING}")
+        lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && echo {PENDING}")
     # Hold the locks until the controller sends a line or closes stdin (or the connection dies).
     lines += [f"echo {READY}", "exec head -n 1 >/dev/null"]
     return "\n".join(lines) + "\n"
@@ -119,10 +147,10 @@ def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, lis
             output=tail(text, 2000))
     for dest, line in zip(dests, rows):
         parts = line.split("\t")
-        if parts[0] == "file" and len(parts) == 4:
-            mode, uid, gid, size = parts[1].split(":")
+        if parts[0] in ("file", "mount") and len(parts) == 4:
+            mode, uid, gid, size, owner, group = parts[1].split(":", 5)
             facts.append(DestFacts(dest, "file", parts[3], int(mode, 8), int(uid), int(gid),
-                                   int(size), parts[2]))
+                                   int(size), parts[2], owner, group, parts[0] == "mount"))
         else:
             facts.append(DestFacts(dest, parts[0], parts[-1]))
     return facts, pending, notes

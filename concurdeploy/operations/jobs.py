@@ -27,6 +27,10 @@ class FileSpec:
     :param replace: ``"atomic"`` (rename over the destination) or ``"in-place"`` (rewrite the
         existing file's content: NOT atomic, for destinations that cannot be renamed over,
         such as a file bind-mounted into a container).
+    :param follow: a symlinked destination: False = replace the link itself by the file
+        (Ansible's default); True = write the file it points to (atomically, beside it).
+    :param owner, group: user and group (names or numeric ids) the file must have; None =
+        the replaced file's (a host where the connecting user cannot keep them fails).
     """
 
     src: str
@@ -38,6 +42,9 @@ class FileSpec:
     create_dirs: bool = False
     content: bytes | None = None
     replace: str = "atomic"
+    follow: bool = False
+    owner: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)

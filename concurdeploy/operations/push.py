@@ -58,7 +58,7 @@ from concurdeploy.operations.replace import (
     rollback,
     temp_name,
 )
-from concurdeploy.operations.shell import BACKUP, BUSY, READY, WARN, q
+from concurdeploy.operations.shell import BACKUP, BUSY, READY, q
 from concurdeploy.records import FileChange, HostResult, Status, tail
 from concurdeploy.ssh.connection import Connection
 
@@ -131,10 +131,40 @@ def _check_dest(f: FileSpec, fact: DestFacts) -> None:
         raise DestinationError(f"{f.dest}: is a directory on the host; dest must name a file")
     if fact.state == "notreg":
         raise DestinationError(f"{f.dest}: exists but is not a regular file; refusing to replace it")
+    if fact.state == "dangling":
+        raise DestinationError(f"{f.dest}: is a symlink whose target does not exist, and 'follow: true' "
+                               f"writes the file a link points to; fix the link, or remove 'follow' "
+                               f"to replace the link itself by the file")
+    if fact.state == "linkdir":
+        raise DestinationError(f"{f.dest}: is a symlink to a directory; dest must name a file "
+                               f"(refusing to replace the link)")
+    if fact.mount and f.replace != "in-place":
+        raise DestinationError(f"{f.dest}: {fact.target} is a mount point (a file bind-mounted, e.g. "
+                               f"into a container): a rename cannot replace it, and whoever sees the "
+                               f"mount would keep the old file. Set 'replace: in-place' on this file "
+                               f"to rewrite its content in place instead (not atomic)")
     if fact.state == "unreadable":
         raise DestinationError(f"{f.dest}: cannot be read by the connecting user (permission denied; "
                                f"its checksum is needed): connect as its owner, or set 'become: true' "
                                f"to push as root through sudo")
+
+
+def _unchanged(f: FileSpec, fact: DestFacts) -> bool:
+    """The host's file already is what ``f`` declares: content, and the mode/owner/group declared."""
+    return (fact.state == "file" and fact.sha256 == f.sha256 and (f.mode is None or f.mode == fact.mode)
+            and (f.owner is None or f.owner in (fact.owner, str(fact.uid)))
+            and (f.group is None or f.group in (fact.group, str(fact.gid))))
+
+
+def _change(f: FileSpec, fact: DestFacts) -> FileChange:
+    """The :class:`FileChange` ``f`` makes: the path written, and replace / in-place / create."""
+    if fact.state in ("absent", "nodir"):
+        method = "create"
+    elif f.replace == "in-place" and fact.state == "file":
+        method = "in-place"
+    else:
+        method = "replace"
+    return FileChange(f.dest, fact.sha256, f.sha256, f.size, fact.target, method)
 
 
 def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: str | None,
@@ -142,10 +172,10 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
     todo, changes, warnings = [], [], list(conn.warnings) + notes
     for f, fact in zip(job.files, facts):
         _check_dest(f, fact)
-        if fact.state == "file" and fact.sha256 == f.sha256 and (f.mode is None or f.mode == fact.mode):
+        if _unchanged(f, fact):
             continue
         todo.append((f, fact))
-        changes.append(FileChange(f.dest, fact.sha256, f.sha256, f.size))
+        changes.append(_change(f, fact))
     if pending:
         warnings.append("a reload owed by an earlier run that did not finish is run now")
     name = conn.spec.name
@@ -169,17 +199,13 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
         for f, fact in todo:
             tmp = temp_name(fact.target)
             items.append((f, fact, tmp))
-            _upload(conn, privilege, f, tmp)
+            _upload(conn, privilege, f, tmp, _final_mode(f, fact))
         if items or marker:
             res = privilege.run(conn, prepare_script(items, marker, run_id, privilege.staged, job.backups))
             if res.exited != 0:
                 raise prepare_failure(res, items)
             for ln in res.stdout.splitlines():
-                if ln.startswith(WARN):
-                    f = items[int(ln.split()[1])][0]
-                    warnings.append(f"{f.dest}: owner of the replaced file not kept "
-                                    f"(the connecting user may not chown)")
-                elif ln.startswith(BACKUP):
+                if ln.startswith(BACKUP):
                     _, i, path = ln.split(" ", 2)
                     backups[int(i)] = path
         conn.check_abort()  # last safe point: from here on the host is finished, not abandoned
@@ -206,15 +232,21 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
                       warnings=tuple(warnings), diff=diff)
 
 
-def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str) -> None:
-    """Write ``f``'s content over SFTP for ``tmp`` (pipelined, :data:`CHUNK` bytes a request).
+def _final_mode(f: FileSpec, fact: DestFacts) -> int:
+    """The mode the file will have: declared, else the replaced file's, else 0644."""
+    return f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
+
+
+def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str, mode: int = 0o600) -> None:
+    """Write ``f``'s content over SFTP for ``tmp`` (pipelined, :data:`CHUNK` bytes a request),
+    into a new file created with ``mode`` before any byte is written.
 
     :raises HostUnreachable: the link dropped; :raises DestinationError: permission denied;
     :raises UploadCorrupted: any other write failure (disk full, …).
     """
     conn.check_abort()
     try:
-        with privilege.open_upload(conn, tmp) as fh:
+        with privilege.open_upload(conn, tmp, mode) as fh:
             fh.set_pipelined(True)
             if f.content is not None:
                 for i in range(0, len(f.content), CHUNK):

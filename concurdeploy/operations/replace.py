@@ -2,12 +2,15 @@
 
 Per file, in this order (:func:`~concurdeploy.operations.push.push` drives it):
 
-1. **temporary name** — the upload goes to :func:`temp_name` beside its target,
+1. **temporary name** — the upload goes to :func:`temp_name` beside its target (created new,
+   with its final mode, before any byte),
    ``.<name>.concurdeploy-<uuid>.<suffix>`` (same directory, so same filesystem, so a
    rename works; suffix kept for validators; a dot-file so ``conf.d/*.conf`` globs skip it);
 2. **prepare** — one command (:func:`prepare_script`) checks each upload's size and SHA-256
-   on the host (a full disk fails here), sets the owner (the replaced file's, where
-   permitted) and the mode (declared, else the replaced file's, else 0644), runs
+   on the host (a full disk fails here), sets the owner/group (declared, else the replaced
+   file's: kept, or the host fails here, before any rename), the mode (declared, else
+   the replaced file's, else 0644) and the replaced file's ACL (``getfacl | setfacl``; a
+   host without them fails here), runs
    ``validate`` from the destination's directory, then keeps a **backup** of each file to
    be replaced (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a hard link where possible)
    and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
@@ -27,8 +30,6 @@ the host's :class:`~concurdeploy.operations.become.Privilege` (login user, or su
 
 from __future__ import annotations
 
-import errno
-import os
 import posixpath
 import uuid
 
@@ -78,11 +79,13 @@ def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privile
 
     ``tmp`` must sit in ``dest``'s directory (same filesystem). Uses OpenSSH's
     ``posix-rename@openssh.com`` SFTP extension (paramiko ``posix_rename``): plain SFTP
-    ``rename`` refuses an existing target. Where the server lacks the extension (e.g.
-    mock-ssh-server, some appliances) it falls back to ``mv -f`` over the same connection,
-    which is the same ``rename(2)`` on the same filesystem (and always ``mv`` under
-    :class:`~concurdeploy.operations.become.Sudo`: SFTP acts as the login user, not root).
-    It never deletes ``dest`` first.
+    ``rename`` refuses an existing target, and renaming the old file aside first would leave
+    a moment without one. Where the server lacks the extension, or refuses it (older or
+    non-OpenSSH servers, ``sftp-server -P``), it falls back to ``mv -T -f`` run over the
+    same connection's exec channel: the same ``rename(2)`` of ``tmp`` onto ``dest`` itself
+    (``-T``: never into a directory ``dest`` names, never through a symlink ``dest`` is).
+    Under :class:`~concurdeploy.operations.become.Sudo` it is always ``mv`` (SFTP acts as
+    the login user, not root). It never deletes ``dest`` first.
 
     :param privilege: who renames; None = the login user.
     :returns: ``"posix-rename"`` or ``"mv"``: which way was used.
@@ -91,13 +94,9 @@ def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privile
     :raises AuthFailed: sudo refused.
     """
     privilege = privilege if privilege is not None else AsLoginUser()
-    try:
-        if privilege.sftp_rename(conn, tmp, dest):
-            return "posix-rename"
-    except OSError as e:
-        if getattr(e, "errno", None) in (errno.EACCES, errno.ENOENT):
-            raise DestinationError(f"cannot rename into {dest}: {os.strerror(e.errno)}") from None
-    res = privilege.run(conn, f"mv -f -- {q(tmp)} {q(dest)}")
+    if privilege.sftp_rename(conn, tmp, dest):
+        return "posix-rename"
+    res = privilege.run(conn, f"mv -T -f -- {q(tmp)} {q(dest)}")
     if res.exited == 0:
         return "mv"
     text = (res.stdout + res.stderr).strip()
@@ -111,49 +110,77 @@ def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privile
     raise DestinationError(f"cannot rename into {dest}", output=text)
 
 
+def _declared_owner(f: FileSpec) -> str | None:
+    """``owner:group``, ``owner`` or ``:group`` for ``chown``, or None when neither is declared."""
+    if f.owner is None and f.group is None:
+        return None
+    return (f.owner or "") + (f":{f.group}" if f.group is not None else "")
+
+
 def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "",
                    staged: dict | None = None, keep: int = 3) -> str:
     """Verify, chown/chmod and validate every upload; then back up the files to be replaced and
-    record the owed reload. Exits at the first failure with a ``FAIL <index> <step>`` line;
-    prints ``WARN <index> owner`` when an owner cannot be kept and ``BACKUP <index> <path>``
-    per backup.
+    record the owed reload. Exits at the first failure with a ``FAIL <index> <step>`` line
+    (``FAIL <index> owner <file's user:group> <upload's user:group>`` when the replaced file's
+    owner or group cannot be kept: the host fails before any rename); prints
+    ``BACKUP <index> <path>`` per backup.
 
     :param marker: the owed-reload marker to create, or None.
     :param run_id: names this run's backups (with the UTC time).
-    :param staged: temporary path → staging upload to copy there first (sudo).
+    :param staged: temporary path → staging upload (sudo): root checks it and sets its owner
+        and mode in a private ``mktemp -d`` directory, then copies it (``cp -p``: a new file,
+        owner and mode set through its descriptor) to the temporary path; nothing root does
+        follows a link the destination directory's owner may plant.
     :param keep: backups kept per file, this run's included (at least this run's is kept
         here: it is needed for a rollback).
     """
-    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)"]
+    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)", "p=", "trap '[ -z \"$p\" ] || rm -rf -- \"$p\"' EXIT"]
     for i, (f, fact, tmp) in enumerate(items):
         fail = f"{{ echo '{FAIL} {i}'"
         mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
-        if staged and tmp in staged:
-            lines.append(f"cp -- {q(staged[tmp])} {q(tmp)} && rm -f -- {q(staged[tmp])} "
-                         f"|| {fail} upload; exit 1; }}")
+        private = bool(staged and tmp in staged)
+        if private:  # sudo: checked, chown'ed and chmod'ed in a private root-owned directory
+            w = '"$p/f"'
+            lines.append(f"p=$(umask 077 && mktemp -d) && cp -- {q(staged[tmp])} {w} && "
+                         f"rm -f -- {q(staged[tmp])} || {fail} upload; exit 1; }}")
+        else:
+            w = q(tmp)
         lines += [
-            f"s=$(stat -c %s -- {q(tmp)}) || {fail} upload; exit 1; }}",
+            f"s=$(stat -c %s -- {w}) || {fail} upload; exit 1; }}",
             f"[ \"$s\" = {f.size} ] || {fail} size $s; exit 1; }}",
-            f"h=$(sha256sum < {q(tmp)}) || {fail} checksum; exit 1; }}",
+            f"h=$(sha256sum < {w}) || {fail} checksum; exit 1; }}",
             f"[ \"${{h%% *}}\" = {f.sha256} ] || {fail} checksum; exit 1; }}",
         ]
-        if fact.uid is not None:  # chown first: it clears setuid/setgid bits that chmod sets
-            lines.append(f"chown {fact.uid}:{fact.gid} -- {q(tmp)} 2>/dev/null "
-                         f"|| echo '{WARN} {i} owner'")
-        lines.append(f"chmod {mode:04o} -- {q(tmp)} || {fail} chmod; exit 1; }}")
+        own = _declared_owner(f)
+        if own is not None:  # chown first: it clears setuid/setgid bits that chmod sets
+            lines.append(f"chown -- {q(own)} {w} || {fail} owner-declared; exit 1; }}")
+        elif fact.uid is not None:  # kept, or the host fails here: never a silent change
+            ids = f"\"$(stat -c %U:%G -- {q(fact.target)})\" \"$(stat -c %U:%G -- {w})\""
+            lines.append(f"chown {fact.uid}:{fact.gid} -- {w} 2>/dev/null "
+                         f"|| {fail} owner {ids}; exit 1; }}")
+        lines.append(f"chmod {mode:04o} -- {w} || {fail} chmod; exit 1; }}")
+        if fact.state == "file" and f.replace != "in-place":  # an ACL ('+' after the mode) is kept too
+            t = q(fact.target)
+            lines.append(f"case $(ls -ld -- {t}) in ??????????+*) if command -v setfacl >/dev/null "
+                         f"&& command -v getfacl >/dev/null; then {{ a=$(getfacl -p -- {t}) && printf '%s\\n' \"$a\" "
+                         f"| setfacl --set-file=- -- {w}; }} || {fail} acl; exit 1; }}; else {fail} acl-tools; exit 1; }}; fi ;; esac")
+        if private:  # a new file beside the target (O_EXCL), owner and mode set through its fd
+            lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
+                         f"&& p= || {fail} upload; exit 1; }}")
         if f.validate:
             cmd = f.validate.replace("{tmp}", q(tmp))
             lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && {cmd}) "
                          f"|| {fail} validate $?; exit 1; }}")
     for i, (_f, fact, _tmp) in enumerate(items):
-        if fact.state == "file":
+        if fact.state in ("file", "link"):
             b = f"{q(fact.target)}.concurdeploy-\"$ts\"-{run_id}.bak"
-            lines.append(f"{{ ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}; }} "
-                         f"|| {{ echo '{FAIL} {i}' backup; exit 1; }}")
+            keep_old = (f"cp -P -p -- {q(fact.target)} {b}" if fact.state == "link"  # the link itself
+                        else f"ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}")
+            lines.append(f"{{ {keep_old}; }} || {{ echo '{FAIL} {i}' backup; exit 1; }}")
             lines.append(f"echo {BACKUP} {i} {b}")
             lines.append(prune_line(fact.target, max(keep, 1)))
-    if marker:
-        lines.append(f": > {q(marker)} || {{ echo '{FAIL} 0' marker; exit 1; }}")
+    if marker:  # a symlink to nothing: made by symlink(2), never through a link planted there
+        lines.append(f"ln -sfT -- reload-owed {q(marker)} || {{ echo '{FAIL} 0' marker; exit 1; }}")
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +206,24 @@ def prepare_failure(res, items: list[Item]) -> HostError:
         return UploadCorrupted(f"{f.dest}: the uploaded copy differs from {f.src} "
                                f"({step} mismatch; disk full?); destination left unchanged",
                                output=tail(output))
+    if step == "owner":
+        was, would = (rest + ["?", "?"])[:2]
+        return DestinationError(
+            f"{f.dest}: the file is owned {was}; pushing as {would.split(':')[0]} would make it "
+            f"{would} (the connecting user cannot keep its owner/group). Use become (become: true), "
+            f"or declare owner/group for the file (owner:, group:); destination left unchanged",
+            output=tail(output))
+    if step == "owner-declared":
+        return DestinationError(
+            f"{f.dest}: cannot give the uploaded file owner/group {_declared_owner(f)} (no such "
+            f"user/group, or the connecting user may not chown: use become); destination left "
+            f"unchanged", output=tail(output))
+    if step in ("acl", "acl-tools"):
+        why = ("the host has no getfacl/setfacl to copy it (install the acl package there)"
+               if step == "acl-tools" else "copying it to the new file failed")
+        return DestinationError(f"{f.dest}: has an ACL (extended permissions) that the new file would "
+                                f"lose: {why}; or set 'replace: in-place' to keep the file itself; "
+                                f"destination left unchanged", output=tail(output))
     if step == "backup":
         return DestinationError(f"{f.dest}: cannot write a backup beside it; destination left unchanged",
                                 output=tail(output))
@@ -198,8 +243,15 @@ def install(conn: Connection, privilege: Privilege, f: FileSpec, fact: DestFacts
     """
     if f.replace == "in-place" and fact.state == "file":
         chmod = f" && chmod {f.mode:04o} -- {q(fact.target)}" if f.mode is not None else ""
-        res = privilege.run(conn, f"cat -- {q(tmp)} > {q(fact.target)}{chmod} && rm -f -- {q(tmp)}")
+        own = _declared_owner(f)
+        chmod = (f" && chown -- {q(own)} {q(fact.target)}" if own is not None else "") + chmod
+        # dd: O_NOFOLLOW (never through a symlink planted since the facts), no O_CREAT
+        res = privilege.run(conn, f"dd if={q(tmp)} of={q(fact.target)} oflag=nofollow conv=nocreat "
+                                  f"status=none{chmod} && rm -f -- {q(tmp)}")
         if res.exited != 0:
+            if "symbolic links" in res.stderr:
+                raise DestinationError(f"{f.dest}: became a symlink since it was checked; not written "
+                                       f"through it (the file is unchanged)", output=tail(res.stderr))
             raise DestinationError(f"in-place write of {f.dest} failed; the file may be partly "
                                    f"written (restore it from its backup)",
                                    output=tail(res.stdout + res.stderr))
@@ -232,7 +284,7 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
             lines.append(f"cat -- {q(b)} > {q(fact.target)} || rc=1")
         else:
             r = temp_name(fact.target)
-            lines.append(f"{{ cp -p -- {q(b)} {q(r)} && mv -f -- {q(r)} {q(fact.target)}; }} "
+            lines.append(f"{{ cp -P -p -- {q(b)} {q(r)} && mv -T -f -- {q(r)} {q(fact.target)}; }} "
                          f"|| {{ rm -f -- {q(r)}; rc=1; }}")
     lines.append("exit $rc")
     try:

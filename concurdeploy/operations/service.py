@@ -32,6 +32,8 @@ The format (in ``S``'s vars, or under ``services: {S: ...}`` in a host's own var
         create_dirs: false                  # optional; create a missing destination directory
         template: false                     # optional; render src with Jinja2 (default: src ends in .j2)
         replace: atomic                     # optional; in-place = rewrite the file (bind mounts; NOT atomic)
+        follow: false                       # optional; true = a symlinked dest: write the file it points to
+        owner: haproxy                      # optional (and group:); default: the replaced file's, kept or the host fails
     reload: systemctl reload haproxy        # optional; once per host, only if something changed
     healthcheck: curl -fsS localhost:8404/stats   # optional; after reload; failure → rollback
     backups: 3                              # optional; backups kept per file (0 = none)
@@ -63,12 +65,13 @@ from concurdeploy.operations.paths import dest_problem
 __all__ = ["FILE_KEYS", "SERVICE_KEYS", "WHAT_KEYS", "Declaration", "TemplateFailed", "become_of",
            "declaration_of", "host_level", "push_job", "put_job", "scoped_overrides", "secret_values"]
 
-FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template", "replace")
+FILE_KEYS = ("src", "dest", "mode", "validate", "create_dirs", "template", "replace", "follow", "owner", "group")
 #: The keys of a service declaration, read per service (module docstring), never merged blindly.
 SERVICE_KEYS = ("files", "reload", "healthcheck", "backups", "lock_timeout")
 #: What is sent and run (the other service keys are settings).
 WHAT_KEYS = ("files", "reload", "healthcheck")
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")  # a user/group name or a numeric id
 
 
 class TemplateFailed(Exception):
@@ -277,7 +280,7 @@ def _entry(entry, index: int, origin: str, hv: dict, project_dir: str, cache: di
             raise _err("validate must be a command containing {tmp} (the uploaded temporary file), "
                        "e.g. validate: haproxy -c -f {tmp}", entry, "validate")
         validate = _render(validate, hv, f"files[{index}].validate")
-    for flag in ("create_dirs", "template"):
+    for flag in ("create_dirs", "template", "follow"):
         if flag in entry and not isinstance(entry[flag], bool):
             raise _err(f"{flag} must be true or false", entry, flag)
     local = src if os.path.isabs(src) else os.path.join(project_dir, src)
@@ -288,14 +291,22 @@ def _entry(entry, index: int, origin: str, hv: dict, project_dir: str, cache: di
     replace = entry.get("replace", "atomic")
     if replace not in ("atomic", "in-place"):
         raise _err(f"replace must be atomic or in-place, not {replace!r}", entry, "replace")
+    ids = {}
+    for key in ("owner", "group"):
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            value = str(value)
+        if value is not None and not (isinstance(value, str) and _ID_RE.match(value)):
+            raise _err(f"{key} must be a user/group name or a numeric id, not {value!r}", entry, key)
+        ids[key] = value
+    extra = {"replace": replace, "follow": bool(entry.get("follow", False)), **ids}
     is_template = entry.get("template", local.endswith(".j2"))
     if is_template:
         content = _render_file(local, hv, src)
         return FileSpec(local, dest, hashlib.sha256(content).hexdigest(), len(content), mode,
-                        validate, bool(entry.get("create_dirs", False)), content, replace)
+                        validate, bool(entry.get("create_dirs", False)), content, **extra)
     sha, size = _digest(local, cache)
-    return FileSpec(local, dest, sha, size, mode, validate, bool(entry.get("create_dirs", False)),
-                    replace=replace)
+    return FileSpec(local, dest, sha, size, mode, validate, bool(entry.get("create_dirs", False)), **extra)
 
 
 def _decl_err(decl: Declaration, key: str, message: str) -> ServiceError:

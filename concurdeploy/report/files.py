@@ -17,7 +17,8 @@ module, JSON Schema draft 2020-12)::
      "failed_hosts": ["lb2"],
      "hosts": [{"host": "lb1", "status": "changed", "batch": null, "duration_s": 0.41,
                 "changes": [{"dest": "/etc/haproxy/haproxy.cfg", "sha256_before": "…",
-                             "sha256_after": "…", "size": 1234, "action": "replaced"}],
+                             "sha256_after": "…", "size": 1234, "action": "replaced",
+                             "path": "/etc/haproxy/haproxy.cfg", "method": "replace"}],
                 "reloaded": true, "rolled_back": false, "error_kind": null, "error": null,
                 "exit_status": null, "output": "", "warnings": [], "data": {}}, …]}
 
@@ -49,6 +50,7 @@ from collections import Counter
 from concurdeploy import __version__
 from concurdeploy.exceptions import UsageError
 from concurdeploy.records import HostResult, RunRecord, Status
+from concurdeploy.report.text import change_text
 
 __all__ = [
     "SCHEMA_ID",
@@ -107,7 +109,8 @@ def _host(r: HostResult) -> dict:
         "batch": r.batch,
         "duration_s": round(float(r.duration_s or 0.0), 3),
         "changes": [{"dest": c.dest, "sha256_before": c.sha256_before, "sha256_after": c.sha256_after,
-                     "size": c.size, "action": c.action} for c in r.changes],
+                     "size": c.size, "action": c.action, "path": c.written, "method": c.method or None}
+                    for c in r.changes],
         "reloaded": bool(r.reloaded),
         "rolled_back": bool(r.rolled_back),
         "error_kind": r.error_kind,
@@ -294,7 +297,7 @@ def write_junit(path, record: RunRecord) -> None:
             ET.SubElement(case, "skipped", {"message": _xml_text(r.error or "not started")})
         out = []
         for c in r.changes:
-            out.append(f"{c.dest} {c.action} (sha256 {c.sha256_before or '-'} -> {c.sha256_after}, "
+            out.append(f"{change_text(c)} (sha256 {c.sha256_before or '-'} -> {c.sha256_after}, "
                        f"{c.size} bytes)")
         if r.reloaded:
             out.append("reloaded")

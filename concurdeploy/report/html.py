@@ -101,7 +101,10 @@ def render(record: RunRecord) -> str:
     stopped = f'<p class="stopped">Stopped early: {escape(doc["stopped"])}</p>' if doc["stopped"] else ""
     rows = []
     for h in doc["hosts"]:
-        changes = "<br>".join(f'{escape(c["dest"])} ({escape(c["action"])})' for c in h["changes"])
+        changes = "<br>".join(f'{escape(c["dest"])} ({escape(c["action"])}'
+                              + (f', written: {escape(c["path"])}' if c.get("path", c["dest"]) != c["dest"] else "")
+                              + (f', {escape(c["method"])}' if c.get("method") == "in-place" else "") + ")"
+                              for c in h["changes"])
         error = ": ".join(escape(x) for x in (h["error_kind"], h["error"]) if x)
         extra = (" reloaded" if h["reloaded"] else "") + (" rolled back" if h["rolled_back"] else "")
         rows.append(f'<tr><td>{escape(h["host"])}</td><td class="st" style="color:'

@@ -28,6 +28,18 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+#: How a :class:`~concurdeploy.records.FileChange` was written, in words.
+_METHOD_WORDS = {"replace": "replaced", "in-place": "rewritten in place", "create": "created"}
+
+
+def change_text(c, verb: str = "") -> str:
+    """``/etc/a.cfg replaced``, ``/etc/a.cfg rewritten in place``, ``/etc/a.cfg (written:
+    /srv/a.cfg) replaced``: the destination, the path actually written when it differs
+    (a followed symlink), and how (``verb``: ``"would be "`` in check mode)."""
+    where = c.dest if c.written == c.dest else f"{c.dest} (written: {c.written})"
+    return f"{where} {verb}{_METHOD_WORDS.get(c.method, c.action)}"
+
+
 def host_line(r: HostResult, width: int = 12) -> str:
     """``lb1          changed      /etc/haproxy/haproxy.cfg replaced, reloaded  (0.41 s)``."""
     if r.status.is_failure or (r.status is Status.SKIPPED and r.error):
@@ -36,7 +48,7 @@ def host_line(r: HostResult, width: int = 12) -> str:
             detail = r.error or ""
     elif r.changes:
         verb = "would be " if r.data.get("check") else ""
-        detail = ", ".join(f"{c.dest} {verb}{c.action}" for c in r.changes)
+        detail = ", ".join(change_text(c, verb) for c in r.changes)
         if r.reloaded:
             detail += ", reloaded"
     elif r.reloaded:

@@ -80,10 +80,11 @@ class Fleet:
 
 @pytest.fixture
 def fleet(sshd_factory, client_keys, known_hosts_file, tmp_path):
-    """``make(n=8) -> Fleet``: n real sshd hosts, a project, an inventory, directories ready."""
+    """``make(n=8, make_dirs=True, extra_config="") -> Fleet``: n real sshd hosts (``extra_config``
+    appended to each sshd_config), a project, an inventory, directories ready."""
 
-    def make(n: int = 8, make_dirs: bool = True) -> Fleet:
-        servers = sshd_factory(n)
+    def make(n: int = 8, make_dirs: bool = True, extra_config: str = "") -> Fleet:
+        servers = sshd_factory(n, extra_config=extra_config)
         project = tmp_path / "project"
         (project / "files" / "haproxy").mkdir(parents=True)
         (project / "inventories").mkdir()

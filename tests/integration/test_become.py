@@ -377,3 +377,32 @@ def test_sudo_password_is_on_no_command_line(sudo_fleet):
     assert proc.returncode == 0, out + err
     assert seen_sleep >= 1, "the remote 'sleep 3' was never seen running: the check proved nothing"
     assert password not in out + err
+
+
+def test_planted_symlink_at_the_reload_marker_cannot_steer_root(sudo_fleet):
+    """The destination directory's owner plants a symlink where the owed-reload marker goes,
+    pointing at a root-owned file: root makes its marker with symlink(2) (``ln -sfT``), never
+    by opening that path, so the file keeps its bytes (``: > marker`` truncated it)."""
+    f, env = sudo_fleet
+    victim = f.root("h1") / "victim.conf"
+    victim.write_bytes(b"precious\n")
+    os.chmod(victim, 0o600)
+    marker = f.dest("h1").parent / ".concurdeploy-reload-pending.haproxy"
+    marker.symlink_to(victim)
+    res = f.run("push", "haproxy", "--no-progress", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert victim.read_bytes() == b"precious\n" and _stat(victim) == (0, 0, 0o600)
+    assert f.dest("h1").read_bytes() == HAPROXY_CFG and not os.path.lexists(marker)
+    assert f.temp_files() == []
+
+
+def test_become_keeps_0600_and_leaves_no_private_copy_in_tmp(sudo_fleet):
+    """Root checks, chowns and chmods the upload in a private ``mktemp -d`` directory, then
+    copies it beside the destination: the result keeps 0600 root:root, nothing is left in /tmp."""
+    f, env = sudo_fleet
+    os.chmod(f.dest("h1"), 0o600)
+    before = set(glob.glob("/tmp/tmp.*"))
+    res = f.run("push", "haproxy", "--no-progress", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _stat(f.dest("h1")) == (0, 0, 0o600) and f.dest("h1").read_bytes() == HAPROXY_CFG
+    assert f.temp_files() == [] and set(glob.glob("/tmp/tmp.*")) <= before

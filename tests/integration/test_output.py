@@ -78,7 +78,8 @@ def test_json_report_of_a_failed_run_matches_the_schema(fleet):
     assert (h1["host"], h1["status"], h1["reloaded"], h1["error_kind"]) == ("h1", "changed", True, None)
     assert h1["changes"] == [{"dest": str(f.dest("h1")), "sha256_before": None,
                               "sha256_after": hashlib.sha256(HAPROXY_CFG).hexdigest(),
-                              "size": len(HAPROXY_CFG), "action": "created"}]
+                              "size": len(HAPROXY_CFG), "action": "created", "path": str(f.dest("h1")),
+                              "method": "create"}]
     assert h1["duration_s"] > 0 and h1["batch"] is None
     assert (h2["host"], h2["status"], h2["error_kind"]) == ("h2", "failed", "ValidateFailed")
     assert h2["changes"] == [] and h2["reloaded"] is False

@@ -138,11 +138,13 @@ def test_existing_mode_and_owner_kept_declared_mode_applied(fleet):
         assert (st1.st_uid, st1.st_gid) == (1234, 1235)
 
 
-def test_symlink_destination_replaces_target_and_keeps_link(fleet):
+def test_symlink_destination_with_follow_replaces_target_and_keeps_link(fleet):
     f = fleet(1)
     real = f.root("h1") / "etc" / "haproxy" / "real.cfg"
     real.write_bytes(b"old\n")
     f.dest("h1").symlink_to("real.cfg")
+    f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": "{{ root }}/etc/haproxy/haproxy.cfg",
+                              "follow": True}])
     res = f.run("push", "haproxy")
     assert res.returncode == 0, res.stdout + res.stderr
     assert f.dest("h1").is_symlink() and os.readlink(f.dest("h1")) == "real.cfg"

@@ -161,3 +161,15 @@ def test_plain_run_never_imports_rich():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+
+
+def test_change_text_names_the_path_written_and_how():
+    from concurdeploy.records import FileChange
+    from concurdeploy.report.text import change_text
+
+    assert change_text(FileChange("/etc/a", None, "b" * 64, 1, "/etc/a", "create")) == "/etc/a created"
+    assert change_text(FileChange("/etc/a", "a" * 64, "b" * 64, 1, "/srv/a", "replace"), "would be ") == \
+        "/etc/a (written: /srv/a) would be replaced"
+    assert change_text(FileChange("/etc/a", "a" * 64, "b" * 64, 1, "/etc/a", "in-place")) == \
+        "/etc/a rewritten in place"
+    assert change_text(FileChange("/etc/a", None, "b" * 64, 1)) == "/etc/a created"  # older records

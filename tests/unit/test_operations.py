@@ -198,6 +198,30 @@ class FakeSftp:
         self.calls.append(("open", path, mode))
         return FakeFile(self, path)
 
+    # what create_exclusive sends: paramiko's OPEN request, with attributes
+    def _adjust_cwd(self, path):
+        return path
+
+    def _request(self, t, path, flags, attrs):
+        from paramiko.message import Message
+        from paramiko.sftp import CMD_HANDLE
+
+        self.calls.append(("create", path, flags, attrs.st_mode))
+        msg = Message()
+        msg.add_string(b"handle")
+        msg.rewind()
+        return CMD_HANDLE, msg
+
+    def _async_request(self, *args):
+        return None
+
+    def _log(self, *args):
+        return None
+
+
+#: SFTP open flags of a new file: write, create, exclusive (never an existing file or link).
+_NEW = 0x02 | 0x08 | 0x20
+
 
 class FakeConn:
     """Stands in for :class:`Connection`: ``run``/``hold`` record what would be sent and
@@ -234,8 +258,8 @@ def test_login_user_runs_commands_as_typed_and_uploads_in_place():
     conn, priv = FakeConn(), AsLoginUser()
     priv.run(conn, "echo hi", stdin=b"x")
     assert conn.sent == [("echo hi", b"x")]
-    fh = priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg")
-    assert fh.path == "/etc/.a.concurdeploy-1.cfg" and fh.mode is None and priv.staged == {}
+    priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg", 0o640)
+    assert conn.sftp.calls == [("create", "/etc/.a.concurdeploy-1.cfg", _NEW, 0o640)] and priv.staged == {}
 
 
 def test_sudo_password_goes_on_stdin_only(monkeypatch, tmp_path):
@@ -292,12 +316,13 @@ def test_sudo_failure_that_is_not_a_refusal_is_the_commands_own():
 
 def test_sudo_stages_uploads_privately_and_renames_with_mv():
     conn, priv = FakeConn(), Sudo(Become())
-    fh = priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg")
-    assert re.fullmatch(rf"/tmp/\.concurdeploy-stage-{HEX32}", fh.path) and fh.mode == 0o600
-    assert priv.staged == {"/etc/.a.concurdeploy-1.cfg": fh.path}
+    priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg", 0o644)
+    (_, path, flags, mode), = conn.sftp.calls
+    assert re.fullmatch(rf"/tmp/\.concurdeploy-stage-{HEX32}", path) and (flags, mode) == (_NEW, 0o600)
+    assert priv.staged == {"/etc/.a.concurdeploy-1.cfg": path}
     assert replace_atomically(conn, "/etc/.a.concurdeploy-1.cfg", "/etc/a.cfg", priv) == "mv"
     assert not [c for c in conn.sftp.calls if c[0] == "posix_rename"]  # SFTP is not root
-    assert "mv -f -- /etc/.a.concurdeploy-1.cfg /etc/a.cfg" in conn.sent[-1][0]
+    assert "mv -T -f -- /etc/.a.concurdeploy-1.cfg /etc/a.cfg" in conn.sent[-1][0]
     assert "sudo" in conn.sent[-1][0]
 
 
@@ -306,10 +331,12 @@ def test_replace_atomically_login_user_uses_posix_rename_then_falls_back_to_mv()
     assert replace_atomically(conn, "/d/.t", "/d/t") == "posix-rename" and conn.sent == []
     conn = FakeConn(sftp=FakeSftp(rename_error=OSError("No such extension")))
     assert replace_atomically(conn, "/d/.t", "/d/t") == "mv"
-    assert conn.sent == [("mv -f -- /d/.t /d/t", None)]
-    conn = FakeConn(sftp=FakeSftp(rename_error=PermissionError(13, "Permission denied")))
-    with pytest.raises(DestinationError, match="cannot rename into /d/t: Permission denied"):
+    assert conn.sent == [("mv -T -f -- /d/.t /d/t", None)]
+    conn = FakeConn([FakeResult(1, "", "mv: cannot move: Permission denied\n")],
+                    sftp=FakeSftp(rename_error=PermissionError(13, "Permission denied")))
+    with pytest.raises(DestinationError, match="cannot rename into /d/t") as e:
         replace_atomically(conn, "/d/.t", "/d/t")
+    assert "Permission denied" in e.value.output
     conn = FakeConn([FakeResult(1, "", "mv: cannot move: Device or resource busy\n")],
                     sftp=FakeSftp(rename_error=OSError("No such extension")))
     with pytest.raises(DestinationError, match="busy"):
@@ -323,3 +350,36 @@ def test_sudo_reads_a_file_for_diff_through_base64():
     assert Sudo(Become()).read_bytes(conn, "/etc/a b") == b"old\n"
     assert "base64 -- '/etc/a b'" in conn.sent[0][0]
     assert Sudo(Become()).read_bytes(FakeConn([FakeResult(1)]), "/x") == b""
+
+
+# ---------------------------------------------------------------------------- facts and owner checks
+
+def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
+    """The real facts function, run by the local ``sh``: a link is not followed unless asked."""
+    from concurdeploy.operations.facts import _FACTS_FN, parse_facts
+
+    (tmp_path / "real.cfg").write_bytes(b"x\n")
+    (tmp_path / "link.cfg").symlink_to(tmp_path / "real.cfg")
+    (tmp_path / "dangling.cfg").symlink_to(tmp_path / "nowhere.cfg")
+    (tmp_path / "dirlink").symlink_to(tmp_path)
+    rows = [("link.cfg", 0), ("link.cfg", 1), ("dangling.cfg", 1), ("dangling.cfg", 0), ("dirlink", 0),
+            ("a b.cfg", 0)]
+    script = _FACTS_FN + "".join(f"cd_fact {q(str(tmp_path / n))} {fl}\n" for n, fl in rows)
+    res = sh(script, tmp_path)
+    facts = parse_facts([str(tmp_path / n) for n, _ in rows], res.stdout)[0]
+    assert [(x.state, x.target) for x in facts] == [
+        ("link", str(tmp_path / "link.cfg")), ("file", str(tmp_path / "real.cfg")),
+        ("dangling", str(tmp_path / "dangling.cfg")), ("link", str(tmp_path / "dangling.cfg")),
+        ("linkdir", str(tmp_path / "dirlink")), ("absent", str(tmp_path / "a b.cfg"))]
+    assert facts[1].mount is False and facts[1].owner and facts[1].group
+
+
+def test_owner_failure_names_both_owners_and_the_ways_out():
+    from concurdeploy.operations.replace import prepare_failure
+
+    f = FileSpec("/p/a.cfg", "/etc/a.cfg", "0" * 64, 3)
+    fact = DestFacts("/etc/a.cfg", "file", "/etc/a.cfg", 0o640, 0, 33, 3, "1" * 64, "root", "haproxy")
+    err = prepare_failure(FakeResult(1, f"{_FAIL} 0 owner root:haproxy deploy:deploy\n"), [(f, fact, "/etc/.t")])
+    assert isinstance(err, DestinationError)
+    assert ("the file is owned root:haproxy; pushing as deploy would make it deploy:deploy" in err.message
+            and "become" in err.message and "owner" in err.message)

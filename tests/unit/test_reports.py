@@ -61,7 +61,8 @@ def test_json_document_validates_and_carries_every_field(validator):
     assert doc["exit_code"] == 1 and doc["signal"] == 0 and doc["stopped"] is None
     lb1 = doc["hosts"][0]
     assert lb1["changes"] == [{"dest": "/etc/haproxy/haproxy.cfg", "sha256_before": A, "sha256_after": B,
-                               "size": 120, "action": "replaced"}]
+                               "size": 120, "action": "replaced", "path": "/etc/haproxy/haproxy.cfg",
+                               "method": None}]
     assert lb1["reloaded"] is True and lb1["duration_s"] == 0.412 and lb1["warnings"] == ["owner not kept"]
     lb3 = doc["hosts"][2]
     assert (lb3["error_kind"], lb3["exit_status"], lb3["rolled_back"]) == ("ValidateFailed", 4, False)

@@ -128,10 +128,10 @@ def test_unknown_key_rejected_with_file_and_line(project):
             files:
               - src: files/haproxy.cfg
                 dest: /etc/x.cfg
-                owner: root
+                ownr: root
     """)
-    assert (err.line, err.key) == (line_of(project, "owner:"), "owner")
-    assert "unknown key 'owner'" in str(err) and "allowed:" in str(err)
+    assert (err.line, err.key) == (line_of(project, "ownr:"), "ownr")
+    assert "unknown key 'ownr'" in str(err) and "allowed:" in str(err)
 
 
 def test_validate_without_tmp_rejected(project):
