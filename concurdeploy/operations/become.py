@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
+from concurdeploy.ssh.remote import SH_READER, frame
 
 __all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "privilege_for", "refusal", "wrap"]
 
@@ -61,7 +62,9 @@ _SUDO_FAILED_BYTES = SUDO_FAILED.encode()
 
 
 def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tuple[str, bytes | None]:
-    """Return ``(command, stdin)`` rewritten to run ``command`` through ``sudo … /bin/sh -c``.
+    """Return ``(command, stdin)`` rewritten to run the ``sh`` script ``command`` through sudo:
+    ``sudo … /bin/sh -c READER`` reads it from its standard input
+    (:data:`~concurdeploy.ssh.remote.SH_READER`), followed by ``stdin``.
 
     :param become: None returns ``(command, stdin)`` unchanged.
     :raises CredentialsMissing: ``password_env`` names an unset variable, or one holding a
@@ -70,7 +73,9 @@ def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tup
     if become is None:
         return command, stdin
     user = shlex.quote(become.user)
-    inner = f"-u {user} -- /bin/sh -c {shlex.quote(command)}"
+    # The command goes on sudo's stdin too (framed), never on its command line.
+    inner = f"-u {user} -- /bin/sh -c {shlex.quote(SH_READER)}"
+    stdin = frame(command, stdin)
     refused = f"{{ printf '{SUDO_FAILED} %s\\n' \"$cd_err\" >&2; exit 1; }}"
     # A comment first, so messages quoting a command's first line name the command, not sudo.
     first = command.strip().splitlines()[0][:100] if command.strip() else ""
