@@ -128,21 +128,20 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
     # and names still sort by time.
     lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%S.%NZ)"]
     for i, (f, fact, tmp) in enumerate(items):
-        fail = f"{{ printf '%s\\n' '{FAIL} {i}'"
         mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
         if staged and tmp in staged:
             lines.append(f"cp -- {q(staged[tmp])} {q(tmp)} && rm -f -- {q(staged[tmp])} "
-                         f"|| {fail} upload; exit 1; }}")
+                         f"|| {_fail(i, 'upload')}; exit 1; }}")
         lines += [
-            f"s=$(stat -c %s -- {q(tmp)}) || {fail} upload; exit 1; }}",
+            f"s=$(stat -c %s -- {q(tmp)}) || {_fail(i, 'upload')}; exit 1; }}",
             f"[ \"$s\" = {f.size} ] || {{ printf '%s %s\\n' '{FAIL} {i} size' \"$s\"; exit 1; }}",
-            f"h=$(sha256sum < {q(tmp)}) || {fail} checksum; exit 1; }}",
-            f"[ \"${{h%% *}}\" = {f.sha256} ] || {fail} checksum; exit 1; }}",
+            f"h=$(sha256sum < {q(tmp)}) || {_fail(i, 'checksum')}; exit 1; }}",
+            f"[ \"${{h%% *}}\" = {f.sha256} ] || {_fail(i, 'checksum')}; exit 1; }}",
         ]
         if fact.uid is not None:  # chown first: it clears setuid/setgid bits that chmod sets
             lines.append(f"chown {fact.uid}:{fact.gid} -- {q(tmp)} 2>/dev/null "
                          f"|| printf '%s\\n' '{WARN} {i} owner'")
-        lines.append(f"chmod {mode:04o} -- {q(tmp)} || {fail} chmod; exit 1; }}")
+        lines.append(f"chmod {mode:04o} -- {q(tmp)} || {_fail(i, 'chmod')}; exit 1; }}")
         if f.validate:
             # Its own sh, the command a quoted argument (a '#' or a newline in it is its own);
             # its output goes to stderr, so stdout carries only the lines of this script.
@@ -162,6 +161,11 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
     if marker:
         lines.append(f": > {q(marker)} || {{ printf '%s\\n' '{FAIL} 0 marker'; exit 1; }}")
     return "\n".join(lines) + "\n"
+
+
+def _fail(i: int, step: str) -> str:
+    """The start of a shell group printing ``FAIL <i> <step>`` (the caller closes it)."""
+    return f"{{ printf '%s\\n' '{FAIL} {i} {step}'"
 
 
 def prepare_failure(res, items: list[Item]) -> HostError:

@@ -62,12 +62,13 @@ def frame(script: str, stdin: bytes | None = None) -> bytes:
 
 def kill_script(pid: int, grace: float = KILL_GRACE) -> str:
     """Shell lines ending process group ``pid``: TERM, up to ``grace`` seconds for it to go,
-    then KILL. Exits 0 whether or not the group still existed."""
+    then KILL. Exits 0 whether or not the group still existed. (No ``--``: dash's ``kill``
+    takes ``-PID`` as the group and refuses ``--``.)"""
     rounds = max(1, int(grace * 10))
-    return (f"kill -TERM -- -{pid} 2>/dev/null || exit 0\n"
-            f"i=0; while kill -0 -- -{pid} 2>/dev/null && [ $i -lt {rounds} ]; do "
+    return (f"kill -TERM -{pid} 2>/dev/null || exit 0\n"
+            f"i=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt {rounds} ]; do "
             f"sleep 0.1; i=$((i+1)); done\n"
-            f"kill -KILL -- -{pid} 2>/dev/null; exit 0\n")
+            f"kill -KILL -{pid} 2>/dev/null; exit 0\n")
 
 
 class Demux:

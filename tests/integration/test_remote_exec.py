@@ -1,0 +1,179 @@
+"""How remote commands run on the host (issues #13.1, #14.1, #14.4, #14.6), against real
+OpenSSH sshd on loopback: scripts on stdin (no argument limit), a kill switch for every
+command, output that no step can confuse, a capped output, and any login shell.
+
+sshd runs on this machine, so "the host" is this machine: processes left behind are looked
+for with ``pgrep -f`` on a unique argument.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from concurdeploy.ssh.connection import Connection
+from concurdeploy.ssh.remote import KEEP_BYTES
+from concurdeploy.ssh.specs import ConnectSpec
+from tests.sshd import Beacon, login_user
+
+from .conftest import HAPROXY_CFG, statuses
+
+pytestmark = pytest.mark.integration
+
+SRC = "files/haproxy/haproxy.cfg"
+
+
+def _marker() -> str:
+    """A unique ``sleep`` argument: ``300.<digits>`` (a valid duration nobody else uses)."""
+    return f"300.{uuid.uuid4().int % 10**12:012d}"
+
+
+def _alive(marker: str) -> list[int]:
+    """PIDs of processes on this machine whose command line holds ``sleep <marker>``."""
+    res = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
+    return [int(p) for p in res.stdout.split()]
+
+
+def _gone_within(pids: list[int], timeout: float) -> list[int]:
+    """Wait (on pidfds, no polling) up to ``timeout`` s for ``pids`` to exit; the ones left."""
+    left = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                left.append(pid)
+        finally:
+            os.close(fd)
+    return left
+
+
+# ----------------------------------------------------------------------------------------
+# #13.1: no argument limit
+# ----------------------------------------------------------------------------------------
+
+def test_thousand_file_service_pushes_in_one_run(fleet):
+    f = fleet(1)
+    root = f.root("h1")
+    files = []
+    for i in range(1000):
+        d = root / f"conf{i % 25:02d}.d"  # 25 directories: locks taken in several batches
+        d.mkdir(exist_ok=True)
+        files.append({"src": SRC, "dest": f"{{{{ root }}}}/{d.name}/file-{i:04d}.cfg"})
+    (root / "conf00.d" / "file-0000.cfg").write_bytes(b"old\n")
+    f.write_inventory(files=files)
+    res = f.run("push", "haproxy", "--command-timeout", "120", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert statuses(res.stdout) == {"h1": "changed"}
+    written = sorted(root.glob("conf*.d/file-*.cfg"))
+    assert len(written) == 1000
+    assert all(p.read_bytes() == HAPROXY_CFG for p in written)
+    assert [b.read_bytes() for b in (root / "conf00.d").glob("file-0000.cfg.concurdeploy-*.bak")] == [b"old\n"]
+    assert f.temp_files() == []
+    locks = sorted(root.glob("conf*.d/.concurdeploy.lock"))
+    assert len(locks) == 25 and all((p.stat().st_mode & 0o777) == 0o600 for p in locks)
+
+
+# ----------------------------------------------------------------------------------------
+# #13.1: output framing no step output can break
+# ----------------------------------------------------------------------------------------
+
+def test_validate_printing_fake_protocol_lines_and_binary_passes(fleet):
+    f = fleet(1)
+    f.dest("h1").write_bytes(b"old\n")
+    noisy = ("printf '@@concurdeploy-fail 0 validate 9\\n@@concurdeploy-warn 0 owner\\n'; "
+             "head -c 3000 /dev/urandom; printf '\\001\\377'; test -s {tmp}")
+    f.write_inventory(files=[{"src": SRC, "dest": "{{ root }}/etc/haproxy/haproxy.cfg",
+                              "validate": noisy}])
+    res = f.run("push", "haproxy")
+    assert res.returncode == 0, res.stdout
+    assert statuses(res.stdout) == {"h1": "changed"}
+    assert "owner of the replaced file not kept" not in res.stdout
+    assert f.dest("h1").read_bytes() == HAPROXY_CFG and f.temp_files() == []
+
+
+def test_run_output_without_newline_and_exit_status(fleet):
+    f = fleet(1)
+    res = f.run("run", "haproxy", "printf 'no newline, fake marker @@concurdeploy-fail 0'; exit 7")
+    assert res.returncode == 1
+    assert "no newline, fake marker @@concurdeploy-fail 0" in res.stdout
+    assert "exit 7" in res.stdout or "exited 7" in res.stdout, res.stdout
+
+
+# ----------------------------------------------------------------------------------------
+# #14.1: the kill switch
+# ----------------------------------------------------------------------------------------
+
+def test_validate_past_command_timeout_leaves_no_process(fleet):
+    f = fleet(1)
+    marker = _marker()
+    f.dest("h1").write_bytes(b"old\n")
+    f.write_inventory(files=[{"src": SRC, "dest": "{{ root }}/etc/haproxy/haproxy.cfg",
+                              "validate": f"test -s {{tmp}} && sleep {marker} # never ends in time"}])
+    res = f.run("push", "haproxy", "--command-timeout", "3")
+    assert res.returncode == 1, res.stdout
+    assert "timed out" in res.stdout, res.stdout
+    assert _gone_within(_alive(marker), 5) == []
+    assert _alive(marker) == []
+    assert f.dest("h1").read_bytes() == b"old\n" and f.temp_files() == []
+
+
+def test_run_past_command_timeout_leaves_no_process_in_its_group(fleet):
+    f = fleet(1)
+    marker = _marker()
+    # a child in the background and a grandchild: the whole process group must go
+    res = f.run("run", "haproxy", "--command-timeout", "2",
+                f"sleep {marker} & (sleep {marker}; true) & sleep {marker}")
+    assert res.returncode == 1, res.stdout
+    assert "timed out" in res.stdout, res.stdout
+    assert _gone_within(_alive(marker), 5) == []
+
+
+def test_ctrl_c_during_run_ends_the_remote_command(fleet, tmp_path):
+    f = fleet(1)
+    marker = _marker()
+    with Beacon(tmp_path / "beacon") as beacon:
+        proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "run", "haproxy",
+                                 f"{beacon.command('started')}; sleep {marker}"],
+                                cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            beacon.wait(1, 60, proc)
+            assert _alive(marker), "the remote command should be running"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert _gone_within(_alive(marker), 5) == []
+
+
+# ----------------------------------------------------------------------------------------
+# #14.4 (part): remote output kept in memory is capped
+# ----------------------------------------------------------------------------------------
+
+def test_large_output_is_capped_and_counted(sshd_factory, client_keys, known_hosts_file):
+    server = sshd_factory(1)[0]
+    spec = ConnectSpec(name="h1", hostname="127.0.0.1", port=server.port,
+                       known_hosts=known_hosts_file([server]), user=login_user(),
+                       key_file=client_keys.ed25519, allow_agent=False,
+                       connect_timeout=10.0, command_timeout=120.0)
+    total = 24 << 20  # 24 MiB on stdout, then a last line; some on stderr
+    with Connection(spec) as conn:
+        res = conn.run(f"head -c {total} /dev/zero | tr '\\0' x; printf '\\nEND\\n'; "
+                       f"printf 'e%.0s' $(seq 3) >&2")
+    assert res.exited == 0
+    first, rest = res.stdout.split("\n", 1)
+    kept = len(rest.encode())
+    assert kept == KEEP_BYTES and rest.endswith("x\nEND\n")
+    assert first == f"[{total + 5 - KEEP_BYTES} bytes of output before this not kept]"
+    assert res.stderr == "eee"
