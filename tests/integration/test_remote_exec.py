@@ -8,12 +8,17 @@ for with ``pgrep -f`` on a unique argument.
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +27,7 @@ from concurdeploy.ssh.remote import KEEP_BYTES
 from concurdeploy.ssh.specs import ConnectSpec
 from tests.sshd import Beacon, login_user
 
-from .conftest import HAPROXY_CFG, statuses
+from .conftest import HAPROXY_CFG, Fleet, statuses
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +182,98 @@ def test_large_output_is_capped_and_counted(sshd_factory, client_keys, known_hos
     assert kept == KEEP_BYTES and rest.endswith("x\nEND\n")
     assert first == f"[{total + 5 - KEEP_BYTES} bytes of output before this not kept]"
     assert res.stderr == "eee"
+
+
+# ----------------------------------------------------------------------------------------
+# #14.6: any login shell, noisy login files
+# ----------------------------------------------------------------------------------------
+
+NOISE = {  # login shell → (start-up file, what it prints: stdout without newline, stderr)
+    "/usr/bin/tcsh": (".cshrc", 'echo "cshrc says hi"\necho -n "no newline from cshrc"\n'
+                                'echo "cshrc to stderr" > /dev/stderr\n'),
+    "/bin/bash": (".bashrc", 'echo "bashrc says hi"; printf "no newline from bashrc"; '
+                             'echo "bashrc to stderr" >&2\n'),
+}
+
+
+@pytest.fixture
+def shell_user(sshd_factory, client_keys, known_hosts_file, tmp_path):
+    """``make(shell) -> (fleet, user, home)``: a throw-away local user whose login shell is
+    ``shell`` and whose start-up file prints noise, and a one-host fleet logging in as it.
+    The user, its home and its processes are removed afterwards."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("creates a local user: needs root and useradd")
+    made = []
+
+    def make(shell: str):
+        if not os.access(shell, os.X_OK):
+            pytest.skip(f"{shell} is not installed")
+        name = "cdsh" + uuid.uuid4().hex[:8]
+        home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/var/tmp"))
+        os.chmod(home, 0o755)
+        subprocess.run(["useradd", "-M", "-d", str(home), "-s", shell, "-p", "*", name], check=True)
+        made.append((name, home))
+        pw = pwd.getpwnam(name)
+        rc_name, rc_text = NOISE[shell]
+        (home / rc_name).write_text(rc_text)
+        (home / ".ssh").mkdir()
+        (home / ".ssh" / "authorized_keys").write_text(client_keys.public_line(client_keys.ed25519) + "\n")
+        (home / "root" / "etc" / "haproxy").mkdir(parents=True)
+        for p in [home, *home.rglob("*")]:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        server = sshd_factory(1, extra_config=f"Match User {name}\n"
+                                              f"    AuthorizedKeysFile {home}/.ssh/authorized_keys\n")[0]
+        project = tmp_path / "project"
+        (project / "files" / "haproxy").mkdir(parents=True)
+        (project / "inventories").mkdir()
+        (project / SRC).write_bytes(HAPROXY_CFG)
+        kh = known_hosts_file([server], str(project / "known_hosts"))
+        f = Fleet(project, [server], ["h1"], client_keys.ed25519, kh,
+                  host_vars={"h1": {"user": name, "root": str(home / "root")}})
+        f.write_inventory()
+        return f, name, home
+
+    yield make
+    for name, home in made:
+        running = [int(p) for p in subprocess.run(["pgrep", "-u", name], capture_output=True,
+                                                   text=True).stdout.split()]
+        # sshd's per-session processes run as the user and end just after the client left
+        left = _gone_within(running, 10)
+        what = subprocess.run(["ps", "-o", "pid,args", "-p", ",".join(map(str, left))], capture_output=True,
+                              text=True).stdout if left else ""
+        for pid in left:  # only processes of the user this test created
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _gone_within(left, 10)
+        subprocess.run(["userdel", name], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+        assert left == [], f"processes of {name} left running:\n{what}"
+
+
+@pytest.mark.parametrize("shell", sorted(NOISE))
+def test_push_run_get_under_any_login_shell_with_noisy_start_up_files(shell_user, shell):
+    f, name, home = shell_user(shell)
+    dest = home / "root" / "etc" / "haproxy" / "haproxy.cfg"
+    dest.write_bytes(b"old\n")
+    os.chown(dest, pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid)
+    res = f.run("push", "haproxy")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert statuses(res.stdout) == {"h1": "changed"}
+    assert dest.read_bytes() == HAPROXY_CFG
+    assert (home / "root" / "reload.log").read_text() == "reloaded\n"
+    backups = sorted(dest.parent.glob("haproxy.cfg.concurdeploy-*.bak"))
+    assert [b.read_bytes() for b in backups] == [b"old\n"]
+
+    res = f.run("run", "haproxy", "--report-json", "run.json", "printf '%s\\n' \"$0\"; id -un; exit 3")
+    assert res.returncode == 1, res.stdout
+    host = json.loads((f.project / "run.json").read_text())["hosts"][0]
+    assert host["exit_status"] == 3
+    assert host["output"] == f"/bin/sh\n{name}\n", host  # the command's output only: no login noise
+    assert "says hi" not in res.stdout and "no newline from" not in res.stdout
+    assert "to stderr" not in res.stdout + res.stderr
+
+    res = f.run("get", "haproxy", str(dest), "fetched")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (f.project / "fetched" / "h1" / dest.relative_to("/")).read_bytes() == HAPROXY_CFG
