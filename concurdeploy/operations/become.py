@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
-from concurdeploy.ssh.remote import SH_READER, frame
+from concurdeploy.ssh.remote import KILL_GRACE, SH_READER, frame, kill_script
 
 __all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "privilege_for", "refusal", "wrap"]
 
@@ -215,12 +215,25 @@ class Sudo:
             def on_output(stream, data):
                 if _SUDO_FAILED_BYTES not in data:
                     shown(stream, data)
-        res = conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+        res = conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output,
+                       kill=lambda pid: self._kill(conn, pid))
         if res.exited != 0:
             err = refusal(self.become, res.stderr)
             if err is not None:
                 raise err
         return res
+
+    def _kill(self, conn, pid: int | None) -> None:
+        """End process group ``pid`` (a command of this host past its timeout, or
+        interrupted) as ``become.user``: sudo and what it runs may not be the login user's
+        to signal. Never raises."""
+        if pid is None or pid <= 1:
+            return
+        try:
+            with conn.shielded():
+                self.run(conn, kill_script(pid), timeout=conn.spec.connect_timeout + KILL_GRACE)
+        except Exception:
+            pass
 
     def hold(self, conn, command: str, ready: str, timeout: float):
         """:meth:`Connection.hold` through sudo. :raises AuthFailed: sudo refused."""

@@ -271,7 +271,7 @@ class Connection:
             raise HostUnreachable(f"cannot open a session: {_one_line(e)}") from None
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
-            on_output=None) -> CommandResult:
+            on_output=None, kill=None) -> CommandResult:
         """Run the POSIX ``sh`` script ``command`` on the host, whatever the login shell.
 
         The script goes on the channel's standard input (:mod:`concurdeploy.ssh.remote`),
@@ -283,6 +283,8 @@ class Connection:
             off the remote command line); None = EOF at once.
         :param timeout: seconds before the command is killed; None = ``spec.command_timeout``.
         :param on_output: optional ``callable(stream: str, data: bytes)`` for live output.
+        :param kill: optional ``callable(pid: int)`` ending process group ``pid`` (e.g. as
+            root through sudo); None = as the login user (:meth:`_kill`).
         :returns: :class:`CommandResult`; output decoded as UTF-8, invalid bytes replaced,
             at most :data:`~concurdeploy.ssh.remote.KEEP_BYTES` per stream kept (the end;
             a first line counts the bytes not kept).
@@ -323,7 +325,7 @@ class Connection:
                     raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill(out.pid)
+                    (kill or self._kill)(out.pid)
                     raise CommandTimeout(
                         f"command timed out after {timeout:g} s (its processes were ended): "
                         f"{short(command)}",
@@ -331,7 +333,7 @@ class Connection:
                 if not self.transport.is_active():
                     raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 if self.abort is not None and self.abort.is_set():
-                    self._kill(out.pid)
+                    (kill or self._kill)(out.pid)
                     self.check_abort()
                 _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 
-__all__ = ["BOOTSTRAP", "SH_READER", "KEEP_BYTES", "Demux", "frame", "kill_script", "new_nonce", "prelude"]
+__all__ = ["BOOTSTRAP", "KEEP_BYTES", "KILL_GRACE", "SH_READER", "Demux", "frame", "kill_script", "new_nonce", "prelude"]
 
 #: ``sh`` code reading one framed script (:func:`frame`) from stdin and running it.
 SH_READER = ('IFS= read -r cd_n && cd_s=$(dd bs="$cd_n" count=1 iflag=fullblock 2>/dev/null) '
