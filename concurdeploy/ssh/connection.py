@@ -427,7 +427,9 @@ class Connection:
     def sftp(self) -> paramiko.SFTPClient:
         """The host's SFTP session, opened on first use over the same transport.
 
-        Requests time out after ``spec.command_timeout`` seconds.
+        Requests time out after ``spec.command_timeout`` seconds. Where the subsystem's
+        stream is garbled by the login shell's start-up output, ``sftp-server`` is started
+        through ``/bin/sh`` instead (:func:`~concurdeploy.ssh.remote.sftp_through_sh`).
         :raises HostUnreachable: the transport dropped or the server has no SFTP subsystem.
         """
         with self._sftp_lock:
@@ -435,8 +437,11 @@ class Connection:
                 if self.transport is None:
                     raise HostUnreachable("connection is closed")
                 try:
-                    sftp = paramiko.SFTPClient.from_transport(self.transport)
-                except _TRANSPORT_ERRORS as e:
+                    try:
+                        sftp = paramiko.SFTPClient.from_transport(self.transport)
+                    except paramiko.SFTPError:  # login-file noise before the SFTP version
+                        sftp = remote.sftp_through_sh(self.transport, self.spec.connect_timeout)
+                except (*_TRANSPORT_ERRORS, paramiko.SFTPError) as e:
                     raise HostUnreachable(f"cannot start SFTP: {_one_line(e)}") from None
                 if sftp is None:
                     raise HostUnreachable("cannot start SFTP: the server refused the subsystem")

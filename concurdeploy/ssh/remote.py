@@ -23,8 +23,13 @@ noted, never kept (:class:`Demux`).
 from __future__ import annotations
 
 import secrets
+import select
+import time
 
-__all__ = ["BOOTSTRAP", "KEEP_BYTES", "KILL_GRACE", "SH_READER", "Demux", "frame", "kill_script", "new_nonce", "prelude"]
+import paramiko
+
+__all__ = ["BOOTSTRAP", "KEEP_BYTES", "KILL_GRACE", "SFTP_SERVERS", "SH_READER", "Demux", "frame", "kill_script",
+           "new_nonce", "prelude", "sftp_through_sh"]
 
 #: ``sh`` code reading one framed script (:func:`frame`) from stdin and running it.
 SH_READER = ('IFS= read -r cd_n && cd_s=$(dd bs="$cd_n" count=1 iflag=fullblock 2>/dev/null) '
@@ -143,3 +148,42 @@ class Demux:
         if dropped:
             return f"[{dropped} bytes of output before this not kept]\n".encode() + bytes(data)
         return bytes(data)
+
+
+#: Where OpenSSH's ``sftp-server`` lives on the usual Linux distributions.
+SFTP_SERVERS = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
+                "/usr/lib/ssh/sftp-server", "/usr/libexec/sftp-server", "/usr/lib/sftp-server")
+
+
+def sftp_through_sh(transport, timeout: float):
+    """An SFTP session on ``sftp-server`` started by ``/bin/sh`` (:data:`BOOTSTRAP`) rather
+    than through the ``sftp`` subsystem: for hosts whose login shell start-up files print
+    (sshd starts the subsystem through the login shell, and the noise breaks the protocol:
+    "Garbage packet received"). The noise is read off before the client speaks.
+
+    :param transport: an authenticated ``paramiko.Transport``.
+    :param timeout: seconds for the server to start.
+    :returns: ``paramiko.SFTPClient``.
+    :raises EOFError: no ``sftp-server`` found, or it did not start; paramiko and socket
+        errors as they come (the caller translates them).
+    """
+    nonce = new_nonce()
+    tries = " ".join(SFTP_SERVERS)
+    script = prelude(nonce) + f'for p in {tries}; do [ -x "$p" ] && exec "$p"; done\nexit 127\n'
+    chan = transport.open_session(timeout=timeout)
+    try:
+        chan.exec_command(BOOTSTRAP)
+        chan.sendall(frame(script))
+        out = Demux(nonce, True)
+        deadline = time.monotonic() + timeout
+        while not out.found:
+            if chan.recv_ready():
+                out.feed(chan.recv(65536))
+                continue
+            if chan.exit_status_ready() or chan.closed or time.monotonic() > deadline:
+                raise EOFError("no sftp-server could be started")
+            select.select([chan], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
+        return paramiko.SFTPClient(chan)
+    except BaseException:
+        chan.close()
+        raise

@@ -25,7 +25,8 @@ import pytest
 from concurdeploy.ssh.connection import Connection
 from concurdeploy.ssh.remote import KEEP_BYTES
 from concurdeploy.ssh.specs import ConnectSpec
-from tests.sshd import Beacon, login_user
+from concurdeploy.ssh.remote import SFTP_SERVERS
+from tests.sshd import Beacon, OpenSSHServer, find_sshd, login_user
 
 from .conftest import HAPROXY_CFG, Fleet, statuses
 
@@ -196,14 +197,26 @@ NOISE = {  # login shell → (start-up file, what it prints: stdout without newl
 }
 
 
+class ExternalSftpServer(OpenSSHServer):
+    """sshd serving SFTP with the ``sftp-server`` program, which sshd starts through the
+    user's login shell (``internal-sftp`` needs no shell): login-file noise reaches SFTP."""
+
+    def render_config(self) -> str:
+        return super().render_config().replace("Subsystem sftp internal-sftp",
+                                               f"Subsystem sftp {SFTP_SERVERS[0]}")
+
+
 @pytest.fixture
-def shell_user(sshd_factory, client_keys, known_hosts_file, tmp_path):
+def shell_user(client_keys, known_hosts_file, tmp_path_factory, tmp_path):
     """``make(shell) -> (fleet, user, home)``: a throw-away local user whose login shell is
-    ``shell`` and whose start-up file prints noise, and a one-host fleet logging in as it.
-    The user, its home and its processes are removed afterwards."""
+    ``shell`` and whose start-up file prints noise, and a one-host fleet logging in as it
+    (sshd with the ``sftp-server`` program). The user, its home and its processes are
+    removed afterwards."""
     if os.geteuid() != 0 or shutil.which("useradd") is None:
         pytest.skip("creates a local user: needs root and useradd")
-    made = []
+    if not os.access(SFTP_SERVERS[0], os.X_OK):
+        pytest.skip(f"{SFTP_SERVERS[0]} is not installed")
+    made, servers = [], []
 
     def make(shell: str):
         if not os.access(shell, os.X_OK):
@@ -221,8 +234,11 @@ def shell_user(sshd_factory, client_keys, known_hosts_file, tmp_path):
         (home / "root" / "etc" / "haproxy").mkdir(parents=True)
         for p in [home, *home.rglob("*")]:
             os.chown(p, pw.pw_uid, pw.pw_gid)
-        server = sshd_factory(1, extra_config=f"Match User {name}\n"
-                                              f"    AuthorizedKeysFile {home}/.ssh/authorized_keys\n")[0]
+        server = ExternalSftpServer(tmp_path_factory.mktemp("sshd"), client_keys, sshd_path=find_sshd(),
+                                    extra_config=f"Match User {name}\n"
+                                                 f"    AuthorizedKeysFile {home}/.ssh/authorized_keys\n")
+        servers.append(server)
+        server.start()
         project = tmp_path / "project"
         (project / "files" / "haproxy").mkdir(parents=True)
         (project / "inventories").mkdir()
@@ -234,6 +250,8 @@ def shell_user(sshd_factory, client_keys, known_hosts_file, tmp_path):
         return f, name, home
 
     yield make
+    for server in servers:
+        server.stop()
     for name, home in made:
         running = [int(p) for p in subprocess.run(["pgrep", "-u", name], capture_output=True,
                                                    text=True).stdout.split()]
