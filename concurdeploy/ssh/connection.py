@@ -389,7 +389,7 @@ class Connection:
         chan = self._channel()
         marker = b"\n" + ready.encode() + b"\n"
         nonce = remote.new_nonce()
-        out, err = remote.Demux(nonce, True), remote.Demux(nonce, False)
+        out, err = remote.Demux(nonce, True, keep=1 << 26), remote.Demux(nonce, False)  # facts: all of it
         deadline = time.monotonic() + timeout
         try:
             chan.exec_command(remote.BOOTSTRAP)

@@ -208,7 +208,7 @@ class FakeConn:
     def __init__(self, answers=(), sftp=None):
         self.sent, self.answers, self.sftp = [], list(answers), sftp or FakeSftp()
 
-    def run(self, command, *, stdin=None, timeout=None, on_output=None):
+    def run(self, command, *, stdin=None, timeout=None, on_output=None, kill=None):
         self.sent.append((command, stdin))
         res = self.answers.pop(0) if self.answers else FakeResult()
         if on_output is not None:
