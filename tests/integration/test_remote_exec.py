@@ -295,3 +295,23 @@ def test_push_run_get_under_any_login_shell_with_noisy_start_up_files(shell_user
     res = f.run("get", "haproxy", str(dest), "fetched")
     assert res.returncode == 0, res.stdout + res.stderr
     assert (f.project / "fetched" / "h1" / dest.relative_to("/")).read_bytes() == HAPROXY_CFG
+
+
+def test_directory_the_user_cannot_write_is_still_locked_and_the_push_fails_clearly(shell_user):
+    f, name, home = shell_user("/bin/bash")
+    locked = Path(tempfile.mkdtemp(prefix="cdlockro-", dir="/var/tmp"))  # root's, 0755
+    try:
+        os.chmod(locked, 0o755)
+        dest = locked / "app.cfg"
+        dest.write_bytes(b"old\n")
+        f.write_inventory(files=[{"src": SRC, "dest": str(dest)}], reload=None)
+        check = f.run("push", "haproxy", "--check", "--report-json", "check.json")
+        assert check.returncode == 0, check.stdout
+        warnings = json.loads((f.project / "check.json").read_text())["hosts"][0]["warnings"]
+        assert any("cannot create .concurdeploy.lock" in w for w in warnings), warnings  # the folder instead
+        res = f.run("push", "haproxy")
+        assert res.returncode == 1, res.stdout
+        assert "permission denied" in res.stdout and "become: true" in res.stdout, res.stdout
+        assert dest.read_bytes() == b"old\n" and sorted(p.name for p in locked.iterdir()) == ["app.cfg"]
+    finally:
+        shutil.rmtree(locked, ignore_errors=True)
