@@ -37,13 +37,14 @@ class Connection:
 
     def run(self, command: str, *, warn: bool = False, timeout: float | None = None,
             stdin: bytes | None = None) -> CommandResult:
-        """Run ``command`` on the host through the remote user's login shell (SSH ``exec``).
+        """Run ``command`` on the host with ``/bin/sh``, whatever the remote user's login shell
+        (the command goes on the channel's stdin, never on a command line).
 
         :param command: a shell command line (``str``); quote values with ``shlex.quote``.
         :param warn: True = return the result even when the command exits non-zero (check
             ``result.ok`` / ``result.exited`` yourself); False (default) = raise.
-        :param timeout: seconds before the channel is closed (``float``); None = the host's
-            ``command_timeout`` (default 60).
+        :param timeout: seconds before the command is ended with its process group
+            (``float``); None = the host's ``command_timeout`` (default 60).
         :param stdin: bytes sent to the command's standard input, then EOF (keeps secrets off
             the command line).
         :returns: :class:`~concurdeploy.records.CommandResult`: ``exited`` (``int``),

@@ -39,6 +39,7 @@ from typing import Protocol
 
 from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
 from concurdeploy.ssh import envsecrets
+from concurdeploy.ssh.remote import KILL_GRACE, SH_READER, frame, kill_script
 
 __all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "create_exclusive", "privilege_for",
            "refusal", "wrap"]
@@ -62,7 +63,9 @@ _SUDO_FAILED_BYTES = SUDO_FAILED.encode()
 
 
 def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tuple[str, bytes | None]:
-    """Return ``(command, stdin)`` rewritten to run ``command`` through ``sudo … /bin/sh -c``.
+    """Return ``(command, stdin)`` rewritten to run the ``sh`` script ``command`` through sudo:
+    ``sudo … /bin/sh -c READER`` reads it from its standard input
+    (:data:`~concurdeploy.ssh.remote.SH_READER`), followed by ``stdin``.
 
     :param become: None returns ``(command, stdin)`` unchanged.
     :raises CredentialsMissing: ``password_env`` names an unset variable, or one holding a
@@ -71,7 +74,9 @@ def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tup
     if become is None:
         return command, stdin
     user = shlex.quote(become.user)
-    inner = f"-u {user} -- /bin/sh -c {shlex.quote(command)}"
+    # The command goes on sudo's stdin too (framed), never on its command line.
+    inner = f"-u {user} -- /bin/sh -c {shlex.quote(SH_READER)}"
+    stdin = frame(command, stdin)
     refused = f"{{ printf '{SUDO_FAILED} %s\\n' \"$cd_err\" >&2; exit 1; }}"
     # A comment first, so messages quoting a command's first line name the command, not sudo.
     first = command.strip().splitlines()[0][:100] if command.strip() else ""
@@ -220,12 +225,25 @@ class Sudo:
             def on_output(stream, data):
                 if _SUDO_FAILED_BYTES not in data:
                     shown(stream, data)
-        res = conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+        res = conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output,
+                       kill=lambda pid: self._kill(conn, pid))
         if res.exited != 0:
             err = refusal(self.become, res.stderr)
             if err is not None:
                 raise err
         return res
+
+    def _kill(self, conn, pid: int | None) -> None:
+        """End process group ``pid`` (a command of this host past its timeout, or
+        interrupted) as ``become.user``: sudo and what it runs may not be the login user's
+        to signal. Never raises."""
+        if pid is None or pid <= 1:
+            return
+        try:
+            with conn.shielded():
+                self.run(conn, kill_script(pid), timeout=conn.spec.connect_timeout + KILL_GRACE)
+        except Exception:
+            pass
 
     def hold(self, conn, command: str, ready: str, timeout: float):
         """:meth:`Connection.hold` through sudo. :raises AuthFailed: sudo refused."""

@@ -6,8 +6,10 @@ container: a rename cannot replace it). A symlinked destination is not followed 
 ``link``: the link itself is replaced by the file, as Ansible does) unless the file's entry
 says ``follow: true``: then its real target (``readlink -e``) is the path written, and a
 dangling link is state ``dangling``. The push reads
-them under a lock (:func:`lock_and_facts_script`: an exclusive ``flock`` on each
-destination directory, held until the push ends, so two runs never interleave on a host);
+them under a lock (:func:`lock_and_facts_script`: an exclusive ``flock`` on a 0600
+``.concurdeploy.lock`` in every destination directory, taken in sorted order and held until
+the push ends, so two runs never interleave on a host, and a user who cannot write the
+directory cannot hold it);
 :func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh`` and
 coreutils (``sha256sum``, ``stat``, ``readlink``).
 """
@@ -99,19 +101,52 @@ def gather_facts(conn: Connection, dests: list[str], follow: list[bool] | None =
     return parse_facts(dests, res.stdout)[0]
 
 
+#: The lock file in each destination directory: created 0600 by the pushing user (root with
+#: become), so a user who cannot write there cannot open it, let alone hold its lock.
+LOCK_NAME = ".concurdeploy.lock"
+
+#: File descriptors a batch of locks is taken on (POSIX sh redirects only 0-9).
+_LOCK_FDS = range(3, 10)
+
+
+def _lock_lines(dirs: list[str], wait: float) -> list[str]:
+    """Shell lines taking an exclusive ``flock`` on ``<dir>/.concurdeploy.lock`` for every
+    directory, in the given (sorted) order, so two runs never deadlock.
+
+    Locks are taken up to seven at a time on fds 3-9; each batch is then handed to a holder
+    process (``tail --pid``) that keeps the fds open until the script's shell exits (also when
+    it is killed), and the fds are reused. A directory where the lock file cannot be created
+    (not writable by the connecting user) is locked itself, with a ``WARN - nolockfile`` note.
+    """
+    lines = ["cd_holders="]
+    for start in range(0, len(dirs), len(_LOCK_FDS)):
+        batch = dirs[start:start + len(_LOCK_FDS)]
+        for fd, d in zip(_LOCK_FDS, batch):
+            lf = q(posixpath.join(d, LOCK_NAME))
+            busy = f"{{ printf '%s %s\\n' {BUSY} {q(d)}; kill $cd_holders 2>/dev/null; exit 75; }}"
+            lines.append(
+                f"if [ -d {q(d)} ]; then "
+                f"if [ ! -L {lf} ] && {{ (umask 077; : >> {lf}) && command exec {fd}>>{lf}; }} 2>/dev/null; "
+                f"then :; else printf '%s - nolockfile %s\\n' {WARN} {q(d)}; command exec {fd}<{q(d)}; fi; "
+                f"flock -w {wait:g} {fd} || {busy}; else exec {fd}<&-; fi")
+        fds = " ".join(f"{fd}>&-" for fd in _LOCK_FDS[:len(batch)])
+        lines.append("tail --pid=$$ -s 0.2 -f /dev/null </dev/null >/dev/null 2>&1 & "
+                     f"cd_holders=\"$cd_holders $!\"; exec {fds}")
+    return lines
+
+
 def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
-    """Lock each destination directory (``flock -w lock_timeout``, held until the controller
-    closes stdin), remove stale temporary uploads there, then report facts and whether the
-    owed-reload ``marker`` exists; prints ``READY`` last.
+    """Lock every destination directory (:func:`_lock_lines`: ``flock -w lock_timeout`` on its
+    ``.concurdeploy.lock``, sorted, held until the controller sends a line or closes stdin),
+    remove stale temporary uploads there, then report facts and whether the owed-reload
+    ``marker`` exists; prints ``READY`` last.
 
     Exits 75 with a ``BUSY <dir>`` line when a lock is not had in time.
     """
     dirs = sorted({posixpath.dirname(f.dest) or "/" for f in job.files})
     lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
-    for fd, d in zip(range(3, 10), dirs):
-        lines.append(f"  [ -d {q(d)} ] && {{ exec {fd}<{q(d)} && flock -w {job.lock_timeout:g} {fd} "
-                     f"|| {{ echo {BUSY} {q(d)}; exit 75; }}; }}")
-    lines.append(f"else echo '{WARN} - noflock'; fi")
+    lines += ["  " + ln for ln in _lock_lines(dirs, job.lock_timeout)]
+    lines.append(f"else printf '%s\\n' '{WARN} - noflock'; fi")
     # Temporary uploads older than 10 minutes in a directory we now hold locked are
     # leftovers of a run whose connection died (a live run would hold the lock): remove them.
     hexes = "[0-9a-f]" * 32
@@ -120,9 +155,10 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
                      f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
     lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]
     if marker:
-        lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && echo {PENDING}")
-    # Hold the locks until the controller sends a line or closes stdin (or the connection dies).
-    lines += [f"echo {READY}", "exec head -n 1 >/dev/null"]
+        lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && printf '%s\\n' {PENDING}")
+    # Hold the locks until the controller sends a line or closes stdin (or the connection
+    # dies); the holders also end by themselves once this shell is gone.
+    lines += [f"printf '%s\\n' {READY}", "head -n 1 >/dev/null", "kill $cd_holders 2>/dev/null", "exit 0"]
     return "\n".join(lines) + "\n"
 
 
@@ -137,6 +173,9 @@ def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, lis
     for ln in text.splitlines():
         if ln == PENDING:
             pending = True
+        elif ln.startswith(f"{WARN} - nolockfile "):
+            notes.append(f"cannot create {LOCK_NAME} in {ln.split(' ', 3)[3]}: the directory itself is "
+                         f"locked (a user who can read it could hold that lock and block pushes)")
         elif ln.startswith(WARN):
             notes.append("flock is not installed on the host: concurrent runs are not kept apart")
         elif ln:

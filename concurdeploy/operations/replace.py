@@ -134,10 +134,12 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
     :param keep: backups kept per file, this run's included (at least this run's is kept
         here: it is needed for a rollback).
     """
-    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%SZ)", "p=", "trap '[ -z \"$p\" ] || rm -rf -- \"$p\"' EXIT"]
+    # Nanoseconds and the run id: two runs in the same second never share a backup name,
+    # and names still sort by time.
+    lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%S.%NZ)", "p=", "trap '[ -z \"$p\" ] || rm -rf -- \"$p\"' EXIT"]
     for i, (f, fact, tmp) in enumerate(items):
-        fail = f"{{ echo '{FAIL} {i}'"
         mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
+        fail = f"{{ echo '{FAIL} {i}'"  # fixed words and stat's user:group only: echo is safe
         private = bool(staged and tmp in staged)
         if private:  # sudo: checked, chown'ed and chmod'ed in a private root-owned directory
             w = '"$p/f"'
@@ -168,20 +170,32 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
                          f"&& p= || {fail} upload; exit 1; }}")
         if f.validate:
+            # Its own sh, the command a quoted argument (a '#' or a newline in it is its own);
+            # its output goes to stderr, so stdout carries only the lines of this script.
             cmd = f.validate.replace("{tmp}", q(tmp))
-            lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && {cmd}) "
-                         f"|| {fail} validate $?; exit 1; }}")
+            lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && exec /bin/sh -c {q(cmd)}) "
+                         f"</dev/null >&2 || {{ printf '%s %s\\n' '{FAIL} {i} validate' \"$?\"; exit 1; }}")
     for i, (_f, fact, _tmp) in enumerate(items):
         if fact.state in ("file", "link"):
+            # A real copy (never a hard link: an in-place rewrite would change it too),
+            # checked against the hash read under the lock; a symlink is kept as the link itself.
             b = f"{q(fact.target)}.concurdeploy-\"$ts\"-{run_id}.bak"
-            keep_old = (f"cp -P -p -- {q(fact.target)} {b}" if fact.state == "link"  # the link itself
-                        else f"ln -f -- {q(fact.target)} {b} 2>/dev/null || cp -p -- {q(fact.target)} {b}")
-            lines.append(f"{{ {keep_old}; }} || {{ echo '{FAIL} {i}' backup; exit 1; }}")
-            lines.append(f"echo {BACKUP} {i} {b}")
+            if fact.state == "link":
+                keep_old = f"[ ! -e {b} ] && [ ! -L {b} ] && cp -P -p -- {q(fact.target)} {b}"
+            else:
+                keep_old = (f"[ ! -e {b} ] && [ ! -L {b} ] && cp -p -- {q(fact.target)} {b} "
+                            f"&& h=$(sha256sum < {b}) && [ \"${{h%% *}}\" = {fact.sha256} ]")
+            lines.append(f"{{ {keep_old}; }} || {{ printf '%s\\n' '{FAIL} {i} backup'; exit 1; }}")
+            lines.append(f"printf '%s %s %s\\n' {BACKUP} {i} {b}")
             lines.append(prune_line(fact.target, max(keep, 1)))
     if marker:  # a symlink to nothing: made by symlink(2), never through a link planted there
-        lines.append(f"ln -sfT -- reload-owed {q(marker)} || {{ echo '{FAIL} 0' marker; exit 1; }}")
+        lines.append(f"ln -sfT -- reload-owed {q(marker)} || {{ printf '%s\\n' '{FAIL} 0 marker'; exit 1; }}")
     return "\n".join(lines) + "\n"
+
+
+def _fail(i: int, step: str) -> str:
+    """The start of a shell group printing ``FAIL <i> <step>`` (the caller closes it)."""
+    return f"{{ printf '%s\\n' '{FAIL} {i} {step}'"
 
 
 def prepare_failure(res, items: list[Item]) -> HostError:
@@ -286,6 +300,9 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
             r = temp_name(fact.target)
             lines.append(f"{{ cp -P -p -- {q(b)} {q(r)} && mv -T -f -- {q(r)} {q(fact.target)}; }} "
                          f"|| {{ rm -f -- {q(r)}; rc=1; }}")
+        if b is not None:  # the old bytes are back: checked against the hash read under the lock
+            lines.append(f"h=$(sha256sum < {q(fact.target)}) && [ \"${{h%% *}}\" = {fact.sha256} ] "
+                         f"|| {{ printf '%s\\n' {q(f'{fact.target}: restored content differs from the backup')} >&2; rc=1; }}")
     lines.append("exit $rc")
     try:
         res = privilege.run(conn, "\n".join(lines) + "\n")
@@ -309,10 +326,20 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
 
 
 def prune_line(target: str, keep: int) -> str:
-    """Shell line removing all but the newest ``keep`` backups of ``target`` (names sort by time)."""
+    """Shell line removing all but the newest ``keep`` backups of ``target``.
+
+    Only real backups count: regular files (not links, not folders) named exactly as this
+    tool names them, ``<name>.concurdeploy-<UTC time>-<6 hex>.bak`` (time to the second from
+    earlier versions, to the nanosecond since; names sort by time, older style first).
+    """
     d, base = posixpath.split(target)
-    return (f'set -- {q(d)}/{q(base)}.concurdeploy-*.bak; n=$#; '
-            f'for b; do [ $n -gt {keep} ] && [ -e "$b" ] && rm -f -- "$b"; n=$((n-1)); done')
+    digits = lambda n: "[0-9]" * n  # noqa: E731
+    stem = f"{q(d)}/{q(base)}.concurdeploy-{digits(8)}T{digits(6)}"
+    run = "[0-9a-f]" * 6
+    globs = f"{stem}Z-{run}.bak {stem}.{digits(9)}Z-{run}.bak"
+    real = '[ -f "$b" ] && [ ! -L "$b" ]'
+    return (f"(LC_ALL=C; n=0; for b in {globs}; do if {real}; then n=$((n+1)); fi; done; "
+            f"for b in {globs}; do if {real} && [ $n -gt {keep} ]; then rm -f -- \"$b\"; n=$((n-1)); fi; done)")
 
 
 def prune_backups(conn: Connection, privilege: Privilege, items: list[Item], keep: int) -> None:

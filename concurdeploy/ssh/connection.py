@@ -45,7 +45,7 @@ from concurdeploy.exceptions import (
     RemoteCommandFailed,
 )
 from concurdeploy.records import CommandResult
-from concurdeploy.ssh import hostkeys
+from concurdeploy.ssh import hostkeys, remote
 from concurdeploy.ssh.algorithms import prefer_algorithms
 from concurdeploy.ssh.bastions import close_bastions, tunnel
 from concurdeploy.ssh.channels import HeldCommand, decode, short
@@ -282,39 +282,47 @@ class Connection:
             raise HostUnreachable(f"cannot open a session: {_one_line(e)}") from None
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
-            on_output=None) -> CommandResult:
-        """Run ``command`` through the login shell of the remote user (SSH ``exec``).
+            on_output=None, kill=None) -> CommandResult:
+        """Run the POSIX ``sh`` script ``command`` on the host, whatever the login shell.
+
+        The script goes on the channel's standard input (:mod:`concurdeploy.ssh.remote`),
+        never on a command line: no size limit, and output of the login shell's start-up
+        files is dropped. On timeout or interrupt the command's whole process group is
+        killed from a second channel (TERM, then KILL) before the error is raised.
 
         :param stdin: bytes sent to the command's standard input, then EOF (keeps secrets
             off the remote command line); None = EOF at once.
-        :param timeout: seconds before the channel is closed; None = ``spec.command_timeout``.
+        :param timeout: seconds before the command is killed; None = ``spec.command_timeout``.
         :param on_output: optional ``callable(stream: str, data: bytes)`` for live output.
-        :returns: :class:`CommandResult`; output decoded as UTF-8, invalid bytes replaced.
-        :raises CommandTimeout: ran past ``timeout`` (the channel is closed).
+        :param kill: optional ``callable(pid: int)`` ending process group ``pid`` (e.g. as
+            root through sudo); None = as the login user (:meth:`_kill`).
+        :returns: :class:`CommandResult`; output decoded as UTF-8, invalid bytes replaced,
+            at most :data:`~concurdeploy.ssh.remote.KEEP_BYTES` per stream kept (the end;
+            a first line counts the bytes not kept).
+        :raises CommandTimeout: ran past ``timeout`` (its process group is killed).
+        :raises Interrupted: the run is being interrupted (its process group is killed).
         :raises HostUnreachable: the transport dropped.
         """
         timeout = self.spec.command_timeout if timeout is None else timeout
         self.check_abort()
         start = time.monotonic()
         deadline = start + timeout
+        nonce = remote.new_nonce()
+        out, err = remote.Demux(nonce, True), remote.Demux(nonce, False)
         chan = self._channel()
-        out, err = bytearray(), bytearray()
         try:
-            chan.exec_command(command)
-            if stdin:
-                chan.sendall(stdin)
+            chan.exec_command(remote.BOOTSTRAP)
+            chan.sendall(remote.frame(remote.prelude(nonce) + command, stdin))
             chan.shutdown_write()
             while True:
                 got = False
                 if chan.recv_ready():
-                    data = chan.recv(65536)
-                    out += data
+                    data = out.feed(chan.recv(65536))
                     got = True
                     if on_output and data:
                         on_output("stdout", data)
                 if chan.recv_stderr_ready():
-                    data = chan.recv_stderr(65536)
-                    err += data
+                    data = err.feed(chan.recv_stderr(65536))
                     got = True
                     if on_output and data:
                         on_output("stderr", data)
@@ -328,12 +336,16 @@ class Connection:
                     raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    (kill or self._kill)(out.pid)
                     raise CommandTimeout(
-                        f"command timed out after {timeout:g} s: {short(command)}",
-                        output=decode(bytes(out + err))[-4096:])
+                        f"command timed out after {timeout:g} s (its processes were ended): "
+                        f"{short(command)}",
+                        output=decode(out.text() + err.text())[-4096:])
                 if not self.transport.is_active():
                     raise HostUnreachable(f"connection dropped while running: {short(command)}")
-                self.check_abort()
+                if self.abort is not None and self.abort.is_set():
+                    (kill or self._kill)(out.pid)
+                    self.check_abort()
                 _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()
             if status == -1 and (self.transport is None or not self.transport.is_active()):
@@ -346,61 +358,89 @@ class Connection:
         finally:
             chan.close()
         return CommandResult(command=command, exited=None if status == -1 else status,
-                             stdout=decode(bytes(out)), stderr=decode(bytes(err)),
+                             stdout=decode(out.text()), stderr=decode(err.text()),
                              duration_s=time.monotonic() - start)
+
+    def _kill(self, pid: int | None) -> None:
+        """End process group ``pid`` on the host through a second channel (the first may be
+        stuck): TERM, then KILL after a grace. Never raises; a dead link cannot."""
+        if pid is None or pid <= 1 or not self.is_open():
+            return
+        nonce = remote.new_nonce()
+        try:
+            chan = self.transport.open_session(timeout=self.spec.connect_timeout)
+        except _TRANSPORT_ERRORS:
+            return
+        try:
+            chan.settimeout(self.spec.connect_timeout + remote.KILL_GRACE)
+            chan.exec_command(remote.BOOTSTRAP)
+            chan.sendall(remote.frame(remote.prelude(nonce) + remote.kill_script(pid)))
+            chan.shutdown_write()
+            chan.status_event.wait(self.spec.connect_timeout + remote.KILL_GRACE)
+        except _TRANSPORT_ERRORS:
+            pass
+        finally:
+            chan.close()
 
     def hold(self, command: str, ready: str, timeout: float,
              stdin: bytes | None = None) -> tuple[HeldCommand, str]:
-        """Start ``command`` and read its stdout until a line equal to ``ready`` appears.
+        """Start the ``sh`` script ``command`` (as :meth:`run` does) and read its stdout until
+        a line equal to ``ready`` appears.
 
         The command keeps running (e.g. holding a lock) until :meth:`HeldCommand.release`
         closes its stdin, or the connection closes.
 
         :param timeout: seconds to wait for ``ready``.
         :param stdin: bytes sent first (e.g. a sudo password line); stdin then stays open.
-        :returns: ``(held, stdout_before_ready)``.
-        :raises CommandTimeout: ``ready`` did not come in time (the command is closed).
+        :returns: ``(held, stdout_before_ready)`` (start-up noise of the login shell dropped).
+        :raises CommandTimeout: ``ready`` did not come in time (the command is ended).
         :raises RemoteCommandFailed: the command exited before ``ready``; its output attached.
         """
         self.check_abort()
         chan = self._channel()
-        marker = ready.encode() + b"\n"
-        buf, err = bytearray(), bytearray()
+        marker = b"\n" + ready.encode() + b"\n"
+        nonce = remote.new_nonce()
+        out, err = remote.Demux(nonce, True, keep=1 << 26), remote.Demux(nonce, False)  # facts: all of it
         deadline = time.monotonic() + timeout
         try:
-            chan.exec_command(command)
-            if stdin:
-                chan.sendall(stdin)
-            while marker not in buf:
+            chan.exec_command(remote.BOOTSTRAP)
+            chan.sendall(remote.frame(remote.prelude(nonce) + command, stdin))
+            while marker not in b"\n" + out.data:
                 if chan.recv_ready():
-                    buf += chan.recv(65536)
+                    out.feed(chan.recv(65536))
                     continue
                 if chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
+                    err.feed(chan.recv_stderr(65536))
                     continue
                 if chan.exit_status_ready() or chan.closed:
                     status = chan.recv_exit_status()
                     raise RemoteCommandFailed(f"remote step exited {status} early", exit_status=status,
-                                              output=decode(bytes(buf + err)))
+                                              output=decode(out.text() + err.text()))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._kill(out.pid)
                     raise CommandTimeout(f"no answer within {timeout:g} s: {short(command)}",
-                                         output=decode(bytes(buf + err))[-4096:])
-                self.check_abort()
+                                         output=decode(out.text() + err.text())[-4096:])
+                if self.abort is not None and self.abort.is_set():
+                    self._kill(out.pid)
+                    self.check_abort()
                 select.select([chan], [], [], min(remaining, 0.5))
         except BaseException as e:
             chan.close()
             if isinstance(e, _TRANSPORT_ERRORS) and not isinstance(e, HostUnreachable):
                 raise HostUnreachable(f"connection dropped: {_one_line(e)}") from None
             raise
-        before = bytes(buf[:buf.index(marker)])
+        text = b"\n" + out.data
+        before = text[1:text.index(marker) + 1]
         return HeldCommand(chan), decode(before)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
         """The host's SFTP session, opened on first use over the same transport.
 
-        Requests time out after ``spec.command_timeout`` seconds.
+        Requests time out after ``spec.command_timeout`` seconds. Where the subsystem's
+        stream is garbled by the login shell's start-up output, ``sftp-server`` is started
+        through ``/bin/sh`` instead (:func:`~concurdeploy.ssh.remote.sftp_through_sh`).
         :raises HostUnreachable: the transport dropped or the server has no SFTP subsystem.
         """
         with self._sftp_lock:
@@ -408,8 +448,11 @@ class Connection:
                 if self.transport is None:
                     raise HostUnreachable("connection is closed")
                 try:
-                    sftp = paramiko.SFTPClient.from_transport(self.transport)
-                except _TRANSPORT_ERRORS as e:
+                    try:
+                        sftp = paramiko.SFTPClient.from_transport(self.transport)
+                    except paramiko.SFTPError:  # login-file noise before the SFTP version
+                        sftp = remote.sftp_through_sh(self.transport, self.spec.connect_timeout)
+                except (*_TRANSPORT_ERRORS, paramiko.SFTPError) as e:
                     raise HostUnreachable(f"cannot start SFTP: {_one_line(e)}") from None
                 if sftp is None:
                     raise HostUnreachable("cannot start SFTP: the server refused the subsystem")

@@ -16,6 +16,7 @@ import json
 import os
 import pwd
 import secrets
+import select
 import shutil
 import subprocess
 import sys
@@ -406,3 +407,25 @@ def test_become_keeps_0600_and_leaves_no_private_copy_in_tmp(sudo_fleet):
     assert res.returncode == 0, res.stdout + res.stderr
     assert _stat(f.dest("h1")) == (0, 0, 0o600) and f.dest("h1").read_bytes() == HAPROXY_CFG
     assert f.temp_files() == [] and set(glob.glob("/tmp/tmp.*")) <= before
+
+
+def test_sudo_run_past_command_timeout_leaves_no_process(sudo_fleet):
+    """#14.1: the command runs as root, which the login user cannot signal: the kill switch
+    goes through sudo too, and nothing of the command is left on the host."""
+    f, env = sudo_fleet
+    f.group_vars = {"user": USER, "become_password_env": PW_ENV}
+    f.write_inventory()
+    marker = f"300.{secrets.randbelow(10**12):012d}"
+    res = f.run("run", "haproxy", f"sleep {marker} & sleep {marker}", "--sudo", "--no-progress",
+                "--command-timeout", "3", env=env)
+    assert res.returncode == 1 and "timed out" in res.stdout, res.stdout + res.stderr
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+    for pid in left:  # wait (on pidfds) for what a kill just ended
+        try:
+            fd = os.pidfd_open(int(pid))
+        except ProcessLookupError:
+            continue
+        try:
+            assert select.select([fd], [], [], 5)[0], f"sleep {marker} (pid {pid}) still running"
+        finally:
+            os.close(fd)

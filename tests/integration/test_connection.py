@@ -37,6 +37,7 @@ from concurdeploy.exceptions import (
 from concurdeploy.executors.local import Job, run_host, run_jobs
 from concurdeploy.operations.commands import RunJob, run_command
 from concurdeploy.records import Status
+from concurdeploy.ssh.remote import BOOTSTRAP
 from concurdeploy.ssh.connection import Connection
 from concurdeploy.ssh.hostkeys import fingerprint
 from concurdeploy.ssh.specs import ConnectSpec
@@ -481,7 +482,8 @@ def test_password_env_authenticates(password_server, tmp_path, monkeypatch):
     spec = make_spec(password_server.port, str(kh), user="deployer", password_env="CD_TEST_PASSWORD")
     with Connection(spec) as conn:
         echo_ok(conn)
-    assert password_server.commands == [b"echo ok"]
+    # the exec request is only the bootstrap; the script itself went on stdin
+    assert password_server.commands == [BOOTSTRAP.encode()]
 
 
 def test_wrong_password_is_auth_failed_without_the_password(password_server, tmp_path, monkeypatch):

@@ -40,7 +40,6 @@ def _backups(directory: Path, base: str = "haproxy.cfg") -> list[Path]:
 # 1. protocol lines never mixed with command output
 # ----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue #13 point 1: not fixed yet")
 def test_validate_printing_without_newline_keeps_its_exit_status(fleet):
     f = fleet(1)
     f.dest("h1").write_bytes(b"old\n")
@@ -64,7 +63,6 @@ def test_validate_printing_a_protocol_like_line_cannot_fake_a_backup(fleet):
     assert f.dest("h1").read_bytes() == b"old\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue #13 point 1: not fixed yet")
 def test_hash_sign_in_validate_command(fleet):
     f = fleet(1)
     f.write_inventory(files=[{"src": SRC, "dest": DEST, "validate": "grep -q maxconn {tmp} # a comment"}])
@@ -98,7 +96,6 @@ def test_reload_printing_without_newline_exit_status_reported(fleet):
 # 2. backups that cannot alias
 # ----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue #13 point 2: not fixed yet")
 def test_in_place_with_failing_reload_restores_the_original_bytes(fleet):
     f = fleet(1)
     old = b"original config\n" * 50
@@ -112,7 +109,6 @@ def test_in_place_with_failing_reload_restores_the_original_bytes(fleet):
     assert f.temp_files() == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue #13 point 2: not fixed yet")
 def test_in_place_backup_holds_the_old_bytes(fleet):
     f = fleet(1)
     f.dest("h1").write_bytes(b"old\n")
@@ -138,7 +134,6 @@ def test_two_pushes_in_the_same_second_keep_both_backups(fleet):
     assert contents == [b"v0\n", b"v1\n", b"v2\n"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue #13 point 2: not fixed yet")
 def test_keep_n_counts_only_real_backups(fleet):
     f = fleet(1)
     f.write_inventory(backups=1)
@@ -162,7 +157,6 @@ def test_keep_n_counts_only_real_backups(fleet):
 # 3. locks on every destination directory
 # ----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue #13 point 3: not fixed yet")
 def test_every_one_of_twenty_destination_directories_is_locked(fleet):
     f = fleet(1)
     files = []
@@ -194,7 +188,6 @@ def test_every_one_of_twenty_destination_directories_is_locked(fleet):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs a process as nobody: needs root")
-@pytest.mark.xfail(strict=True, reason="issue #13 point 3: not fixed yet")
 def test_unprivileged_reader_cannot_block_a_push(fleet):
     f = fleet(1)
     base = Path(tempfile.mkdtemp(prefix="cdpush-lock-", dir="/var/tmp"))

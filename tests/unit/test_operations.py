@@ -24,6 +24,7 @@ from concurdeploy.operations.replace import replace_atomically, temp_name
 from concurdeploy.operations.shell import FAIL as _FAIL
 from concurdeploy.operations.shell import WARN as _WARN
 from concurdeploy.operations.shell import q
+from concurdeploy.ssh.remote import SH_READER, frame
 
 HEX32 = r"[0-9a-f]{32}"
 NASTY = "conf dir $(touch pwned) ;'\"&`id` \\ *"
@@ -124,7 +125,8 @@ def test_prepare_script_validate_failure_names_the_file(nasty_dir, tmp_path):
     assert res.returncode == 1
     fail = [ln for ln in res.stdout.splitlines() if ln.startswith(_FAIL)]
     assert fail == [f"{_FAIL} 1 validate 4"]
-    assert "rejecting .b 'q'.concurdeploy-" in res.stdout  # {tmp} reached the validator intact
+    # {tmp} reached the validator intact; its output goes to stderr, never among the FAIL lines
+    assert "rejecting .b 'q'.concurdeploy-" in res.stderr and "rejecting" not in res.stdout
 
 
 def test_prepare_script_detects_a_corrupted_upload(nasty_dir, tmp_path):
@@ -230,7 +232,7 @@ class FakeConn:
     def __init__(self, answers=(), sftp=None):
         self.sent, self.answers, self.sftp = [], list(answers), sftp or FakeSftp()
 
-    def run(self, command, *, stdin=None, timeout=None, on_output=None):
+    def run(self, command, *, stdin=None, timeout=None, on_output=None, kill=None):
         self.sent.append((command, stdin))
         res = self.answers.pop(0) if self.answers else FakeResult()
         if on_output is not None:
@@ -269,7 +271,9 @@ def test_sudo_password_goes_on_stdin_only(monkeypatch, tmp_path):
     priv.run(conn, "cat /etc/shadow", stdin=b"more\n")
     command, stdin = conn.sent[0]
     assert password not in command
-    assert stdin == password.encode() + b"\nmore\n"
+    # the password line, then the script framed for sudo's sh (never on a command line), then stdin
+    assert stdin == password.encode() + b"\n" + frame("cat /etc/shadow", b"more\n")
+    assert "cat /etc/shadow" not in command.split("\n", 1)[1]
     assert "sudo -k -S" in command and "sudo -n" in command
     assert sh(f"sh -n -c {q(command)}", tmp_path).returncode == 0  # the wrapper parses
 
@@ -278,7 +282,9 @@ def test_sudo_without_password_env_uses_sudo_n_and_sends_no_stdin():
     conn, priv = FakeConn(), Sudo(Become("daemon"))
     priv.run(conn, "id -u")
     command, stdin = conn.sent[0]
-    assert stdin is None and "exec sudo -n -u daemon -- /bin/sh -c 'id -u'" in command
+    assert stdin == frame("id -u")  # the script only, framed: no password line
+    assert f"exec sudo -n -u daemon -- /bin/sh -c {q(SH_READER)}" in command
+    assert "id -u" not in command.split("\n", 1)[1]
 
 
 def test_sudo_unset_or_multiline_password_env_is_refused(monkeypatch):
