@@ -119,20 +119,31 @@ class Run:
 class Relay:
     """A TCP relay from 127.0.0.1:``port`` to 127.0.0.1:``target`` (threads, loopback only).
 
-    :param cut_after: close every connection once this many bytes went client → server
-        (None: only on :meth:`cut`).
+    :param cut_after: close every connection once this many bytes went client → server.
+    :param hold: on accepting a connection, set :attr:`accepted` and wait for
+        :meth:`release` (at most 30 s) before connecting to the target: the client is then
+        in its connect step.
+    :param pause_after: once this many bytes went client → server, set :attr:`paused` and
+        stop forwarding until :meth:`release` (at most 30 s): the client is mid-upload.
     :ivar sent: bytes relayed client → server so far.
-    :ivar was_cut: a ``threading.Event`` set when the relay cut its connections.
+    :ivar was_cut: set when the relay cut its connections.
     """
 
-    def __init__(self, target: int, cut_after: int | None = None):
-        self.target, self.cut_after, self.sent = target, cut_after, 0
-        self.was_cut = threading.Event()
+    def __init__(self, target: int, cut_after: int | None = None, hold: bool = False,
+                 pause_after: int | None = None):
+        self.target, self.cut_after, self.hold, self.pause_after = target, cut_after, hold, pause_after
+        self.sent = 0
+        self.was_cut, self.accepted, self.paused = threading.Event(), threading.Event(), threading.Event()
+        self._go = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self) -> None:
+        """Let a held connection go on to the target, or a paused one go on forwarding."""
+        self._go.set()
 
     def _accept(self) -> None:
         while True:
@@ -140,15 +151,27 @@ class Relay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(client)
+        self.accepted.set()
+        if self.hold:
+            self._go.wait(30)
+        try:
             server = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            server.settimeout(None)
-            with self._lock:
-                self._socks += [client, server]
-                if self.was_cut.is_set():
-                    self._close_all()
-                    return
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+        except OSError:  # the target is gone: the client sees its connection closed
+            client.close()
+            return
+        server.settimeout(None)
+        with self._lock:
+            self._socks.append(server)
+            if self.was_cut.is_set():
+                self._close_all()
+                return
+        threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
         while True:
@@ -163,9 +186,14 @@ class Relay:
                 with self._lock:
                     self.sent += len(data)
                     over = self.cut_after is not None and self.sent >= self.cut_after
+                    pause = self.pause_after is not None and self.sent >= self.pause_after \
+                        and not self.paused.is_set()
                 if over:
                     self.cut()
                     return
+                if pause:
+                    self.paused.set()
+                    self._go.wait(30)
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -187,6 +215,7 @@ class Relay:
             self._close_all()
 
     def close(self) -> None:
+        self.release()
         self.cut()
         self._listener.close()
 
