@@ -1,5 +1,5 @@
 """``python -m concurdeploy`` — same as the ``concurdeploy`` command."""
 
-from concurdeploy.cli.program import program
+from concurdeploy.cli.entry import main
 
-program.run()
+main()

@@ -33,6 +33,7 @@ import yaml
 from invoke import Config as _InvokeConfig
 
 from concurdeploy.exceptions import UsageError
+from concurdeploy.inputs import InputTooLarge, read_bounded_text
 from concurdeploy.options import OPTIONS, check_value
 from concurdeploy.ssh.specs import DEFAULTS as _CONNECTION
 
@@ -135,8 +136,10 @@ class Config(_InvokeConfig):
     # see :func:`check_file_data`. A YAML syntax error names the file and line.
 
     def _load_yaml(self, path):
-        with open(path) as fd:
-            text = fd.read()
+        try:  # a missing file stays FileNotFoundError: invoke skips the config files absent
+            text = read_bounded_text(path)
+        except InputTooLarge as e:
+            raise UsageError(f"cannot read {path}: {e}") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -146,12 +149,15 @@ class Config(_InvokeConfig):
     _load_yml = _load_yaml
 
     def _load_json(self, path):
-        with open(path) as fd:
-            try:
-                data = json.load(fd)
-            except ValueError as e:
-                raise UsageError(f"{path}:{getattr(e, 'lineno', '?')}: JSON syntax error: "
-                                 f"{getattr(e, 'msg', e)}; nothing was run") from None
+        try:  # a missing file stays FileNotFoundError: invoke skips the config files absent
+            text = read_bounded_text(path)
+        except InputTooLarge as e:
+            raise UsageError(f"cannot read {path}: {e}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise UsageError(f"{path}:{getattr(e, 'lineno', '?')}: JSON syntax error: "
+                             f"{getattr(e, 'msg', e)}; nothing was run") from None
         return check_file_data(str(path), data)
 
     def load_shell_env(self) -> None:

@@ -98,6 +98,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     :returns: the host's ``HostResult`` with ``duration_s`` (seconds) and ``batch`` set.
     """
     from concurdeploy.exceptions import HostError
+    from concurdeploy.executors.liveness import Watchdog, connection_lost, step_of
     from concurdeploy.ssh.connection import (
         Connection,  # imported in the worker, never by the CLI
     )
@@ -106,37 +107,78 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     name = job.spec.name
     conn = Connection(job.spec, abort=abort)
     conn.emit = emit
+    watchdog = Watchdog(conn, job.spec.connect_timeout)
+    opened = False
     try:
-        _open_with_retries(conn, abort)
-        result = job.action(conn, job.payload)
+        with watchdog:
+            _open_with_retries(conn, abort)
+            opened = True
+            result = job.action(conn, job.payload)
     except HostError as e:
         result = HostResult(name, Status(e.status), output=e.output,
                             exit_status=getattr(e, "exit_status", None),
                             error_kind=type(e).__name__, error=e.message,
                             warnings=tuple(conn.warnings),
                             rolled_back=bool(getattr(e, "rolled_back", False)))
-    except Exception as e:  # a bug in an action: this host fails, the others go on
-        last = traceback.extract_tb(e.__traceback__)[-1:]
-        where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-        result = HostResult(name, Status.FAILED, error_kind=type(e).__name__,
-                            error=f"{_first_line(e)}{where}")
+        if watchdog.frozen:  # what the action saw (a drop, a timeout) came from the host freezing
+            result = replace(result, status=Status.UNREACHABLE, error_kind="HostFrozen",
+                             error=_lost_sentence(watchdog.frozen, step_of(e), job.spec))
+        elif opened and result.status is Status.FAILED and result.exit_status is None and not conn.is_open():
+            # an operation's own failure ("upload … failed: Socket is closed") with the link
+            # gone under it: the link is the cause, the host's outcome unknown
+            result = replace(result, status=Status.UNREACHABLE, error_kind="ConnectionLost",
+                             error=_lost_sentence("the connection dropped", step_of(e), job.spec))
+    except Exception as e:
+        if watchdog.frozen or connection_lost(e, conn):  # the link went: the host's outcome is unknown
+            why = watchdog.frozen or f"the connection dropped ({_plain(e)})"
+            result = HostResult(name, Status.UNREACHABLE, warnings=tuple(conn.warnings),
+                                error_kind="HostFrozen" if watchdog.frozen else "ConnectionLost",
+                                error=_lost_sentence(why, step_of(e), job.spec))
+        else:  # a bug in an action: this host fails, the others go on
+            last = traceback.extract_tb(e.__traceback__)[-1:]
+            where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+            result = HostResult(name, Status.FAILED, error_kind=type(e).__name__,
+                                error=f"{_first_line(e)}{where}")
     finally:
         conn.close()
     return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
 
 
+def _plain(e: BaseException) -> str:
+    """A connection error in words, without the library's class names or paths."""
+    if isinstance(e, EOFError):
+        return "end of stream"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    text = _first_line(e)
+    return text if text and "/" not in text and len(text) < 120 else "closed"
+
+
+def _lost_sentence(why: str, step: str | None, spec: ConnectSpec) -> str:
+    """One sentence: what happened to the link, in which step, what it means for the host."""
+    during = f" during the {step}" if step else ""
+    return (f"{spec.hostname}:{spec.port}: {why}{during}; its destinations are old or new "
+            f"(every replace is atomic): check it, or run again")
+
+
 def _open_with_retries(conn, abort) -> None:
+    """``conn.open()``, retrying a *fast* transient failure (accepted then reset at once: a
+    server shedding load) ``spec.connect_retries`` times. A failure that took half the
+    connect timeout or more is a host that hangs, not one that sheds load: never retried, so
+    an unreachable verdict comes within the connect timeout, not a multiple of it."""
     import random
 
     from concurdeploy.exceptions import HostUnreachable
 
     for attempt in range(conn.spec.connect_retries + 1):
+        began = time.monotonic()
         try:
             conn.open()
             return
         except HostUnreachable as e:
             last = attempt == conn.spec.connect_retries
-            if last or not getattr(e, "transient", False) or (abort is not None and abort.is_set()):
+            slow = time.monotonic() - began >= conn.spec.connect_timeout / 2
+            if last or slow or not getattr(e, "transient", False) or (abort is not None and abort.is_set()):
                 raise
             conn.close()
             time.sleep(0.5 * 2 ** attempt + random.uniform(0, 0.25))

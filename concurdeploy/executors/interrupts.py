@@ -109,11 +109,13 @@ class Lifecycle:
     :ivar signum: the first signal of the command (``int``), 0 if none.
     :ivar run: the run signals are delivered to (the last :class:`Interrupts` entered; it
         stays attached after its context exits, until the command ends).
+    :ivar finished: True once :meth:`uninstall` ran (the command's outcome is decided).
     """
 
     def __init__(self):
         self.signum = 0
         self.run: Interrupts | None = None
+        self.finished = False
         self._old: dict = {}
 
     @property
@@ -124,7 +126,7 @@ class Lifecycle:
         """Take over SIGINT/SIGTERM (main thread only; idempotent)."""
         if self._old:
             return
-        self.signum, self.run = 0, None
+        self.signum, self.run, self.finished = 0, None, False
         for sig in _SIGNALS:
             self._old[sig] = signal.signal(sig, self._handle)
 
@@ -134,6 +136,7 @@ class Lifecycle:
             signal.signal(sig, old)
         self._old.clear()
         self.run = None
+        self.finished = True
 
     def attach(self, run: Interrupts) -> None:
         """Deliver signals to ``run`` from now on; a signal already received aborts it at once

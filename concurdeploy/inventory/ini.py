@@ -36,6 +36,7 @@ import shlex
 import warnings
 
 from concurdeploy.exceptions import InventoryError
+from concurdeploy.inputs import read_bounded
 from concurdeploy.inventory.model import YamlMapping, where
 from concurdeploy.inventory.ranges import Definitions, host_pattern
 
@@ -53,8 +54,7 @@ def _lines(path: str) -> list[str]:
     :raises InventoryError: unreadable, or a non-comment line is not UTF-8.
     """
     try:
-        with open(path, "rb") as stream:
-            data = stream.read()
+        data = read_bounded(path)
     except OSError as err:
         raise InventoryError(f"cannot read inventory file: {err}", path) from None
     try:

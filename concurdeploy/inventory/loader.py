@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 
 from concurdeploy.exceptions import InventoryError
+from concurdeploy.inputs import read_bounded
 from concurdeploy.inventory import folder, script
 from concurdeploy.inventory.builder import Builder
 from concurdeploy.inventory.ini import SECTION, read_ini
@@ -61,15 +62,15 @@ def _is_program(path: str) -> bool:
 def _looks_like_ini(path: str) -> bool:
     """True if the first line that is not blank or a comment is an INI section header."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as stream:
-            for number, line in enumerate(stream):
-                line = line.strip()
-                if line and line[0] not in "#;":
-                    return bool(SECTION.match(line))
-                if number > 10_000:
-                    break
-    except OSError:
-        pass
+        text = read_bounded(path).decode("utf-8", "replace")
+    except OSError:  # unreadable or too large: the YAML reader's error says so
+        return False
+    for number, line in enumerate(text.splitlines()):
+        line = line.strip()
+        if line and line[0] not in "#;":
+            return bool(SECTION.match(line))
+        if number > 10_000:
+            break
     return False
 
 

@@ -68,6 +68,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from concurdeploy.exceptions import InventoryError, NoHostsMatched
+from concurdeploy.inputs import read_bounded_text
 
 __all__ = ["GroupShape", "Selectable", "group_hosts", "select", "split_pattern", "split_subscript"]
 
@@ -389,8 +390,7 @@ def _read_pattern_file(path: str) -> list[str]:
     :raises InventoryError: unreadable file, or a line that is itself a ``@file``.
     """
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        text = read_bounded_text(path)
     except (OSError, UnicodeDecodeError) as err:
         raise InventoryError(f"cannot read host pattern file: {err}", path) from None
     lines = []

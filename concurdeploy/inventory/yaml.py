@@ -20,6 +20,7 @@ from __future__ import annotations
 import yaml
 
 from concurdeploy.exceptions import InventoryError
+from concurdeploy.inputs import read_bounded_text
 from concurdeploy.inventory.model import Unsafe, YamlMapping
 from concurdeploy.inventory.vars import PLAINTEXT_PASSWORD_VARS
 
@@ -33,8 +34,7 @@ _VAULT_TAGS = ("!vault", "!vault-encrypted")
 def read_text(path: str) -> str:
     """The UTF-8 text of inventory file ``path``. :raises InventoryError: unreadable, or not UTF-8."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            return stream.read()
+        return read_bounded_text(path)
     except (OSError, UnicodeDecodeError) as err:
         raise InventoryError(f"cannot read inventory file: {err}", path) from None
 

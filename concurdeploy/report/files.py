@@ -49,6 +49,7 @@ from collections import Counter
 
 from concurdeploy import __version__
 from concurdeploy.exceptions import UsageError
+from concurdeploy.inputs import read_bounded_text
 from concurdeploy.records import HostResult, RunRecord, Status
 from concurdeploy.report.text import change_text
 
@@ -320,8 +321,7 @@ def read_json(path) -> dict:
     """
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(read_bounded_text(path))
     except FileNotFoundError:
         raise UsageError(f"report {path} does not exist (write one with --report-json {path})") from None
     except (OSError, UnicodeDecodeError) as e:

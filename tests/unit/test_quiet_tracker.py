@@ -8,6 +8,8 @@ import sys
 
 
 def test_the_resource_tracker_runs_with_the_warning_filter():
+    # ensure_running() returns right after the fork: until the child's exec, its cmdline is
+    # still this interpreter's, so the test reads it once the exec has happened (bounded).
     code = (
         "import os\n"
         "from concurdeploy.executors.local import QUIET_TRACKER, WorkerPool\n"
@@ -16,10 +18,10 @@ def test_the_resource_tracker_runs_with_the_warning_filter():
         "resource_tracker.ensure_running()\n"
         "pid = resource_tracker._resource_tracker._pid\n"
         "import time\n"
-        "for _ in range(200):  # the tracker was just spawned: its cmdline is empty until its exec\n"
-        "    args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
-        "    if args != [b'']:\n"
-        "        break\n"
+        "end = time.monotonic() + 10\n"
+        "args = []\n"
+        "while b'multiprocessing.resource_tracker' not in b' '.join(args) and time.monotonic() < end:\n"
+        "    args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')  # until its exec is done\n"
         "    time.sleep(0.01)\n"
         "print(('-W' + QUIET_TRACKER).encode() in args)\n"
         "pool.close()\n"

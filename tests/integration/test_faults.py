@@ -1,0 +1,304 @@
+"""The controller's lifecycle under faults (issue #14): the real ``concurdeploy`` command as a
+subprocess against real OpenSSH sshd hosts on loopback, signals and kills delivered at known
+moments (a remote step writes a line to a :class:`~tests.sshd.Beacon` FIFO and blocks; the
+test waits on that event, never on a sleep), then the hosts and the JSON report checked.
+
+Every run is bounded twice: by ``subprocess`` timeouts and by an assertion of its wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.integration.conftest import HAPROXY_CFG
+from tests.integration.faultkit import BannerServer, Relay, Run, cmdline, freeze, thaw, workers_of
+from tests.sshd import Beacon, _descendants, _pid_alive, _wait_pids_gone
+
+pytestmark = pytest.mark.integration
+
+DEST = "{{ root }}/etc/haproxy/haproxy.cfg"
+OLD = b"old\n"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def old_or_new(f, names) -> None:
+    for n in names:
+        assert f.dest(n).read_bytes() in (OLD, HAPROXY_CFG), n
+    assert f.temp_files() == []
+
+
+@pytest.fixture
+def beacon(tmp_path):
+    with Beacon(tmp_path / "beacon") as b:
+        yield b
+
+
+def hold_at_validate(f, beacon: Beacon, seconds: int = 20, **more) -> None:
+    """The inventory's validate says "validate" on the beacon, then runs ``seconds``."""
+    f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
+                              "validate": f"{beacon.command('validate')}; sleep {seconds}; test -s {{tmp}}"}],
+                      **more)
+
+
+# ---------------------------------------------------------------------------- #14.2 lifecycle
+
+def test_first_sigint_stops_at_a_safe_point_exit_130_with_the_report(fleet, beacon):
+    f = fleet(3)
+    for n in f.names:
+        f.dest(n).write_bytes(OLD)
+    hold_at_validate(f, beacon)
+    run = Run(f, "-P", "1")
+    beacon.wait(1, timeout=30, proc=run.proc)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.finish() == 130
+    doc = run.consistent(130)
+    assert doc["signal"] == 2
+    assert run.statuses()["h2"] == "skipped" and run.statuses()["h3"] == "skipped"
+    old_or_new(f, f.names)
+    assert run.took < 15, run.took  # not the validate's 20 s
+
+
+def test_sigterm_exits_143_with_the_report(fleet, beacon):
+    f = fleet(2)
+    hold_at_validate(f, beacon)
+    run = Run(f, "-P", "1")
+    beacon.wait(1, timeout=30, proc=run.proc)
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish() == 143
+    assert run.consistent(143)["signal"] == 15
+    assert f.temp_files() == []
+
+
+def test_second_sigint_is_a_hard_stop_still_130_with_the_report(fleet, beacon):
+    f = fleet(2)
+    hold_at_validate(f, beacon, command_timeout=60)
+    run = Run(f, "-P", "1")
+    beacon.wait(1, timeout=30, proc=run.proc)
+    frozen = freeze(f.servers[0])  # the host hangs: the safe point is never reached
+    try:
+        run.proc.send_signal(signal.SIGINT)
+        first = time.monotonic()
+        # the notice on stderr is the event that the first signal was handled
+        run.wait_stderr("stopping")
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish(timeout=30) == 130
+        assert time.monotonic() - first < 10
+        doc = run.consistent(130)
+        assert doc["signal"] == 2
+        assert run.statuses() == {"h1": "failed", "h2": "skipped"}
+    finally:
+        thaw(frozen)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2])
+def test_sigint_in_the_first_moments_exits_130(fleet, delay):
+    """From the command's first line (its entry module has run: ``-X importtime`` says so on
+    stderr, the event) a Ctrl-C is 130 with one line, not an import's traceback and exit 1."""
+    f = fleet(1)
+    run = Run(f, python=("-X", "importtime"))
+    line = run.proc.stderr.readline()
+    while line and "concurdeploy.executors.interrupts" not in line:  # bounded by the process's output
+        line = run.proc.stderr.readline()
+    assert line, "the command ended before its entry point ran"
+    time.sleep(delay)  # the moment itself is what is tested (within the CLI's ≈0.25 s of loading)
+    run.proc.send_signal(signal.SIGINT)
+    code = run.finish()
+    assert code == 130, (code, run.out, run.err[-2000:])
+    assert "Traceback" not in run.err and "interrupted (SIGINT)" in run.err
+    if run.report.exists():
+        assert run.doc()["exit_code"] == 130
+    assert not f.dest("h1").exists()
+
+
+def test_a_worker_killed_mid_run_makes_its_host_unreachable_at_once(fleet, beacon):
+    f = fleet(2)
+    hold_at_validate(f, beacon, seconds=30)
+    run = Run(f, "-P", "1", env={"CONCURDEPLOY_PROCESSES": "1"})
+    beacon.wait(1, timeout=30, proc=run.proc)
+    workers = workers_of(run.proc.pid)
+    assert workers, _descendants(run.proc.pid)
+    killed = time.monotonic()
+    for p in workers:
+        os.kill(p, signal.SIGKILL)
+    beacon.wait(2, timeout=30, proc=run.proc)  # h2 reached its validate on a new worker
+    assert time.monotonic() - killed < 10
+    run.proc.send_signal(signal.SIGINT)  # done with the test: stop h2's 30 s validate
+    assert run.finish() == 130
+    doc = run.consistent(130)
+    h1 = next(h for h in doc["hosts"] if h["host"] == "h1")
+    assert h1["status"] == "unreachable" and h1["error_kind"] == "WorkerLost", h1
+    assert "died" in h1["error"]
+
+
+def test_a_worker_killed_mid_run_is_retried_with_retries(fleet, beacon, tmp_path):
+    f = fleet(1)
+    once = tmp_path / "once"
+    # the first attempt says so on the beacon and blocks; the retry finds the mark and goes on
+    f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
+                              "validate": f"if [ ! -e '{once}' ]; then touch '{once}'; "
+                                          f"{beacon.command('validate')}; sleep 30; fi; test -s {{tmp}}"}])
+    run = Run(f, "--retries", "1", env={"CONCURDEPLOY_PROCESSES": "1"})
+    beacon.wait(1, timeout=30, proc=run.proc)
+    for p in workers_of(run.proc.pid):
+        os.kill(p, signal.SIGKILL)
+    assert run.finish(timeout=60) == 0
+    run.consistent(0)
+    assert run.statuses() == {"h1": "changed"}
+    assert f.dest("h1").read_bytes() == HAPROXY_CFG
+    # the killed attempt's upload stays until a later run's sweep (operations/facts.py: older
+    # than 10 minutes) -- reported to the lead, not this area's code; never more than that one
+    assert len(f.temp_files()) <= 1, f.temp_files()
+    assert run.took < 30, run.took  # not after the first attempt's sleep
+
+
+def test_kill_9_of_the_controller_ends_its_workers_and_no_new_host_is_pushed(fleet, beacon):
+    f = fleet(3)
+    hold_at_validate(f, beacon, seconds=5)
+    run = Run(f, "-P", "1", env={"CONCURDEPLOY_PROCESSES": "1"})
+    beacon.wait(1, timeout=30, proc=run.proc)
+    family = _descendants(run.proc.pid)
+    assert workers_of(run.proc.pid)
+    run.proc.kill()
+    run.finish()
+    left = _wait_pids_gone(family, timeout=5)
+    assert left == [], [(p, cmdline(p)) for p in left]
+    # h1's validate (5 s) ends on the host by itself; no worker is left to go on to h2 or h3
+    assert not f.dest("h2").exists() and not f.dest("h3").exists()
+    assert not any(_pid_alive(p) for p in family)
+
+
+# ---------------------------------------------------------------------------- #14.3 classification
+
+CONNECT_TIMEOUT = 3
+#: Seconds on top of a timeout that a verdict may take (process start-up on 2 busy cores).
+GRACE = 6
+
+
+def through_relay(f, name: str, relay) -> None:
+    """Make host ``name`` connect through ``relay`` (its key known under the relay's port)."""
+    i = f.names.index(name)
+    f.host_vars[name] = {"port": relay.port}
+    with open(f.known_hosts, "a") as kh:
+        kh.write(f"[127.0.0.1]:{relay.port} {f.servers[i].host_public_key_line}\n")
+
+
+def one_sentence(h: dict) -> str:
+    err = h["error"] or ""
+    assert err and "\n" not in err and len(err) < 400, err
+    return err
+
+
+def test_a_connection_dropped_mid_upload_is_unreachable_with_one_sentence(fleet):
+    f = fleet(1)
+    (f.project / "files" / "big.bin").write_bytes(os.urandom(1 << 20) * 8)  # 8 MiB
+    relay = Relay(f.servers[0].port, cut_after=3 << 20)
+    try:
+        through_relay(f, "h1", relay)
+        f.write_inventory(connect_timeout=CONNECT_TIMEOUT,
+                          files=[{"src": "files/big.bin", "dest": "{{ root }}/etc/haproxy/big.bin"}])
+        run = Run(f)
+        assert run.finish() == 1
+        assert relay.was_cut.is_set()
+    finally:
+        relay.close()
+    h1 = run.host("h1")
+    assert h1["status"] == "unreachable", (h1, run.err)
+    run.consistent(1)
+    assert "upload" in one_sentence(h1), h1
+    assert not (f.root("h1") / "etc" / "haproxy" / "big.bin").exists()
+    assert run.took < CONNECT_TIMEOUT + GRACE, run.took
+
+
+def _drop_at_reload(f, beacon) -> Run:
+    f.dest("h1").write_bytes(OLD)
+    relay = Relay(f.servers[0].port)
+    try:
+        through_relay(f, "h1", relay)
+        f.write_inventory(connect_timeout=CONNECT_TIMEOUT, reload=f"{beacon.command('reload')}; sleep 30")
+        run = Run(f)
+        beacon.wait(1, timeout=30, proc=run.proc)
+        cut = time.monotonic()
+        relay.cut()
+        assert run.finish() == 1
+        assert time.monotonic() - cut < CONNECT_TIMEOUT + GRACE
+    finally:
+        relay.close()
+    run.consistent(1)
+    return run
+
+
+def test_a_connection_dropped_at_reload_is_unreachable(fleet, beacon):
+    f = fleet(1)
+    run = _drop_at_reload(f, beacon)
+    h1 = run.host("h1")
+    assert h1["status"] == "unreachable", h1
+    one_sentence(h1)
+    assert f.dest("h1").read_bytes() == HAPROXY_CFG  # replaced before the drop
+
+
+@pytest.mark.xfail(strict=True, reason="operations/push.py drops the list of files already replaced when "
+                                       "the reload raises; the raised HostError would have to carry it "
+                                       "(files not owned by this branch: reported to the lead)")
+def test_a_connection_dropped_at_reload_says_which_files_were_replaced(fleet, beacon):
+    f = fleet(1)
+    h1 = _drop_at_reload(f, beacon).host("h1")
+    assert [c["dest"] for c in h1["changes"]] == [str(f.dest("h1"))], h1
+
+
+def test_a_banner_then_silence_host_is_unreachable_within_the_connect_timeout_once(fleet):
+    f = fleet(1)
+    server = BannerServer()
+    try:
+        f.host_vars = {"h1": {"port": server.port}}
+        f.write_inventory(connect_timeout=CONNECT_TIMEOUT)
+        run = Run(f)
+        assert run.finish() == 1
+        assert server.connections == 1  # no hidden retry multiplying the timeout
+    finally:
+        server.close()
+    run.consistent(1)
+    h1 = run.host("h1")
+    assert h1["status"] == "unreachable" and "timed out" in one_sentence(h1), h1
+    assert run.took < CONNECT_TIMEOUT + GRACE, run.took
+
+
+def test_a_frozen_host_is_unreachable_within_the_connect_timeout(fleet):
+    f = fleet(2)
+    f.write_inventory(connect_timeout=CONNECT_TIMEOUT)
+    os.kill(f.servers[0].pid, signal.SIGSTOP)  # the kernel still accepts; sshd never answers
+    try:
+        run = Run(f)
+        assert run.finish() == 1
+    finally:
+        os.kill(f.servers[0].pid, signal.SIGCONT)
+    run.consistent(1)
+    assert run.statuses() == {"h1": "unreachable", "h2": "changed"}
+    one_sentence(run.host("h1"))
+    assert run.took < CONNECT_TIMEOUT + GRACE, run.took
+
+
+def test_a_host_frozen_mid_step_is_unreachable_within_the_connect_timeout(fleet, beacon):
+    f = fleet(1)
+    f.dest("h1").write_bytes(OLD)
+    hold_at_validate(f, beacon, seconds=1, connect_timeout=CONNECT_TIMEOUT, command_timeout=40)
+    run = Run(f)
+    beacon.wait(1, timeout=30, proc=run.proc)
+    frozen = freeze(f.servers[0])
+    try:
+        start = time.monotonic()
+        code = run.finish()
+        took = time.monotonic() - start
+    finally:
+        thaw(frozen)
+    assert code == 1
+    run.consistent(1)
+    h1 = run.host("h1")
+    assert h1["status"] == "unreachable", h1
+    one_sentence(h1)
+    assert f.dest("h1").read_bytes() == OLD
+    assert took < CONNECT_TIMEOUT + GRACE, took
