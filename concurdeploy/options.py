@@ -114,8 +114,8 @@ OPTIONS: tuple[Option, ...] = (
            "a timeline of its phases) to this path.", metavar="PATH", group="report"),
     Option("no_progress", bool, False, "No live progress display, plain lines only (the default when stdout "
            "is not a terminal).", group="output"),
-    Option("verbose", int, 0, "Show every host's remote output (-v); also each changed file's checksums "
-           "(-vv).", short="v", minimum=0, group="output"),
+    Option("verbose", int, 0, "Show every host's remote output, the reload's too (-v, --verbose 1); also "
+           "each changed file's checksums (-vv, --verbose 2).", short="v", minimum=0, group="output"),
     Option("quiet", bool, False, "Print only failed/unreachable hosts and the recap.", short="q",
            group="output"),
     # -- where the hosts are run from

@@ -43,6 +43,7 @@ from concurdeploy.cli.argv import (
     REFUSED,
     check_task_part,
     core_value,
+    expand_verbose,
     flags_of,
     is_cluster,
     not_found,
@@ -137,7 +138,7 @@ class ConcurdeployProgram(Program):
         ``--help`` as the value of TASK's first positional argument (``push --help`` → service "--help").
         """
         super().normalize_argv(argv)
-        args = self._options_after_task(list(self.argv))
+        args = self._options_after_task(expand_verbose(list(self.argv)))
         valued = {"-c", "--collection", "-r", "--search-root", "-f", "--config"}
         for i in range(1, len(args)):
             if args[i] == "--":
