@@ -48,7 +48,11 @@ class _Task(Task):
         return opts
 
     def get_arguments(self, ignore_unknown_help=None):
-        args = super().get_arguments(ignore_unknown_help)
+        saved = dict(self.help)  # invoke pops each help text it uses: a second call would lose them
+        try:
+            args = super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = saved
         for name in self.table_flags:
             o = option(name)
             names = (name.replace("_", "-"),) + ((o.short,) if o.short else ())
