@@ -139,8 +139,13 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
     :param check: ``check(inv, hosts)``, called once the hosts are selected and before any
         prompt: where an action builds (and so checks) its per-host jobs.
     """
-    inv = load_inventory(options.inventory, project_dir=options.project_dir)
-    hosts = select_hosts(inv, group, options.limit, options.retry_failed)
+    from concurdeploy.inventory.overrides import adhoc_inventory, command_line_vars
+
+    inv = (adhoc_inventory(options.hosts) if options.hosts
+           else load_inventory(options.inventory, project_dir=options.project_dir))
+    hosts = command_line_vars(select_hosts(inv, group, options.limit, options.retry_failed),
+                              extra=options.extra_vars, user=options.user, private_key=options.private_key,
+                              become=options.become, project_dir=options.project_dir)
     if check is not None:
         check(inv, hosts)
     _check_secrets(hosts, options)
@@ -197,6 +202,10 @@ def push(service: str, *, options: RunOptions | None = None, **flags: Any) -> Ru
     from concurdeploy.targeting import Service
 
     opts = _command(_task_options("push", options, flags), "push", service)
+    if opts.hosts:
+        raise UsageError(f"push {service} reads the files of group {service!r} from an inventory, and "
+                         f"-H/--hosts gives hosts only: use -i INVENTORY (or -l to narrow it), or put "
+                         f"(one file) with -H; nothing was touched")
     project_dir, cache, payloads = _project_dir(opts), {}, []
 
     def build(inv: Inventory, hosts: list[Host]) -> None:  # every declaration checked before any host is touched

@@ -28,7 +28,7 @@ from invoke import Exit
 from concurdeploy import __version__
 from concurdeploy.cli.tasks import cdtask
 
-__all__ = ["init", "is_init", "scaffold_files"]
+__all__ = ["default_dir", "init", "is_init", "scaffold_files"]
 
 #: Package files whose name in the project differs (a leading dot is not packaged reliably).
 RENAMED = {"gitignore": ".gitignore"}
@@ -73,6 +73,19 @@ def _write(path: str, data: bytes) -> None:
 def is_init(task) -> bool:
     """Whether ``task`` (from the loaded collection) is this built-in ``init``, not a project's own."""
     return getattr(getattr(task, "body", None), "__module__", "") == __name__
+
+
+def default_dir(args: list[str], at: int, collection) -> list[str]:
+    """``args`` (a command line, ``args[at]`` the task name ``init``, no word after it) with DIR
+    ``.`` added: invoke has no optional positional argument. Unchanged when the project's
+    tasks.py has an ``init`` of its own.
+
+    :param collection: ``(search_root, collection_name) -> invoke.Collection`` (the program's loader).
+    """
+    from concurdeploy.cli.argv import core_value
+
+    coll = collection(core_value(args, ("-r", "--search-root")), core_value(args, ("-c", "--collection")))
+    return args[:at + 1] + ["."] + args[at + 1:] if is_init(coll.tasks.get("init")) else args
 
 
 @cdtask(positional=["dir"], help={

@@ -64,7 +64,6 @@ def _builtins() -> Collection:
     from concurdeploy.cli.keyscan import keyscan
 
     from concurdeploy.cli.init import init
-
     return Collection(tasks.push, tasks.put, tasks.run, tasks.get, tasks.hosts,
                       tasks.inventory, keyscan, init)
 
@@ -151,17 +150,10 @@ class ConcurdeployProgram(Program):
                 if "--help" in rest or "-h" in rest:
                     args = args[:i] + ["--help", args[i]]
                 elif args[i] == "init" and all(w.startswith("-") for w in rest):
-                    args = self._init_dir(args, i)
+                    from concurdeploy.cli.init import default_dir
+                    args = default_dir(args, i, self._collection)
                 break
         self.argv = args
-
-    def _init_dir(self, args: list[str], at: int) -> list[str]:
-        """``init`` without DIR is ``init .`` (invoke has no optional positional argument),
-        unless the project's tasks.py has an ``init`` of its own."""
-        from concurdeploy.cli.init import is_init
-
-        coll = self._collection(core_value(args, ("-r", "--search-root")), core_value(args, ("-c", "--collection")))
-        return args[:at + 1] + ["."] + args[at + 1:] if is_init(coll.tasks.get("init")) else args
 
     def _options_after_task(self, argv: list[str]) -> list[str]:
         """``[prog, opts…, TASK, rest…]`` → ``[prog, core opts…, TASK, task opts…, rest…]``.

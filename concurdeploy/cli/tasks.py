@@ -58,6 +58,8 @@ class _Task(Task):
             names = (name.replace("_", "-"),) + ((o.short,) if o.short else ())
             if o.kind is bool:
                 kind, default = bool, False
+            elif o.kind is list:  # repeatable (-e A=1 -e B=2)
+                kind, default = list, []
             elif name == "verbose":
                 kind, default = int, 0
             else:  # the options record converts and checks the value (one message per flag)
@@ -115,6 +117,32 @@ def _drift(result, flags: dict):
     return result
 
 
+def _ask_become_pass(flags: dict) -> None:
+    """``-K/--ask-become-pass`` (popped from ``flags``): refused without a terminal to ask on.
+
+    :raises UsageError: no terminal (CI: use ``become_password_env``); on a terminal, not yet
+        carried to the hosts: ``become_password_env`` is the way (nothing was asked or touched).
+    """
+    if not flags.pop("ask_become_pass", False):
+        return
+    import sys
+
+    from concurdeploy.exceptions import UsageError
+
+    try:
+        tty = sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        raise UsageError("-K/--ask-become-pass needs a terminal to ask on, and stdin is not one (CI, a pipe): "
+                         "set the become_password_env var to the name of an environment variable holding the "
+                         "sudo password (e.g. a CI secret), and leave -K out; no host was contacted")
+    raise UsageError("-K/--ask-become-pass: asking on the terminal is not available in this version (the "
+                     "password would have to reach the worker processes); set the become_password_env var to "
+                     "the name of an environment variable holding the sudo password, and leave -K out; no "
+                     "host was contacted")
+
+
 def _builtin(name: str, **help):
     return task(klass=_Task, auto_shortflags=False, flags=[o.name for o in task_flags(name)], help=help)
 
@@ -122,12 +150,14 @@ def _builtin(name: str, **help):
 @_builtin("push", service="The group whose 'files' are pushed to each of its hosts (e.g. haproxy).")
 def push(c, service, **flags):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
+    _ask_become_pass(flags)
     return _drift(api.push(service, options=options_from(c, **flags)), flags)
 
 
 @_builtin("run", group="Group or host pattern to run on.", command="Shell command run on each host (quote it).")
 def run(c, group, command, **flags):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
+    _ask_become_pass(flags)
     own = {k: flags.pop(k) for k in ("timeout", "sudo", "collect")}
     return api.run(group, command, **own, options=options_from(c, **flags))
 
@@ -136,6 +166,7 @@ def run(c, group, command, **flags):
           local_dir="Folder receiving LOCAL_DIR/<host>/<remote path>.")
 def get(c, group, remote_path, local_dir, **flags):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
+    _ask_become_pass(flags)
     return api.get(group, remote_path, local_dir, options=options_from(c, **flags))
 
 
@@ -144,6 +175,7 @@ def get(c, group, remote_path, local_dir, **flags):
           dest="Absolute path on each host ({{ var }} allowed).")
 def put(c, group, src, dest, **flags):
     """Put one file on every host with the same atomic replace as push (no reload)."""
+    _ask_become_pass(flags)
     own = {k: flags.pop(k) for k in ("mode", "validate")}
     return _drift(api.put(group, src, dest, **own, options=options_from(c, **flags)), flags)
 

@@ -159,7 +159,7 @@ def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramik
     raise HostKeyUnknown(
         f"{name} is not in known_hosts ({known_hosts}); its {got_type} key is {got_fp}. "
         f"Verify it, then record it: 'concurdeploy keyscan {inventory_name or 'HOST'}' (with this "
-        f"run's -i) shows its fingerprint, add --yes to record it; or opt in to trust-on-first-use "
+        f"run's -i or -H) shows its fingerprint, add --yes to record it; or opt in to trust-on-first-use "
         f"with host_key_policy: accept-new")
 
 
