@@ -95,9 +95,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("private_key", str, None, "Private key file for every host (beats key_file/key_env).",
            metavar="PATH", group="target"),
     Option("become", bool, False, "Run as root through sudo on every host (the become var).", short="b",
-           group="target"),
-    Option("ask_become_pass", bool, False, "Ask for the sudo password on the terminal (never put in argv "
-           "or an environment).", short="K", group="target"),
+           group="become"),
+    Option("ask_become_pass", bool, False, "Ask for the sudo password on the terminal (kept off argv and "
+           "environments; local executor).", short="K", group="become"),
     # -- how to connect
     Option("forks", int, 50, "Hosts in flight at once (default 50, or $CONCURDEPLOY_FORKS).", short="P",
            setting="forks", minimum=1, maximum=10000, metavar="N", advice="hosts in flight at once, e.g. 20", group="connect"),
@@ -165,9 +165,9 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 
 #: Option groups of each built-in task (the flags its ``--help`` shows, in this order).
 TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "push": ("change", "select", "target", "connect", "rollout", "report", "output", "executor"),
-    "put": ("put", "change", "select", "target", "connect", "rollout", "report", "output", "executor"),
-    "run": ("run", "select", "target", "connect", "rollout", "report", "output", "executor"),
+    "push": ("change", "select", "target", "become", "connect", "rollout", "report", "output", "executor"),
+    "put": ("put", "change", "select", "target", "become", "connect", "rollout", "report", "output", "executor"),
+    "run": ("run", "select", "target", "become", "connect", "rollout", "report", "output", "executor"),
     "get": ("select", "target", "connect", "report", "output"),
 }
 

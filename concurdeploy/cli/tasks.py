@@ -117,18 +117,23 @@ def _drift(result, flags: dict):
     return result
 
 
-def _ask_become_pass(flags: dict) -> None:
-    """``-K/--ask-become-pass`` (popped from ``flags``): refused without a terminal to ask on.
+def _become_password(c, flags: dict) -> str | None:
+    """``-K/--ask-become-pass`` (popped from ``flags``): the sudo password, asked on the terminal
+    (``getpass``: not echoed), after the other flags were checked; None without ``-K``.
 
-    :raises UsageError: no terminal (CI: use ``become_password_env``); on a terminal, not yet
-        carried to the hosts: ``become_password_env`` is the way (nothing was asked or touched).
+    :raises UsageError: no terminal to ask on (CI: ``become_password_env``), the Dask executor
+        (the password would travel to the cluster), nothing typed.
     """
     if not flags.pop("ask_become_pass", False):
-        return
+        return None
+    import getpass
     import sys
 
     from concurdeploy.exceptions import UsageError
 
+    if options_from(c, **flags).executor != "local":
+        raise UsageError("-K/--ask-become-pass is for the local executor: with Dask the password would travel "
+                         "to the cluster's workers; set become_password_env there instead, and leave -K out")
     try:
         tty = sys.stdin.isatty()
     except (AttributeError, ValueError):
@@ -137,10 +142,13 @@ def _ask_become_pass(flags: dict) -> None:
         raise UsageError("-K/--ask-become-pass needs a terminal to ask on, and stdin is not one (CI, a pipe): "
                          "set the become_password_env var to the name of an environment variable holding the "
                          "sudo password (e.g. a CI secret), and leave -K out; no host was contacted")
-    raise UsageError("-K/--ask-become-pass: asking on the terminal is not available in this version (the "
-                     "password would have to reach the worker processes); set the become_password_env var to "
-                     "the name of an environment variable holding the sudo password, and leave -K out; no "
-                     "host was contacted")
+    try:
+        password = getpass.getpass("sudo password (-K): ")
+    except EOFError:
+        password = ""
+    if not password:
+        raise UsageError("-K/--ask-become-pass: no password was typed; no host was contacted")
+    return password
 
 
 def _builtin(name: str, **help):
@@ -150,23 +158,22 @@ def _builtin(name: str, **help):
 @_builtin("push", service="The group whose 'files' are pushed to each of its hosts (e.g. haproxy).")
 def push(c, service, **flags):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
-    _ask_become_pass(flags)
-    return _drift(api.push(service, options=options_from(c, **flags)), flags)
+    password = _become_password(c, flags)
+    return _drift(api.push(service, options=options_from(c, **flags), become_password=password), flags)
 
 
 @_builtin("run", group="Group or host pattern to run on.", command="Shell command run on each host (quote it).")
 def run(c, group, command, **flags):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
-    _ask_become_pass(flags)
     own = {k: flags.pop(k) for k in ("timeout", "sudo", "collect")}
-    return api.run(group, command, **own, options=options_from(c, **flags))
+    password = _become_password(c, flags)
+    return api.run(group, command, **own, options=options_from(c, **flags), become_password=password)
 
 
 @_builtin("get", group="Group or host pattern to fetch from.", remote_path="Absolute path of the file on each host.",
           local_dir="Folder receiving LOCAL_DIR/<host>/<remote path>.")
 def get(c, group, remote_path, local_dir, **flags):
     """Download one file from every host into LOCAL_DIR/<host>/<remote path>."""
-    _ask_become_pass(flags)
     return api.get(group, remote_path, local_dir, options=options_from(c, **flags))
 
 
@@ -175,9 +182,10 @@ def get(c, group, remote_path, local_dir, **flags):
           dest="Absolute path on each host ({{ var }} allowed).")
 def put(c, group, src, dest, **flags):
     """Put one file on every host with the same atomic replace as push (no reload)."""
-    _ask_become_pass(flags)
     own = {k: flags.pop(k) for k in ("mode", "validate")}
-    return _drift(api.put(group, src, dest, **own, options=options_from(c, **flags)), flags)
+    password = _become_password(c, flags)
+    return _drift(api.put(group, src, dest, **own, options=options_from(c, **flags), become_password=password),
+                  flags)
 
 
 def _load(c, inventory):

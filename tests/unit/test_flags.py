@@ -119,7 +119,7 @@ def test_hosts_and_an_inventory_flag_exclude_each_other():
     (["--extra-vars", "@missing.yaml"], "cannot read"),
     (["--private-key", "/nonexistent/key"], "--private-key /nonexistent/key: no such file"),
     (["-K"], "-K/--ask-become-pass needs a terminal"),
-    (["--ask-become-pass"], "become_password_env"),
+    (["--ask-become-pass", "--sudo"], "become_password_env"),
 ])
 def test_flags_are_taken_before_and_after_the_task_and_refused_with_exit_2(project, capsys, where, flags, needle):
     argv = ["run", "haproxy", "true", *flags] if where == "after" else [*flags, "run", "haproxy", "true"]
@@ -135,5 +135,7 @@ def test_each_task_help_shows_the_flags(project, capsys, task):
     code, out, _ = run([task, "--help"], capsys)
     assert code == 0
     for flag in ("-e KEY=VALUE, --extra-vars=KEY=VALUE", "-u USER, --user=USER", "--private-key=PATH",
-                 "-b, --become", "-K, --ask-become-pass", "-H TARGETS, --hosts=TARGETS"):
+                 "-H TARGETS, --hosts=TARGETS"):
         assert flag in out, (flag, out)
+    for flag in ("-b, --become", "-K, --ask-become-pass"):  # get never runs through sudo: it has neither
+        assert (flag in out) is (task != "get"), (flag, out)
