@@ -24,9 +24,9 @@ __all__ = ["KEEP_ORDER", "REFUSED", "check_task_part", "core_value", "expand_ver
 
 #: invoke core options concurdeploy refuses (exit 2), with what to do instead. Hidden from --help.
 REFUSED = {
-    "echo": "-e/--echo is an invoke option (echo the local shell commands a task runs) that concurdeploy "
-            "does not use: its tasks run commands on the hosts. To see each host's output use -v; "
-            "for file changes use --diff.",
+    "echo": "--echo (invoke's, echo the local shell commands a task runs) is not used by concurdeploy, whose "
+            "tasks run commands on the hosts: to see each host's output use -v; for file changes use --diff. "
+            "-e is -e/--extra-vars KEY=VALUE (a host var for every host), typed with its value.",
     "pty": "-p/--pty is an invoke option (run local commands in a pseudo-terminal) that concurdeploy does "
            "not use. Leave it out (the number of hosts in flight is -P/--forks).",
     "warn-only": "-w/--warn-only is an invoke option that concurdeploy does not use: a failed host never "
