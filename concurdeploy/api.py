@@ -139,8 +139,13 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
     :param check: ``check(inv, hosts)``, called once the hosts are selected and before any
         prompt: where an action builds (and so checks) its per-host jobs.
     """
-    inv = load_inventory(options.inventory, project_dir=options.project_dir)
-    hosts = select_hosts(inv, group, options.limit, options.retry_failed)
+    from concurdeploy.inventory.overrides import adhoc_inventory, command_line_vars
+
+    inv = (adhoc_inventory(options.hosts) if options.hosts
+           else load_inventory(options.inventory, project_dir=options.project_dir))
+    hosts = command_line_vars(select_hosts(inv, group, options.limit, options.retry_failed),
+                              extra=options.extra_vars, user=options.user, private_key=options.private_key,
+                              become=options.become, project_dir=options.project_dir)
     if check is not None:
         check(inv, hosts)
     _check_secrets(hosts, options)
@@ -192,23 +197,31 @@ def _command(options: RunOptions, *words: str) -> RunOptions:
     return options if options.command else replace(options, command=shlex.join(["concurdeploy", *words]))
 
 
-def push(service: str, *, options: RunOptions | None = None, **flags: Any) -> RunResult:
+def push(service: str, *, options: RunOptions | None = None, become_password: str | None = None,
+         **flags: Any) -> RunResult:
     """Push a service's files to every host of its group: atomic replace, reload if changed.
 
     :param service: the group whose declaration is pushed, e.g. ``"haproxy"``: its ``files``,
         ``reload``… read from that group, its parents and the hosts' own vars, never from
         another group a host is in (:class:`concurdeploy.targeting.Service`).
     :param options: a :class:`RunOptions`; ``flags`` (``check=True``, ``limit="lb*"``, …) override it.
+    :param become_password: the sudo password for hosts with ``become`` (``-K``), carried in each
+        job to the local workers (never an environment), masked in output; push, put and run.
     :returns: :class:`RunResult`, one ``HostResult`` per host in inventory order.
     :raises UsageError: bad option, inventory or declaration; ``service`` is a host or a pattern,
         not a group (no host touched).
     :raises RunInterrupted: SIGINT/SIGTERM arrived.
     """
+    from concurdeploy.operations.become import with_password
     from concurdeploy.operations.push import push as push_action
     from concurdeploy.operations.service import TemplateFailed, push_job
     from concurdeploy.targeting import Service
 
     opts = _command(_task_options("push", options, flags), "push", service)
+    if opts.hosts:
+        raise UsageError(f"push {service} reads the files of group {service!r} from an inventory, and "
+                         f"-H/--hosts gives hosts only: use -i INVENTORY (or -l to narrow it), or put "
+                         f"(one file) with -H; nothing was touched")
     project_dir, cache, payloads = _project_dir(opts), {}, []
 
     def build(inv: Inventory, hosts: list[Host]) -> None:  # every declaration checked before any host is touched
@@ -221,12 +234,13 @@ def push(service: str, *, options: RunOptions | None = None, **flags: Any) -> Ru
                 payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
 
     inv, hosts = _prepare(service, opts, build)
+    payloads = with_password(payloads, become_password)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"push {service}{' (check mode)' if opts.check else ''}")
 
 
 def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: str | None = None,
-        options: RunOptions | None = None, **flags: Any) -> RunResult:
+        options: RunOptions | None = None, become_password: str | None = None, **flags: Any) -> RunResult:
     """Put one file on every host of ``group`` with the same atomic replace as :func:`push` (no reload).
 
     :param src: local file, relative to the project root or absolute.
@@ -235,6 +249,7 @@ def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: s
     :param validate: command run on the uploaded temporary file, ``{tmp}`` = its path.
     :returns: :class:`RunResult`. :raises UsageError, RunInterrupted: as :func:`push`.
     """
+    from concurdeploy.operations.become import with_password
     from concurdeploy.operations.push import push as push_action
     from concurdeploy.operations.service import TemplateFailed, put_job
 
@@ -251,12 +266,13 @@ def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: s
                 payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
 
     inv, hosts = _prepare(group, opts, build)
+    payloads = with_password(payloads, become_password)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"put {src} -> {dest}{' (check mode)' if opts.check else ''}")
 
 
 def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = False, collect: bool = False,
-        options: RunOptions | None = None, **flags: Any) -> RunResult:
+        options: RunOptions | None = None, become_password: str | None = None, **flags: Any) -> RunResult:
     """Run a shell command on every host of ``group``.
 
     :param timeout: seconds the command may run per host (None = the host's ``command_timeout``).
@@ -267,7 +283,7 @@ def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = 
         ``exit_status`` the command's status (non-zero = that host ``failed``).
     :raises UsageError, RunInterrupted: as :func:`push`.
     """
-    from concurdeploy.operations.become import Become
+    from concurdeploy.operations.become import Become, with_password
     from concurdeploy.operations.commands import RunJob, run_command
     from concurdeploy.operations.service import secret_values
 
@@ -282,8 +298,8 @@ def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = 
                             password_env=h.vars.get("become_password_env"))
         jobs.append(RunJob(command, timeout, become, stream=not collect and opts.console,
                            secrets=secret_values(h)))
-    return fan_out(hosts, run_command, jobs, opts, inventory=inv, show_output=collect,
-                   stream=not collect and opts.console)
+    return fan_out(hosts, run_command, with_password(jobs, become_password), opts, inventory=inv,
+                   show_output=collect, stream=not collect and opts.console)
 
 
 def get(group: str, remote_path: str, local_dir: str, *, options: RunOptions | None = None,
@@ -351,7 +367,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     stdout = sys.stdout if opts.console else reporting.Null()
     out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=opts.diff,
                           progress=not opts.no_progress, verbosity=console.verbosity(opts.verbose, opts.quiet),
-                          stream=stdout)
+                          stream=stdout, streamed=stream)
     results: dict[int, HostResult] = {}
     signals = None
     reporting.check_reports(opts)

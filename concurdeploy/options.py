@@ -84,6 +84,20 @@ OPTIONS: tuple[Option, ...] = (
            "'@file'.", short="l", metavar="PATTERN", group="select"),
     Option("retry_failed", str, None, "Only the hosts a JSON report (--report-json) lists as failed, "
            "unreachable or skipped.", metavar="REPORT", group="select"),
+    # -- hosts' vars from the command line (:mod:`concurdeploy.inventory.overrides`)
+    Option("hosts", str, None, "Ad-hoc hosts instead of an inventory: user@host:port,... (select them with "
+           "'all'); host keys checked (strict) against ~/.ssh/known_hosts. Not with -i.", short="H",
+           metavar="TARGETS", group="target"),
+    Option("extra_vars", list, (), "Host var KEY=VALUE for every host, above the inventory's; repeatable; "
+           "@FILE.yaml reads a mapping (as ansible -e).", short="e", metavar="KEY=VALUE", group="target"),
+    Option("user", str, None, "Log in as USER on every host (beats the inventory's user).", short="u",
+           metavar="USER", group="target"),
+    Option("private_key", str, None, "Private key file for every host (beats key_file/key_env).",
+           metavar="PATH", group="target"),
+    Option("become", bool, False, "Run as root through sudo on every host (the become var).", short="b",
+           group="become"),
+    Option("ask_become_pass", bool, False, "Ask for the sudo password on the terminal (kept off argv and "
+           "environments; local executor).", short="K", group="become"),
     # -- how to connect
     Option("forks", int, 50, "Hosts in flight at once (default 50, or $CONCURDEPLOY_FORKS).", short="P",
            setting="forks", minimum=1, maximum=10000, metavar="N", advice="hosts in flight at once, e.g. 20", group="connect"),
@@ -114,8 +128,8 @@ OPTIONS: tuple[Option, ...] = (
            "a timeline of its phases) to this path.", metavar="PATH", group="report"),
     Option("no_progress", bool, False, "No live progress display, plain lines only (the default when stdout "
            "is not a terminal).", group="output"),
-    Option("verbose", int, 0, "Show every host's remote output (-v); also each changed file's checksums "
-           "(-vv).", short="v", minimum=0, group="output"),
+    Option("verbose", int, 0, "Show every host's remote output, the reload's too (-v, --verbose 1); also "
+           "each changed file's checksums (-vv, --verbose 2).", short="v", minimum=0, group="output"),
     Option("quiet", bool, False, "Print only failed/unreachable hosts and the recap.", short="q",
            group="output"),
     # -- where the hosts are run from
@@ -151,10 +165,10 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 
 #: Option groups of each built-in task (the flags its ``--help`` shows, in this order).
 TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "push": ("change", "select", "connect", "rollout", "report", "output", "executor"),
-    "put": ("put", "change", "select", "connect", "rollout", "report", "output", "executor"),
-    "run": ("run", "select", "connect", "rollout", "report", "output", "executor"),
-    "get": ("select", "connect", "report", "output"),
+    "push": ("change", "select", "target", "become", "connect", "rollout", "report", "output", "executor"),
+    "put": ("put", "change", "select", "target", "become", "connect", "rollout", "report", "output", "executor"),
+    "run": ("run", "select", "target", "become", "connect", "rollout", "report", "output", "executor"),
+    "get": ("select", "target", "connect", "report", "output"),
 }
 
 
@@ -232,6 +246,12 @@ def check_value(name: str, value: Any, source: str = "flag") -> Any:
         return None
     label, where = _source_label(opt, source), _where(opt, source)
     advice = f": give {opt.advice}" if opt.advice else ""
+    if opt.kind is list:  # repeatable: each item a non-empty string, or (API) a mapping
+        items = [value] if isinstance(value, (str, Mapping)) else list(value)
+        for item in items:
+            if not isinstance(item, Mapping) and not (isinstance(item, str) and item.strip()):
+                raise UsageError(f"{label} {item!r}: give {opt.metavar} or @FILE.yaml{where}")
+        return tuple(items)
     if opt.kind is bool:  # a real bool, or its spelling in a file or variable; never "" or 0 or 2
         if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.strip().lower() in ("1", "true", "yes", "on")
@@ -328,6 +348,12 @@ class RunOptions:
     diff: bool = False
     detailed_exitcode: bool = False
     inventory: str = "inventories"
+    hosts: str | None = None
+    extra_vars: tuple = ()
+    user: str | None = None
+    private_key: str | None = None
+    become: bool = False
+    ask_become_pass: bool = False
     limit: str | None = None
     retry_failed: str | None = None
     forks: int = 50
@@ -370,6 +396,9 @@ class RunOptions:
         if self.detailed_exitcode and not self.check:
             raise UsageError("--detailed-exitcode is for check mode: add --check (exit 0 = no drift, 3 = some "
                              "host would change, 1 = a host failed, 2 = bad input), or leave it out")
+        if self.hosts and (sources.get("inventory") == "flag" if layered else self.inventory != "inventories"):
+            raise UsageError(f"-H/--hosts and -i/--inventory {self.inventory} both say which hosts: give one "
+                             f"(-l PATTERN narrows an inventory)")
         if layered:  # not for dataclasses.replace(), which cannot tell a flag from a setting
             self._check_executor(sources)
         if self.project_dir is not None:

@@ -19,14 +19,14 @@ from invoke import Exit
 from concurdeploy.exceptions import UsageError
 from concurdeploy.options import check_value, option
 
-__all__ = ["KEEP_ORDER", "REFUSED", "check_task_part", "core_value", "flags_of", "is_cluster",
-           "not_found", "reads_remainder"]
+__all__ = ["KEEP_ORDER", "REFUSED", "check_task_part", "core_value", "expand_verbose", "flags_of",
+           "is_cluster", "not_found", "reads_remainder"]
 
 #: invoke core options concurdeploy refuses (exit 2), with what to do instead. Hidden from --help.
 REFUSED = {
-    "echo": "-e/--echo is an invoke option (echo the local shell commands a task runs) that concurdeploy "
-            "does not use: its tasks run commands on the hosts. To see each host's output use -v; "
-            "for file changes use --diff.",
+    "echo": "--echo (invoke's, echo the local shell commands a task runs) is not used by concurdeploy, whose "
+            "tasks run commands on the hosts: to see each host's output use -v; for file changes use --diff. "
+            "-e is -e/--extra-vars KEY=VALUE (a host var for every host), typed with its value.",
     "pty": "-p/--pty is an invoke option (run local commands in a pseudo-terminal) that concurdeploy does "
            "not use. Leave it out (the number of hosts in flight is -P/--forks).",
     "warn-only": "-w/--warn-only is an invoke option that concurdeploy does not use: a failed host never "
@@ -50,6 +50,32 @@ REFUSED = {
 #: Core options that, before the task name, leave the command line as typed.
 KEEP_ORDER = {"-h", "--help", "--list", "-V", "--version", "--complete", "--print-completion-script",
               "--print-config"}
+
+
+def expand_verbose(args: list[str]) -> list[str]:
+    """``--verbose N`` / ``--verbose=N`` (N in digits) as ``-v`` given N times, so that
+    ``--verbose 2`` is ``-vv`` (invoke's counted flag takes no value); words after ``--`` are
+    left alone. A bare ``--verbose`` stays one ``-v``.
+
+    :raises invoke.Exit: code 2, ``--verbose=`` with something other than a whole number.
+    """
+    out, i = [], 0
+    end = args.index("--") if "--" in args else len(args)
+    while i < end:  # bounded: i grows each turn
+        tok = args[i]
+        flag, eq, value = tok.partition("=")
+        if flag == "--verbose" and eq:
+            if not value.strip().isdigit():
+                raise Exit(f"concurdeploy: --verbose={value!r}: give a level in digits (--verbose 1 is -v, "
+                           f"--verbose 2 is -vv), or leave the flag out", code=2)
+            out += ["-v"] * int(value)
+        elif tok == "--verbose" and i + 1 < end and args[i + 1].isdigit():
+            out += ["-v"] * int(args[i + 1])
+            i += 1
+        else:
+            out.append(tok)
+        i += 1
+    return out + args[end:]
 
 
 def core_value(args: list[str], names: tuple[str, ...]):

@@ -41,13 +41,19 @@ def _interactive() -> bool:
     "forks": "Hosts scanned at once (default 50, or $CONCURDEPLOY_FORKS).",
     "ssh_config": "OpenSSH client config to read (default ~/.ssh/config; 'none' = none).",
     "connect_timeout": option("connect_timeout").help,
+    "hosts": option("hosts").help,
 })
 def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, forks=None,
-            ssh_config=None, connect_timeout=None):
+            ssh_config=None, connect_timeout=None, hosts=None):
     """Show hosts' SSH host keys (SHA256 fingerprints) and record the new ones in known_hosts."""
     opts = options_from(c, inventory=inventory, limit=limit, forks=forks, ssh_config=ssh_config,
-                        connect_timeout=connect_timeout)
-    inv = load_inventory(opts.inventory, project_dir=opts.project_dir)
+                        connect_timeout=connect_timeout, hosts=hosts)
+    if opts.hosts:
+        from concurdeploy.inventory.overrides import adhoc_inventory
+
+        inv = adhoc_inventory(opts.hosts)
+    else:
+        inv = load_inventory(opts.inventory, project_dir=opts.project_dir)
     hosts = select_hosts(inv, group, opts.limit)
     overrides = {"known_hosts": known_hosts or None, "ssh_config": opts.ssh_config,
                  "connect_timeout": opts.connect_timeout}

@@ -44,6 +44,7 @@ from concurdeploy.cli.argv import (
     REFUSED,
     check_task_part,
     core_value,
+    expand_verbose,
     flags_of,
     is_cluster,
     not_found,
@@ -64,8 +65,9 @@ def _builtins() -> Collection:
     from concurdeploy.cli import tasks
     from concurdeploy.cli.keyscan import keyscan
 
+    from concurdeploy.cli.init import init
     return Collection(tasks.push, tasks.put, tasks.run, tasks.get, tasks.hosts,
-                      tasks.inventory, keyscan)
+                      tasks.inventory, keyscan, init)
 
 
 class ConcurdeployProgram(Program):
@@ -141,7 +143,7 @@ class ConcurdeployProgram(Program):
         ``--help`` as the value of TASK's first positional argument (``push --help`` → service "--help").
         """
         super().normalize_argv(argv)
-        args = self._options_after_task(list(self.argv))
+        args = self._options_after_task(expand_verbose(list(self.argv)))
         valued = {"-c", "--collection", "-r", "--search-root", "-f", "--config"}
         for i in range(1, len(args)):
             if args[i] == "--":
@@ -151,6 +153,9 @@ class ConcurdeployProgram(Program):
                 rest = rest[:rest.index("--")] if "--" in rest else rest
                 if "--help" in rest or "-h" in rest:
                     args = args[:i] + ["--help", args[i]]
+                elif args[i] == "init" and all(w.startswith("-") for w in rest):
+                    from concurdeploy.cli.init import default_dir
+                    args = default_dir(args, i, self._collection)
                 break
         self.argv = args
 

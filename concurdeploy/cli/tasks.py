@@ -48,12 +48,18 @@ class _Task(Task):
         return opts
 
     def get_arguments(self, ignore_unknown_help=None):
-        args = super().get_arguments(ignore_unknown_help)
+        saved = dict(self.help)  # invoke pops each help text it uses: a second call would lose them
+        try:
+            args = super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = saved
         for name in self.table_flags:
             o = option(name)
             names = (name.replace("_", "-"),) + ((o.short,) if o.short else ())
             if o.kind is bool:
                 kind, default = bool, False
+            elif o.kind is list:  # repeatable (-e A=1 -e B=2)
+                kind, default = list, []
             elif name == "verbose":
                 kind, default = int, 0
             else:  # the options record converts and checks the value (one message per flag)
@@ -111,6 +117,40 @@ def _drift(result, flags: dict):
     return result
 
 
+def _become_password(c, flags: dict) -> str | None:
+    """``-K/--ask-become-pass`` (popped from ``flags``): the sudo password, asked on the terminal
+    (``getpass``: not echoed), after the other flags were checked; None without ``-K``.
+
+    :raises UsageError: no terminal to ask on (CI: ``become_password_env``), the Dask executor
+        (the password would travel to the cluster), nothing typed.
+    """
+    if not flags.pop("ask_become_pass", False):
+        return None
+    import getpass
+    import sys
+
+    from concurdeploy.exceptions import UsageError
+
+    if options_from(c, **flags).executor != "local":
+        raise UsageError("-K/--ask-become-pass is for the local executor: with Dask the password would travel "
+                         "to the cluster's workers; set become_password_env there instead, and leave -K out")
+    try:
+        tty = sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        raise UsageError("-K/--ask-become-pass needs a terminal to ask on, and stdin is not one (CI, a pipe): "
+                         "set the become_password_env var to the name of an environment variable holding the "
+                         "sudo password (e.g. a CI secret), and leave -K out; no host was contacted")
+    try:
+        password = getpass.getpass("sudo password (-K): ")
+    except EOFError:
+        password = ""
+    if not password:
+        raise UsageError("-K/--ask-become-pass: no password was typed; no host was contacted")
+    return password
+
+
 def _builtin(name: str, **help):
     return task(klass=_Task, auto_shortflags=False, flags=[o.name for o in task_flags(name)], help=help)
 
@@ -118,14 +158,16 @@ def _builtin(name: str, **help):
 @_builtin("push", service="The group whose 'files' are pushed to each of its hosts (e.g. haproxy).")
 def push(c, service, **flags):
     """Push a service's files to every host of its group: atomic replace, reload if changed."""
-    return _drift(api.push(service, options=options_from(c, **flags)), flags)
+    password = _become_password(c, flags)
+    return _drift(api.push(service, options=options_from(c, **flags), become_password=password), flags)
 
 
 @_builtin("run", group="Group or host pattern to run on.", command="Shell command run on each host (quote it).")
 def run(c, group, command, **flags):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
     own = {k: flags.pop(k) for k in ("timeout", "sudo", "collect")}
-    return api.run(group, command, **own, options=options_from(c, **flags))
+    password = _become_password(c, flags)
+    return api.run(group, command, **own, options=options_from(c, **flags), become_password=password)
 
 
 @_builtin("get", group="Group or host pattern to fetch from.", remote_path="Absolute path of the file on each host.",
@@ -141,7 +183,9 @@ def get(c, group, remote_path, local_dir, **flags):
 def put(c, group, src, dest, **flags):
     """Put one file on every host with the same atomic replace as push (no reload)."""
     own = {k: flags.pop(k) for k in ("mode", "validate")}
-    return _drift(api.put(group, src, dest, **own, options=options_from(c, **flags)), flags)
+    password = _become_password(c, flags)
+    return _drift(api.put(group, src, dest, **own, options=options_from(c, **flags), become_password=password),
+                  flags)
 
 
 def _load(c, inventory):

@@ -34,15 +34,15 @@ from __future__ import annotations
 import base64
 import shlex
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed
+from concurdeploy.exceptions import AuthFailed, CredentialsMissing, RemoteCommandFailed, UsageError
 from concurdeploy.ssh import envsecrets
 from concurdeploy.ssh.remote import KILL_GRACE, SH_READER, frame, kill_script
 
 __all__ = ["SUDO_FAILED", "AsLoginUser", "Become", "Privilege", "Sudo", "create_exclusive", "privilege_for",
-           "refusal", "wrap"]
+           "refusal", "with_password", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,13 @@ class Become:
 
     :param password_env: name of an environment variable holding the sudo password, or None
         (then sudo must not ask: NOPASSWD, or a cached credential).
+    :param password: the sudo password itself (``-K``: typed on the controller's terminal, carried
+        in the job to a local worker, never put in an environment); beats ``password_env``.
     """
 
     user: str = "root"
     password_env: str | None = None
+    password: str | None = field(default=None, repr=False, compare=False)
 
 
 #: Written to stderr (first word) by the wrapper when sudo itself refuses.
@@ -81,10 +84,10 @@ def wrap(command: str, become: Become | None, stdin: bytes | None = None) -> tup
     # A comment first, so messages quoting a command's first line name the command, not sudo.
     first = command.strip().splitlines()[0][:100] if command.strip() else ""
     head = f"# as {' '.join(become.user.split())} through sudo: {first}\n"
-    if not become.password_env:
+    if not become.password_env and become.password is None:
         return (f"{head}cd_err=$(sudo -n -u {user} true 2>&1 </dev/null) || {refused}\n"
                 f"exec sudo -n {inner}"), stdin
-    password = envsecrets.getenv(become.password_env)
+    password = become.password if become.password is not None else envsecrets.getenv(become.password_env)
     if password is None:
         raise CredentialsMissing(f"become_password_env {become.password_env} is not set")
     if "\n" in password or "\r" in password:
@@ -106,11 +109,28 @@ def refusal(become: Become, output: str) -> AuthFailed | None:
     if at < 0:
         return None
     detail = " ".join(output[at + len(SUDO_FAILED):].split()) or "no reason given"
+    if become.password is not None:
+        return AuthFailed(f"sudo -u {become.user} refused the password typed for -K: {detail}")
     if become.password_env:
         return AuthFailed(f"sudo -u {become.user} refused the password from become_password_env "
                           f"{become.password_env}: {detail}")
     return AuthFailed(f"sudo -u {become.user} failed without a password (sudo -n; set "
                       f"become_password_env if sudo asks for one): {detail}")
+
+
+def with_password(jobs: list, password: str | None) -> list:
+    """``jobs`` (``PushJob``/``RunJob``, or anything else, kept as is) with the sudo ``password``
+    in each one that runs through sudo, and among its secrets (masked in output); unchanged if None.
+
+    :raises UsageError: a password and no job runs through sudo (it would go unused).
+    """
+    if password is None:
+        return jobs
+    if not any(getattr(j, "become", None) is not None for j in jobs):
+        raise UsageError("-K/--ask-become-pass: no host runs through sudo (no become var, no -b/--become or "
+                         "--sudo), so the password would go unused; add -b, or leave -K out; nothing was touched")
+    return [replace(j, become=replace(j.become, password=password), secrets=(*j.secrets, password))
+            if getattr(j, "become", None) is not None else j for j in jobs]
 
 
 class Privilege(Protocol):

@@ -38,19 +38,25 @@ def reload_command(job: PushJob, marker: str | None) -> str:
     return f"( {job.reload}\n){clear}"
 
 
-def reload_and_check(conn: Connection, privilege: Privilege, job: PushJob, marker: str | None) -> None:
+def reload_and_check(conn: Connection, privilege: Privilege, job: PushJob, marker: str | None) -> str:
     """Run the handler (``job.reload``), then ``job.healthcheck``; each at most once.
 
+    :returns: their output (stdout then stderr of each, in order; ``""`` if none), for
+        ``-v`` to show (the caller masks secrets and keeps the tail).
     :raises ReloadFailed: either exited non-zero (the caller rolls back).
     :raises CommandTimeout: either ran past ``command_timeout`` (the caller rolls back).
     """
+    shown = ""
     if job.reload:
         res = privilege.run(conn, reload_command(job, marker))
         if res.exited != 0:
             raise ReloadFailed(f"reload failed (exit {res.exited}): {job.reload}",
                                output=tail(res.stdout + res.stderr), exit_status=res.exited)
+        shown += res.stdout + res.stderr
     if job.healthcheck:
         res = privilege.run(conn, job.healthcheck)
         if res.exited != 0:
             raise ReloadFailed(f"healthcheck failed (exit {res.exited}): {job.healthcheck}",
                                output=tail(res.stdout + res.stderr), exit_status=res.exited)
+        shown += res.stdout + res.stderr
+    return shown

@@ -218,8 +218,9 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
                         _remove_quietly(conn, privilege, [marker])
                     raise
                 done.append((i, (f, fact, tmp)))
+            shown = ""
             try:
-                reload_and_check(conn, privilege, job, marker)
+                shown = reload_and_check(conn, privilege, job, marker)
             except (ReloadFailed, CommandTimeout) as e:
                 rollback(conn, privilege, done, backups, job, e.message, e.output, marker)
             if job.backups == 0:  # the prepare step kept this run's backup for a rollback
@@ -229,7 +230,7 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
         leftovers = [it[2] for it in items if it[2] not in installed]
         _remove_quietly(conn, privilege, leftovers + list(privilege.staged.values()))
     return HostResult(name, Status.CHANGED, changes=tuple(changes), reloaded=bool(job.reload),
-                      warnings=tuple(warnings), diff=diff)
+                      warnings=tuple(warnings), diff=diff, output=tail(mask(shown, job.secrets)))
 
 
 def _final_mode(f: FileSpec, fact: DestFacts) -> int:

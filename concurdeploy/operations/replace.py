@@ -214,7 +214,8 @@ def prepare_failure(res, items: list[Item]) -> HostError:
     f, fact, tmp = items[int(index)]
     if step == "validate":
         code = int(rest[0]) if rest and rest[0].isdigit() else None
-        return ValidateFailed(f"validate failed for {f.dest} (exit {code}): {f.validate}; "
+        ran = f.validate.replace("{tmp}", q(tmp))  # as run: the temporary file's real name
+        return ValidateFailed(f"validate failed for {f.dest} (exit {code}): {ran}; "
                               f"destination left unchanged", output=tail(output), exit_status=code)
     if step in ("upload", "size", "checksum"):
         return UploadCorrupted(f"{f.dest}: the uploaded copy differs from {f.src} "

@@ -74,14 +74,19 @@ class Console:
         ``stream`` is a terminal.
     :param verbosity: see :func:`verbosity`.
     :param stream: where to print (default: ``sys.stdout`` at construction).
+    :param streamed: the hosts' output is printed live as it arrives (``run``, prefixed by
+        host): it is not printed again under each host's line (except with ``-q``, which
+        hides the live lines: a failed host's output then shows under its line).
 
     Use as a context manager: leaving it (normally or by an exception) closes the live
     display and restores the cursor. ``host_done`` etc. are called from one thread.
     """
 
     def __init__(self, total: int, width: int = 12, show_output: bool = False, show_diff: bool = False,
-                 progress: bool = True, verbosity: int = 0, stream: TextIO | None = None):
+                 progress: bool = True, verbosity: int = 0, stream: TextIO | None = None,
+                 streamed: bool = False):
         self.total = total
+        self.streamed = streamed and verbosity >= 0
         self.width = width
         self.verbosity = verbosity
         self.show_output = show_output or verbosity >= 1
@@ -156,6 +161,10 @@ class Console:
             self._progress.update(self._task, advance=1, changed=self.changed, failed=self.failed)
         if self.verbosity < 0 and not r.status.is_failure:
             return
+        if self.streamed and r.output:  # already printed, line by line, as it came
+            from dataclasses import replace
+
+            r = replace(r, output="")
         if not self.live:
             self._printer(r)
             if self.verbosity >= 2:

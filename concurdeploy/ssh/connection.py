@@ -102,7 +102,7 @@ class Connection:
         t, server_key = self._handshake()
         try:
             note = hostkeys.verify(spec.known_hosts, spec.host_key_policy, spec.hostname,
-                                   spec.port, server_key)
+                                   spec.port, server_key, inventory_name=spec.name)
             if note:
                 self.warnings.append(note)
             self._authenticate(t)

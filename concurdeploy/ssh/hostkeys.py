@@ -108,12 +108,15 @@ def _where(line: knownhosts.Line) -> str:
     return f"{line.path}:{line.lineno}"
 
 
-def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramiko.PKey) -> str | None:
+def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramiko.PKey,
+           inventory_name: str | None = None) -> str | None:
     """Check ``key`` (the server's host key) for ``hostname:port`` under ``policy``.
 
     :param known_hosts: path of the known_hosts file (``~`` allowed); the system file
         ``/etc/ssh/ssh_known_hosts`` is read too, never written.
     :param policy: ``"strict"``, ``"accept-new"`` or ``"off"``.
+    :param inventory_name: the host's inventory name, for the hint of an unknown key
+        (``concurdeploy keyscan NAME``); None = ``HOST``.
     :returns: None when the key was already known, else a note for the host's warnings
         (``"host key recorded …"`` under accept-new, ``"host key not verified …"`` under off).
     :raises HostKeyMismatch: a matching line holds another key (any key type), under any
@@ -155,8 +158,9 @@ def verify(known_hosts: str, policy: str, hostname: str, port: int, key: paramik
         return f"host key recorded in {known_hosts} (accept-new): {got_type} {got_fp}"
     raise HostKeyUnknown(
         f"{name} is not in known_hosts ({known_hosts}); its {got_type} key is {got_fp}. "
-        f"Verify it, then record it (ssh-keyscan -p {port} -t {got_type} {hostname} >> "
-        f"{known_hosts}), or opt in to trust-on-first-use with host_key_policy: accept-new")
+        f"Verify it, then record it: 'concurdeploy keyscan {inventory_name or 'HOST'}' (with this "
+        f"run's -i or -H) shows its fingerprint, add --yes to record it; or opt in to trust-on-first-use "
+        f"with host_key_policy: accept-new")
 
 
 def _append(path: str, name: str, key: paramiko.PKey) -> None:

@@ -409,7 +409,7 @@ def test_dry_is_check_mode_with_a_line_saying_so(fleet, where):
 
 
 REFUSED_CORE = [(["-w"], "--warn-only"), (["--warn-only"], "--warn-only"), (["-f", "2"], "--config"),
-                (["-f", "x.yaml"], "--config"), (["--echo"], "--echo"), (["-e"], "--echo"),
+                (["-f", "x.yaml"], "--config"), (["--echo"], "--echo"), (["-e"], "--extra-vars"),
                 (["--pty"], "--pty"), (["-p"], "--pty"), (["-d"], "--debug"), (["-T", "5"], "--command-timeout"),
                 (["--hide", "both"], "--hide"), (["--write-pyc"], "--write-pyc"),
                 (["--prompt-for-sudo-password"], "--prompt-for-sudo-password")]

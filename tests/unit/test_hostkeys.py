@@ -102,7 +102,9 @@ def test_unknown_under_strict(keys, tmp_path):
     msg = str(ei.value)
     assert NAME in msg and "ecdsa-sha2-nistp256" in msg
     assert hostkeys.fingerprint(keys["ecdsa"][1]) in msg
-    assert f"ssh-keyscan -p {PORT} -t ecdsa-sha2-nistp256 {HOST} >> {kh}" in msg
+    assert "'concurdeploy keyscan HOST'" in msg and "--yes" in msg and "ssh-keyscan" not in msg
+    with pytest.raises(HostKeyUnknown, match="'concurdeploy keyscan lb1'"):
+        hostkeys.verify(kh, "strict", HOST, PORT, keys["ecdsa"][1], inventory_name="lb1")
     assert "accept-new" in msg
 
 

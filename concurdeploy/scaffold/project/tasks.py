@@ -4,7 +4,7 @@
 every host of the group, in parallel, and exits 1 if a host failed.
 
 The per-host function runs in a worker process: define it at module level, give it plain
-(picklable) arguments, and return a ``HostResult``. ``conn.run`` raises ``CommandFailed`` on a
+(picklable) arguments, and return a ``HostResult``. ``conn.run`` raises ``RemoteCommandFailed`` on a
 non-zero exit (pass ``warn=True`` to get the result instead); an exception fails that host only.
 """
 
@@ -21,7 +21,7 @@ def uptime_one(conn, payload):
               "limit": "Only hosts matching this pattern."})
 def uptime(c, group, inventory=None, limit=None):
     """Example task: show each host's uptime."""
-    opts = options_from(c, inventory=inventory, limit=limit, verbose=1)
+    opts = options_from(c, inventory=inventory, limit=limit)
     inv = load_inventory(opts.inventory, project_dir=opts.project_dir)
     hosts = select_hosts(inv, group, opts.limit)
     return fan_out(hosts, uptime_one, [None] * len(hosts), opts, inventory=inv, title=f"uptime {group}",

@@ -1,0 +1,141 @@
+"""Familiar flags (issue #17): -e/--extra-vars, -u/--user, --private-key, -b/--become,
+-K/--ask-become-pass, -H/--hosts: parsing, precedence and refusals (nothing contacted).
+The same flags against real sshd: tests/integration/test_flags.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from concurdeploy.exceptions import UsageError
+from concurdeploy.inventory import load
+from concurdeploy.inventory.overrides import adhoc_inventory, command_line_vars, extra_vars, parse_targets
+from concurdeploy.options import RunOptions
+
+from . import test_cli_edge
+from .test_cli_edge import refused, run
+
+project = test_cli_edge.project  # the same fixture: a sandbox project as the working directory
+
+
+def test_targets_parse_user_host_port_and_name_each_host():
+    assert parse_targets("deploy@10.0.0.5:2222,web1.example,[::1]:2200") == [
+        ("10.0.0.5", {"host": "10.0.0.5", "port": 2222, "user": "deploy"}),
+        ("web1.example", {"host": "web1.example", "port": 22}),
+        ("::1", {"host": "::1", "port": 2200}),
+    ]
+    # one address with several ports (sshd per port on loopback): address-port names
+    assert [n for n, _ in parse_targets("127.0.0.1:2201,u@127.0.0.1:2202")] == ["127.0.0.1-2201", "127.0.0.1-2202"]
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("", "is empty"), (" , ", "is empty"), ("a b", "give [user@]host[:port]"), ("h:0", "not in 1-65535"),
+    ("h:70000", "not in 1-65535"), ("h:22,h", "the same host twice"), ("@h", "give [user@]host"),
+    ("h,,i", "give [user@]host"),
+])
+def test_bad_targets_are_refused(spec, needle):
+    with pytest.raises(UsageError, match=r".*" + needle.replace("[", r"\[").replace("]", r"\]")):
+        parse_targets(spec)
+
+
+def test_adhoc_inventory_is_checked_as_a_file_and_selected_with_all():
+    inv = adhoc_inventory("deploy@127.0.0.1:2201,127.0.0.1:2202")
+    hosts = inv.select("all")
+    assert [h.name for h in hosts] == ["127.0.0.1-2201", "127.0.0.1-2202"]
+    assert hosts[0].vars["user"] == "deploy" and hosts[0].vars["port"] == 2201 and "user" not in hosts[1].vars
+    assert "known_hosts" not in hosts[0].vars and "host_key_policy" not in hosts[0].vars  # defaults: strict
+
+
+def test_extra_vars_items_later_wins(tmp_path):
+    f = tmp_path / "vars.yaml"
+    f.write_text("a: 1\nb: [x, y]\n")
+    assert extra_vars(["a=one=1", f"@{f}", "c=", '{"d": 4}', {"e": True}, "a=last"]) == {
+        "a": "last", "b": ["x", "y"], "c": "", "d": 4, "e": True}
+    (tmp_path / "rel.yaml").write_text("r: 1\n")
+    assert extra_vars(["@rel.yaml"], cwd=str(tmp_path)) == {"r": 1}  # from the project root
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("novalue", "give KEY=VALUE"), ("1x=2", "is not a var name"), ("@/nonexistent.yaml", "cannot read"),
+    ("{a: [", "not a YAML/JSON mapping"), ("[1, 2]", "give KEY=VALUE"),
+])
+def test_bad_extra_vars_are_refused(item, needle):
+    with pytest.raises(UsageError, match=needle):
+        extra_vars([item])
+
+
+def test_extra_vars_file_must_hold_a_mapping(tmp_path):
+    (tmp_path / "l.yaml").write_text("- a\n")
+    with pytest.raises(UsageError, match="must hold a mapping"):
+        extra_vars([f"@{tmp_path / 'l.yaml'}"])
+
+
+def _inv(tmp_path):
+    (tmp_path / "i.yaml").write_text(
+        "all:\n  vars: {user: groupuser, key_env: KEYVAR}\n  hosts:\n"
+        "    h1: {ansible_user: hostuser, root: /host, ansible_port: 2201}\n    h2: {}\n")
+    (tmp_path / "key").write_text("not really a key\n")
+    return load(str(tmp_path / "i.yaml")).select("all")
+
+
+def test_extra_vars_beat_every_inventory_layer_and_flags_beat_extra_vars(tmp_path):
+    hosts = command_line_vars(_inv(tmp_path), extra=["root=/cli", "ansible_port=2222", "ansible_user=evar"])
+    h1 = hosts[0]
+    assert (h1.vars["root"], h1.vars["port"], h1.vars["user"]) == ("/cli", 2222, "evar")
+    assert h1.origins["port"] == "-e/--extra-vars" and "ansible_user" not in h1.raw_vars
+    hosts = command_line_vars(_inv(tmp_path), extra=["user=evar"], user="flaguser",
+                              private_key=str(tmp_path / "key"), become=True)
+    for h in hosts:
+        assert h.vars["user"] == "flaguser" and h.origins["user"] == "-u/--user"
+        assert h.vars["key_file"] == str(tmp_path / "key") and "key_env" not in h.vars
+        assert h.vars["become"] is True
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["ansible_password=hunter2"], "plain text"), (["port=abc"], "port"),
+    (["become_password=x"], "plain text"),
+])
+def test_extra_vars_are_checked_as_inventory_vars(tmp_path, extra, needle):
+    with pytest.raises(UsageError, match=needle) as ei:
+        command_line_vars(_inv(tmp_path), extra=extra)
+    assert "hunter2" not in str(ei.value)
+
+
+def test_private_key_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="--private-key .*no such file"):
+        command_line_vars(_inv(tmp_path), private_key=str(tmp_path / "nope"))
+
+
+def test_hosts_and_an_inventory_flag_exclude_each_other():
+    with pytest.raises(UsageError, match="-H/--hosts and -i/--inventory"):
+        RunOptions.from_sources({"hosts": "127.0.0.1", "inventory": "inv.yaml"})
+    assert RunOptions.from_sources({"hosts": "127.0.0.1"}, config={"inventory": "elsewhere"}).hosts == "127.0.0.1"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("flags, needle", [
+    (["-H", "127.0.0.1:1", "-i", "inventories"], "-H/--hosts and -i/--inventory"),
+    (["--hosts=h:0"], "not in 1-65535"),
+    (["-e", "novalue"], "give KEY=VALUE"),
+    (["--extra-vars", "@missing.yaml"], "cannot read"),
+    (["--private-key", "/nonexistent/key"], "--private-key /nonexistent/key: no such file"),
+    (["-K"], "-K/--ask-become-pass needs a terminal"),
+    (["--ask-become-pass", "--sudo"], "become_password_env"),
+])
+def test_flags_are_taken_before_and_after_the_task_and_refused_with_exit_2(project, capsys, where, flags, needle):
+    argv = ["run", "haproxy", "true", *flags] if where == "after" else [*flags, "run", "haproxy", "true"]
+    refused(argv, capsys, project, needle)
+
+
+def test_push_with_adhoc_hosts_is_refused(project, capsys):
+    refused(["push", "haproxy", "-H", "127.0.0.1:1"], capsys, project, "-H/--hosts gives hosts only")
+
+
+@pytest.mark.parametrize("task", ["push", "run", "get", "put"])
+def test_each_task_help_shows_the_flags(project, capsys, task):
+    code, out, _ = run([task, "--help"], capsys)
+    assert code == 0
+    for flag in ("-e KEY=VALUE, --extra-vars=KEY=VALUE", "-u USER, --user=USER", "--private-key=PATH",
+                 "-H TARGETS, --hosts=TARGETS"):
+        assert flag in out, (flag, out)
+    for flag in ("-b, --become", "-K, --ask-become-pass"):  # get never runs through sudo: it has neither
+        assert (flag in out) is (task != "get"), (flag, out)
