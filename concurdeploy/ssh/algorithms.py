@@ -30,7 +30,7 @@ def prefer_algorithms(t: paramiko.Transport, spec: ConnectSpec) -> None:
     already holds for ``spec``'s host first (so the key the server shows is one we can
     verify), then :data:`KEX_FIRST` and :data:`CIPHERS_FIRST`."""
     opts = t.get_security_options()
-    known = hostkeys.known_key_types(spec.known_hosts, spec.hostname, spec.port)
+    known = hostkeys.known_key_types(spec.known_hosts, *spec.known_hosts_name)
     # known_hosts names every RSA key "ssh-rsa", but it is negotiated as rsa-sha2-512/256
     # (OpenSSH ≥ 8.8 and paramiko ≥ 4 no longer offer SHA-1 "ssh-rsa" at all).
     known = list(dict.fromkeys(a for k in known for a in (RSA_HOST_KEY_ALGS if k == "ssh-rsa" else (k,))))

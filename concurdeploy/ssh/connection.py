@@ -101,8 +101,8 @@ class Connection:
         spec = self.spec
         t, server_key = self._handshake()
         try:
-            note = hostkeys.verify(spec.known_hosts, spec.host_key_policy, spec.hostname,
-                                   spec.port, server_key, inventory_name=spec.name)
+            note = hostkeys.verify(spec.known_hosts, spec.host_key_policy, *spec.known_hosts_name,
+                                   server_key, inventory_name=spec.name)
             if note:
                 self.warnings.append(note)
             self._authenticate(t)

@@ -65,7 +65,7 @@ def _targets(specs: list[ConnectSpec]) -> list[Scan]:
         chain = [(f"{hop.name} (jump host)", replace(hop, jump=spec.jump[:i]), i)
                  for i, hop in enumerate(spec.jump)]
         for label, s, depth in chain + [(spec.name, spec, len(spec.jump))]:
-            key = (s.hostname, s.port, os.path.expanduser(s.known_hosts),
+            key = (s.hostname, s.port, s.host_key_alias, os.path.expanduser(s.known_hosts),
                    tuple((h.hostname, h.port) for h in s.jump))
             if key not in seen:
                 seen[key] = Scan(label, s, depth)
@@ -88,7 +88,7 @@ def _scan_one(target: Scan) -> None:
         return
     target.key, target.key_type, target.fingerprint = key, key.get_name(), hostkeys.fingerprint(key)
     try:
-        hostkeys.verify(spec.known_hosts, "strict", spec.hostname, spec.port, key)
+        hostkeys.verify(spec.known_hosts, "strict", *spec.known_hosts_name, key)
         target.state = "known"
     except HostKeyUnknown:
         target.state = "new"
@@ -137,7 +137,7 @@ def _record(targets: list[Scan]) -> None:
 
     for t in targets:
         spec = t.spec
-        name = hostkeys._lookup_name(spec.hostname, spec.port)
+        name = hostkeys._lookup_name(*spec.known_hosts_name)
         try:
             hostkeys._append(os.path.expanduser(spec.known_hosts), name, t.key)
             t.recorded = True

@@ -61,6 +61,8 @@ class ConnectSpec:
         hop is connected to directly (or through its ``proxy_command``), each next one (and
         finally this host) through a ``direct-tcpip`` channel of the previous one. Empty =
         connect directly.
+    :param host_key_alias: ssh_config's ``HostKeyAlias``: the name looked up in (and written
+        to) known_hosts instead of ``hostname``/``port`` (:attr:`known_hosts_name`).
     :param identity_agent: the ssh-agent socket ssh_config's ``IdentityAgent`` names, when
         it is not ``$SSH_AUTH_SOCK``'s (None: ``$SSH_AUTH_SOCK``).
     :param proxy_command: ssh_config's ``ProxyCommand``, tokens expanded: run with
@@ -86,6 +88,14 @@ class ConnectSpec:
     jump: tuple[ConnectSpec, ...] = ()
     proxy_command: str | None = None
     identity_agent: str | None = None
+    host_key_alias: str | None = None
+
+    @property
+    def known_hosts_name(self) -> tuple[str, int]:
+        """``(name, port)`` that known_hosts lines are matched against and written for:
+        ``(host_key_alias, 22)`` (the alias alone, no ``[…]:port``, as ssh does) or
+        ``(hostname, port)``."""
+        return (self.host_key_alias, 22) if self.host_key_alias else (self.hostname, self.port)
 
     @property
     def address(self) -> str:
@@ -247,7 +257,7 @@ class _Resolver:
 
 def _vars(found: dict) -> dict:
     """ssh_config's settings as connection vars (without ``host``, ``where``, ``proxycommand``)."""
-    return {k: v for k, v in found.items() if k not in ("host", "where", "proxycommand", "hostkeyalias")}
+    return {k: v for k, v in found.items() if k not in ("host", "where", "proxycommand")}
 
 
 def _spec(name: str, hostname: str, merged: dict, owner: str | None = None) -> ConnectSpec:
@@ -282,5 +292,6 @@ def _build(name: str, hostname: str, merged: dict, policy: str) -> ConnectSpec:
         allow_agent=bool(merged.get("allow_agent", True)) and (
             "SSH_AUTH_SOCK" in os.environ or bool(merged.get("identity_agent"))),
         identity_agent=_opt(merged.get("identity_agent"), str),
+        host_key_alias=_opt(merged.get("host_key_alias"), str),
         connect_retries=int(merged["connect_retries"]),
     )

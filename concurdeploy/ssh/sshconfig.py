@@ -38,6 +38,7 @@ Keywords honoured (others are checked as ssh checks them, then ignored)
     ``ProxyJump``       ``jump``: comma-separated ``[user@]host[:port]`` hops, or ``none``
     ``ConnectTimeout``  ``connect_timeout`` (seconds; ``1m30s`` forms; 0 is refused)
     ``IdentitiesOnly``  ``yes``: no agent keys (only the key files)
+    ``HostKeyAlias``    ``host_key_alias``: the name known_hosts is checked (and written) for
     ``IdentityAgent``   ``none``: no agent; ``SSH_AUTH_SOCK``: the usual agent; a socket
                         path (``~``, ``%`` tokens, ``${ENV}``) or ``$NAME``: that agent
     ==================  ===========================================================
@@ -192,7 +193,7 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
         first IdentityFile that exists, tokens and ``~`` expanded), ``jump`` (a list of hops,
         or ``"none"``), ``connect_timeout``, ``allow_agent`` (False for ``IdentitiesOnly
         yes`` or ``IdentityAgent none``), ``identity_agent`` (another agent socket),
-        ``proxycommand`` and ``hostkeyalias``; and ``where``: keyword →
+        ``proxycommand``, ``host_key_alias``; and ``where``: keyword →
         ``(file, line)``.
     :raises InventoryError: ssh would refuse the file, or a value concurdeploy cannot honour
         (``ConnectTimeout 0``, ``ProxyUseFdpass yes``).
@@ -221,7 +222,8 @@ def settings(config: Config | None, alias: str, path: str = "ssh_config", user: 
                                  f"relays the connection on its stdin/stdout)",
                                  *where["proxyusefdpass"], key="ProxyUseFdpass")
         out["proxycommand"] = opts["proxycommand"]
-        out["hostkeyalias"] = opts.get("hostkeyalias")
+    if opts.get("hostkeyalias"):
+        out["host_key_alias"] = opts["hostkeyalias"]
     if "connecttimeout" in opts:
         if opts["connecttimeout"] <= 0:
             raise InventoryError(f"ssh_config: ConnectTimeout {opts['connecttimeout']} for {alias!r}: "
@@ -255,7 +257,7 @@ def proxy_command(found: dict, hostname: str, port: int, user: str | None, alias
 
     return openssh_config.proxy_command(found["proxycommand"], host=hostname, port=port,
                                         user=user or pwd.getpwuid(os.getuid()).pw_name, original=alias,
-                                        keyalias=found.get("hostkeyalias"),
+                                        keyalias=found.get("host_key_alias"),
                                         where=found["where"]["proxycommand"])
 
 

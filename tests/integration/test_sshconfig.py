@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from concurdeploy.exceptions import HostUnreachable
+from concurdeploy.exceptions import HostKeyUnknown, HostUnreachable
 from concurdeploy.executors.local import Job, run_host
 from concurdeploy.operations.commands import RunJob, run_command
 from concurdeploy.records import Status
@@ -297,3 +297,22 @@ def test_identityagent_socket_from_ssh_config_authenticates(server, known_hosts_
         assert conn.run("echo ok").stdout == "ok\n"
     r = run_host(Job(connect_spec("web1", {"host": "no-agent-alias", **hvars}), run_command, RunJob("true")))
     assert r.status is not Status.OK and r.error_kind in ("AuthFailed", "CredentialsMissing"), r
+
+
+def test_hostkeyalias_is_the_known_hosts_name(server, client_keys, known_hosts_file, tmp_path):
+    """known_hosts holds the server's key only under the alias (as ssh would look it up):
+    strict checking passes with HostKeyAlias, and says unknown without it."""
+    lines = Path(known_hosts_file([server])).read_text().splitlines()
+    kh = tmp_path / "known_hosts_alias"
+    kh.write_text("".join("web-alias-key " + line.split(None, 1)[1] + "\n" for line in lines))
+    cfg = tmp_path / "config"
+    cfg.write_text(config_for(server.port, client_keys.ed25519, extra="Host web1-alias\n    HostKeyAlias web-alias-key\n"))
+    hvars = {"host": "web1-alias", "known_hosts": str(kh), "ssh_config": str(cfg), "connect_timeout": 5}
+    spec = connect_spec("web1", hvars)
+    assert spec.known_hosts_name == ("web-alias-key", 22)
+    with Connection(spec) as conn:
+        assert conn.run("echo ok").stdout == "ok\n"
+    cfg2 = tmp_path / "config2"
+    cfg2.write_text(config_for(server.port, client_keys.ed25519))
+    with pytest.raises(HostKeyUnknown):
+        Connection(connect_spec("web1", {**hvars, "ssh_config": str(cfg2)})).open()

@@ -190,8 +190,9 @@ def test_proxycommand_tokens_and_refusals(tmp_path):
             ProxyUseFdpass yes
             ProxyCommand relay %h
         """)
-    assert connect_spec("x", {"host": "pc"}, {"ssh_config": cfg}).proxy_command == \
-        "relay 127.0.0.9 2201 ops pc pc-key 100%"
+    spec = connect_spec("x", {"host": "pc"}, {"ssh_config": cfg})
+    assert spec.proxy_command == "relay 127.0.0.9 2201 ops pc pc-key 100%"
+    assert spec.known_hosts_name == ("pc-key", 22)  # HostKeyAlias: the known_hosts name, no port
     with pytest.raises(InventoryError, match=r"/c:9: key 'ProxyCommand': .*%C"):
         connect_spec("x", {"host": "badtoken"}, {"ssh_config": cfg})
     with pytest.raises(InventoryError, match=r"/c:11: key 'ProxyUseFdpass'"):
