@@ -302,3 +302,58 @@ def test_a_host_frozen_mid_step_is_unreachable_within_the_connect_timeout(fleet,
     one_sentence(h1)
     assert f.dest("h1").read_bytes() == OLD
     assert took < CONNECT_TIMEOUT + GRACE, took
+
+
+# ---------------------------------------------------------------------------- #14.5 controller clean-up
+
+def _shared_memory(pids) -> set:
+    """Files under /dev/shm (POSIX semaphores, shared memory) mapped by ``pids`` now."""
+    names = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                names |= {ln.split(None, 5)[5].strip() for ln in maps
+                          if len(ln.split(None, 5)) == 6 and "/dev/shm/" in ln}
+        except OSError:
+            pass
+    return {n.replace(" (deleted)", "") for n in names if not n.endswith("(deleted)")}
+
+
+@pytest.mark.parametrize("how", ["finished", "sigint", "sigterm", "hard_stop"])
+def test_the_controller_leaves_no_temp_files_or_semaphores(fleet, beacon, tmp_path, how):
+    f = fleet(2)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    hold_at_validate(f, beacon, seconds=20 if how != "finished" else 2)
+    run = Run(f, "-P", "1", env={"TMPDIR": str(scratch)})
+    beacon.wait(1, timeout=30, proc=run.proc)
+    shared = _shared_memory([run.proc.pid, *_descendants(run.proc.pid)])  # while the run is on
+    if how != "finished":
+        run.proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        if how == "hard_stop":
+            run.wait_stderr("stopping")
+            run.proc.send_signal(signal.SIGINT)
+    code = run.finish()
+    assert code == {"finished": 0, "sigint": 130, "sigterm": 143, "hard_stop": 130}[how], run.err
+    run.consistent(code)
+    assert list(scratch.iterdir()) == []  # the fork server's socket dir, report temp files
+    assert [n for n in shared if os.path.exists(n)] == []
+    if how != "hard_stop":  # a hard stop kills the worker where it is: its upload waits for the sweep
+        assert f.temp_files() == []
+
+
+def test_a_worker_killed_while_streaming_a_flood_of_output_is_seen_at_once_and_sigterm_still_works(fleet, beacon):
+    f = fleet(2)
+    # h1 floods its output (≈1 GB if let run); h2 waits for its turn (-P 1)
+    run = Run(f, "-P", "1", env={"CONCURDEPLOY_PROCESSES": "1"},
+              task=("run", "haproxy", f"{beacon.command('flood')}; yes 0123456789abcdef | head -c 1000000000"))
+    beacon.wait(1, timeout=30, proc=run.proc)
+    for p in workers_of(run.proc.pid):
+        os.kill(p, signal.SIGKILL)
+    beacon.wait(2, timeout=30, proc=run.proc)  # h2 started on a new worker: the death was seen
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish(timeout=60) == 143
+    doc = run.consistent(143)
+    assert doc["signal"] == 15
+    h1 = run.host("h1")
+    assert h1["status"] == "unreachable" and h1["error_kind"] == "WorkerLost", h1
