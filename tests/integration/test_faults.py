@@ -95,6 +95,19 @@ def test_second_sigint_is_a_hard_stop_still_130_with_the_report(fleet, beacon):
         thaw(frozen)
 
 
+def test_a_burst_of_signals_keeps_the_first_ones_exit_code_and_the_report(fleet, beacon):
+    f = fleet(2)
+    hold_at_validate(f, beacon)
+    run = Run(f, "-P", "1")
+    beacon.wait(1, timeout=30, proc=run.proc)
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait_stderr("stopping")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):  # while it stops
+        run.proc.send_signal(sig)
+    assert run.finish(timeout=30) == 143
+    assert run.consistent(143)["signal"] == 15
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2])
 def test_sigint_in_the_first_moments_exits_130(fleet, delay):
     """From the command's first line (its entry module has run: ``-X importtime`` says so on
