@@ -123,7 +123,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
             opened = True
             result = job.action(conn, job.payload)
     except HostError as e:
-        result = HostResult(name, Status(e.status), output=e.output,
+        result = HostResult(name, Status(e.status), output=e.output, changes=_changes_of(e),
                             exit_status=getattr(e, "exit_status", None),
                             error_kind=type(e).__name__, error=e.message,
                             warnings=tuple(conn.warnings),
@@ -139,7 +139,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     except Exception as e:
         if watchdog.frozen or connection_lost(e, conn):  # the link went: the host's outcome is unknown
             why = watchdog.frozen or f"the connection dropped ({plain(e)})"
-            result = HostResult(name, Status.UNREACHABLE, warnings=tuple(conn.warnings),
+            result = HostResult(name, Status.UNREACHABLE, warnings=tuple(conn.warnings), changes=_changes_of(e),
                                 error_kind="HostFrozen" if watchdog.frozen else "ConnectionLost",
                                 error=lost_sentence(why, step_of(e), job.spec))
         else:  # a bug in an action: this host fails, the others go on
@@ -150,6 +150,14 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     finally:
         conn.close()
     return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
+
+
+def _changes_of(e: BaseException) -> tuple:
+    """The files an action had already replaced when it raised ``e``: it may set
+    ``e.changes`` (a tuple of :class:`~concurdeploy.records.FileChange`) so that the report
+    says so even when the connection dropped afterwards (e.g. during the reload)."""
+    changes = getattr(e, "changes", None)
+    return tuple(changes) if isinstance(changes, (tuple, list)) else ()
 
 
 def _open_with_retries(conn, abort) -> None:

@@ -255,8 +255,8 @@ def test_a_connection_dropped_at_reload_is_unreachable(fleet, beacon):
 
 
 @pytest.mark.xfail(strict=True, reason="operations/push.py drops the list of files already replaced when "
-                                       "the reload raises; the raised HostError would have to carry it "
-                                       "(files not owned by this branch: reported to the lead)")
+                                       "the reload raises; it must set e.changes on the error it raises "
+                                       "(executors/core.py reports them): not this branch's file")
 def test_a_connection_dropped_at_reload_says_which_files_were_replaced(fleet, beacon):
     f = fleet(1)
     h1 = _drop_at_reload(f, beacon).host("h1")
@@ -370,3 +370,29 @@ def test_a_worker_killed_while_streaming_a_flood_of_output_is_seen_at_once_and_s
     assert doc["signal"] == 15
     h1 = run.host("h1")
     assert h1["status"] == "unreachable" and h1["error_kind"] == "WorkerLost", h1
+
+
+def _replaced_then_dropped(conn, payload):
+    """An action that replaced a file, then lost its connection (as a drop at reload does)."""
+    from concurdeploy.exceptions import HostUnreachable
+    from concurdeploy.records import FileChange
+
+    conn.run("true")
+    e = HostUnreachable("connection dropped while running: reload")
+    e.changes = (FileChange("/etc/haproxy/haproxy.cfg", None, "ab" * 32, 3),)
+    raise e
+
+
+def test_files_an_action_says_it_replaced_are_reported_even_when_it_then_failed(sshd_factory, client_keys,
+                                                                                known_hosts_file):
+    from concurdeploy.executors.core import Job, run_host
+    from concurdeploy.ssh.specs import ConnectSpec
+    from tests.sshd import login_user
+
+    (srv,) = sshd_factory(1)
+    spec = ConnectSpec(name="h1", hostname="127.0.0.1", port=srv.port, user=login_user(),
+                       key_file=client_keys.ed25519, known_hosts=known_hosts_file([srv]), connect_timeout=5,
+                       command_timeout=20, allow_agent=False)
+    result = run_host(Job(spec, _replaced_then_dropped))
+    assert result.status.value == "unreachable"
+    assert [c.dest for c in result.changes] == ["/etc/haproxy/haproxy.cfg"]
