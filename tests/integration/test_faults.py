@@ -359,7 +359,8 @@ def test_a_worker_killed_while_streaming_a_flood_of_output_is_seen_at_once_and_s
     f = fleet(2)
     # h1 floods its output (≈1 GB if let run); h2 waits for its turn (-P 1)
     run = Run(f, "-P", "1", env={"CONCURDEPLOY_PROCESSES": "1"},
-              task=("run", "haproxy", f"{beacon.command('flood')}; yes 0123456789abcdef | head -c 1000000000"))
+              task=("run", "haproxy", f"{beacon.command('flood')}; yes 0123456789abcdef | head -c 1000000000"),
+              stdout_file=f.project / "stdout.txt")
     beacon.wait(1, timeout=30, proc=run.proc)
     for p in workers_of(run.proc.pid):
         os.kill(p, signal.SIGKILL)
