@@ -85,11 +85,19 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     """Connect, run the job's action, close. Never raises: every outcome is a ``HostResult``.
 
     ``HostError`` subclasses keep their status (``unreachable`` for
-    :class:`HostUnreachable`, else ``failed``); any other exception becomes ``failed``
-    with its class name in ``error_kind`` (a bug, reported per host, not a crash).
-    Transient connect failures (reset, dropped at the server's ``MaxStartups`` limit) are
-    retried ``spec.connect_retries`` times with exponential backoff (0.5 s, 1 s, 2 s …
-    plus jitter); authentication and host key failures never are.
+    :class:`HostUnreachable`, else ``failed``). The connection's own trouble is classified
+    here, whatever the action raised (:mod:`~concurdeploy.executors.liveness`): a link that
+    dropped (``EOFError``, a socket or paramiko error with the transport down, an operation's
+    "failed" with no exit status while the transport is down) is ``unreachable``
+    (``ConnectionLost``); a host that stops answering SSH keepalives for
+    ``spec.connect_timeout`` seconds is ``unreachable`` (``HostFrozen``) and its transport is
+    closed so the action stops at once — both with one sentence naming the step, never a
+    library path. Any other exception becomes ``failed`` with its class name in
+    ``error_kind`` (a bug, reported per host, not a crash). Fast transient connect failures
+    (reset, dropped at the server's ``MaxStartups`` limit) are retried
+    ``spec.connect_retries`` times with exponential backoff (0.5 s, 1 s, 2 s … plus jitter);
+    authentication and host key failures, and failures that took half the connect timeout,
+    never are.
 
     :param abort: an ``Event``-like object; once set, the action stops at its next safe
         point (see :class:`~concurdeploy.exceptions.Interrupted`).
@@ -98,7 +106,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     :returns: the host's ``HostResult`` with ``duration_s`` (seconds) and ``batch`` set.
     """
     from concurdeploy.exceptions import HostError
-    from concurdeploy.executors.liveness import Watchdog, connection_lost, step_of
+    from concurdeploy.executors.liveness import Watchdog, connection_lost, lost_sentence, plain, step_of
     from concurdeploy.ssh.connection import (
         Connection,  # imported in the worker, never by the CLI
     )
@@ -115,25 +123,25 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
             opened = True
             result = job.action(conn, job.payload)
     except HostError as e:
-        result = HostResult(name, Status(e.status), output=e.output,
+        result = HostResult(name, Status(e.status), output=e.output, changes=_changes_of(e),
                             exit_status=getattr(e, "exit_status", None),
                             error_kind=type(e).__name__, error=e.message,
                             warnings=tuple(conn.warnings),
                             rolled_back=bool(getattr(e, "rolled_back", False)))
         if watchdog.frozen:  # what the action saw (a drop, a timeout) came from the host freezing
             result = replace(result, status=Status.UNREACHABLE, error_kind="HostFrozen",
-                             error=_lost_sentence(watchdog.frozen, step_of(e), job.spec))
+                             error=lost_sentence(watchdog.frozen, step_of(e), job.spec))
         elif opened and result.status is Status.FAILED and result.exit_status is None and not conn.is_open():
             # an operation's own failure ("upload … failed: Socket is closed") with the link
             # gone under it: the link is the cause, the host's outcome unknown
             result = replace(result, status=Status.UNREACHABLE, error_kind="ConnectionLost",
-                             error=_lost_sentence("the connection dropped", step_of(e), job.spec))
+                             error=lost_sentence("the connection dropped", step_of(e), job.spec))
     except Exception as e:
         if watchdog.frozen or connection_lost(e, conn):  # the link went: the host's outcome is unknown
-            why = watchdog.frozen or f"the connection dropped ({_plain(e)})"
-            result = HostResult(name, Status.UNREACHABLE, warnings=tuple(conn.warnings),
+            why = watchdog.frozen or f"the connection dropped ({plain(e)})"
+            result = HostResult(name, Status.UNREACHABLE, warnings=tuple(conn.warnings), changes=_changes_of(e),
                                 error_kind="HostFrozen" if watchdog.frozen else "ConnectionLost",
-                                error=_lost_sentence(why, step_of(e), job.spec))
+                                error=lost_sentence(why, step_of(e), job.spec))
         else:  # a bug in an action: this host fails, the others go on
             last = traceback.extract_tb(e.__traceback__)[-1:]
             where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
@@ -144,21 +152,12 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
 
 
-def _plain(e: BaseException) -> str:
-    """A connection error in words, without the library's class names or paths."""
-    if isinstance(e, EOFError):
-        return "end of stream"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror.lower()
-    text = _first_line(e)
-    return text if text and "/" not in text and len(text) < 120 else "closed"
-
-
-def _lost_sentence(why: str, step: str | None, spec: ConnectSpec) -> str:
-    """One sentence: what happened to the link, in which step, what it means for the host."""
-    during = f" during the {step}" if step else ""
-    return (f"{spec.hostname}:{spec.port}: {why}{during}; its destinations are old or new "
-            f"(every replace is atomic): check it, or run again")
+def _changes_of(e: BaseException) -> tuple:
+    """The files an action had already replaced when it raised ``e``: it may set
+    ``e.changes`` (a tuple of :class:`~concurdeploy.records.FileChange`) so that the report
+    says so even when the connection dropped afterwards (e.g. during the reload)."""
+    changes = getattr(e, "changes", None)
+    return tuple(changes) if isinstance(changes, (tuple, list)) else ()
 
 
 def _open_with_retries(conn, abort) -> None:

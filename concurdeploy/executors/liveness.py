@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import traceback
 
-__all__ = ["Watchdog", "connection_lost", "step_of"]
+__all__ = ["Watchdog", "connection_lost", "lost_sentence", "plain", "step_of"]
 
 #: Longest wait between two probes, in seconds (a frozen host is seen within
 #: ``connect_timeout`` + this).
@@ -116,3 +116,22 @@ def step_of(e: BaseException) -> str | None:
         if "concurdeploy" in frame.filename and frame.name in _STEPS:
             step = _STEPS[frame.name]
     return step
+
+
+def plain(e: BaseException) -> str:
+    """A connection error in words, without the library's class names or paths."""
+    if isinstance(e, EOFError):
+        return "end of stream"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else ""
+    return text if text and "/" not in text and len(text) < 120 else "closed"
+
+
+def lost_sentence(why: str, step: str | None, spec) -> str:
+    """One sentence: what happened to the link (``why``), in which step, what it means for
+    the host. ``spec``: the host's :class:`~concurdeploy.ssh.specs.ConnectSpec`."""
+    during = f" during the {step}" if step else ""
+    return (f"{spec.hostname}:{spec.port}: {why}{during}; its destinations are old or new "
+            f"(every replace is atomic): check it, or run again")

@@ -68,13 +68,20 @@ class Run:
     :param python: interpreter flags (e.g. ``("-X", "importtime")``).
     """
 
-    def __init__(self, f, *args: str, env: dict | None = None, python: tuple = (), task: tuple = ("push", "haproxy")):
+    def __init__(self, f, *args: str, env: dict | None = None, python: tuple = (), task: tuple = ("push", "haproxy"),
+                 stdout_file=None):
         self.f, self.report = f, f.project / "report.json"
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, *python, "-m", "concurdeploy", *task,
-                                      "--report-json", str(self.report), *args],
-                                     cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, **(env or {})})
+        self._stdout_file = stdout_file  # a path: stdout goes there (a flood never blocks the command)
+        out = open(stdout_file, "w") if stdout_file else subprocess.PIPE
+        try:
+            self.proc = subprocess.Popen([sys.executable, *python, "-m", "concurdeploy", *task,
+                                          "--report-json", str(self.report), *args],
+                                         cwd=f.project, stdout=out, stderr=subprocess.PIPE,
+                                         text=True, env={**os.environ, **(env or {})})
+        finally:
+            if stdout_file:
+                out.close()
         self.out = self.err = ""
         self.took = 0.0
 
@@ -87,6 +94,9 @@ class Run:
             self.out, self.err = self.proc.communicate()
             pytest.fail(f"concurdeploy did not exit within {timeout} s:\n{self.out}{self.err}")
         self.took = time.monotonic() - self.t0
+        if self._stdout_file:
+            with open(self._stdout_file, errors="replace") as fh:
+                self.out = fh.read(1 << 20)
         return self.proc.returncode
 
     def wait_stderr(self, text: str) -> str:

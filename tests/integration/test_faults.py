@@ -95,6 +95,19 @@ def test_second_sigint_is_a_hard_stop_still_130_with_the_report(fleet, beacon):
         thaw(frozen)
 
 
+def test_a_burst_of_signals_keeps_the_first_ones_exit_code_and_the_report(fleet, beacon):
+    f = fleet(2)
+    hold_at_validate(f, beacon)
+    run = Run(f, "-P", "1")
+    beacon.wait(1, timeout=30, proc=run.proc)
+    run.proc.send_signal(signal.SIGTERM)
+    run.wait_stderr("stopping")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):  # while it stops
+        run.proc.send_signal(sig)
+    assert run.finish(timeout=30) == 143
+    assert run.consistent(143)["signal"] == 15
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2])
 def test_sigint_in_the_first_moments_exits_130(fleet, delay):
     """From the command's first line (its entry module has run: ``-X importtime`` says so on
@@ -242,8 +255,8 @@ def test_a_connection_dropped_at_reload_is_unreachable(fleet, beacon):
 
 
 @pytest.mark.xfail(strict=True, reason="operations/push.py drops the list of files already replaced when "
-                                       "the reload raises; the raised HostError would have to carry it "
-                                       "(files not owned by this branch: reported to the lead)")
+                                       "the reload raises; it must set e.changes on the error it raises "
+                                       "(executors/core.py reports them): not this branch's file")
 def test_a_connection_dropped_at_reload_says_which_files_were_replaced(fleet, beacon):
     f = fleet(1)
     h1 = _drop_at_reload(f, beacon).host("h1")
@@ -302,3 +315,85 @@ def test_a_host_frozen_mid_step_is_unreachable_within_the_connect_timeout(fleet,
     one_sentence(h1)
     assert f.dest("h1").read_bytes() == OLD
     assert took < CONNECT_TIMEOUT + GRACE, took
+
+
+# ---------------------------------------------------------------------------- #14.5 controller clean-up
+
+def _shared_memory(pids) -> set:
+    """Files under /dev/shm (POSIX semaphores, shared memory) mapped by ``pids`` now."""
+    names = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                names |= {ln.split(None, 5)[5].strip() for ln in maps
+                          if len(ln.split(None, 5)) == 6 and "/dev/shm/" in ln}
+        except OSError:
+            pass
+    return {n.replace(" (deleted)", "") for n in names if not n.endswith("(deleted)")}
+
+
+@pytest.mark.parametrize("how", ["finished", "sigint", "sigterm", "hard_stop"])
+def test_the_controller_leaves_no_temp_files_or_semaphores(fleet, beacon, tmp_path, how):
+    f = fleet(2)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    hold_at_validate(f, beacon, seconds=20 if how != "finished" else 2)
+    run = Run(f, "-P", "1", env={"TMPDIR": str(scratch)})
+    beacon.wait(1, timeout=30, proc=run.proc)
+    shared = _shared_memory([run.proc.pid, *_descendants(run.proc.pid)])  # while the run is on
+    if how != "finished":
+        run.proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        if how == "hard_stop":
+            run.wait_stderr("stopping")
+            run.proc.send_signal(signal.SIGINT)
+    code = run.finish()
+    assert code == {"finished": 0, "sigint": 130, "sigterm": 143, "hard_stop": 130}[how], run.err
+    run.consistent(code)
+    assert list(scratch.iterdir()) == []  # the fork server's socket dir, report temp files
+    assert [n for n in shared if os.path.exists(n)] == []
+    if how != "hard_stop":  # a hard stop kills the worker where it is: its upload waits for the sweep
+        assert f.temp_files() == []
+
+
+def test_a_worker_killed_while_streaming_a_flood_of_output_is_seen_at_once_and_sigterm_still_works(fleet, beacon):
+    f = fleet(2)
+    # h1 floods its output (≈1 GB if let run); h2 waits for its turn (-P 1)
+    run = Run(f, "-P", "1", env={"CONCURDEPLOY_PROCESSES": "1"},
+              task=("run", "haproxy", f"{beacon.command('flood')}; yes 0123456789abcdef | head -c 1000000000"),
+              stdout_file=f.project / "stdout.txt")
+    beacon.wait(1, timeout=30, proc=run.proc)
+    for p in workers_of(run.proc.pid):
+        os.kill(p, signal.SIGKILL)
+    beacon.wait(2, timeout=30, proc=run.proc)  # h2 started on a new worker: the death was seen
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish(timeout=60) == 143
+    doc = run.consistent(143)
+    assert doc["signal"] == 15
+    h1 = run.host("h1")
+    assert h1["status"] == "unreachable" and h1["error_kind"] == "WorkerLost", h1
+
+
+def _replaced_then_dropped(conn, payload):
+    """An action that replaced a file, then lost its connection (as a drop at reload does)."""
+    from concurdeploy.exceptions import HostUnreachable
+    from concurdeploy.records import FileChange
+
+    conn.run("true")
+    e = HostUnreachable("connection dropped while running: reload")
+    e.changes = (FileChange("/etc/haproxy/haproxy.cfg", None, "ab" * 32, 3),)
+    raise e
+
+
+def test_files_an_action_says_it_replaced_are_reported_even_when_it_then_failed(sshd_factory, client_keys,
+                                                                                known_hosts_file):
+    from concurdeploy.executors.core import Job, run_host
+    from concurdeploy.ssh.specs import ConnectSpec
+    from tests.sshd import login_user
+
+    (srv,) = sshd_factory(1)
+    spec = ConnectSpec(name="h1", hostname="127.0.0.1", port=srv.port, user=login_user(),
+                       key_file=client_keys.ed25519, known_hosts=known_hosts_file([srv]), connect_timeout=5,
+                       command_timeout=20, allow_agent=False)
+    result = run_host(Job(spec, _replaced_then_dropped))
+    assert result.status.value == "unreachable"
+    assert [c.dest for c in result.changes] == ["/etc/haproxy/haproxy.cfg"]
