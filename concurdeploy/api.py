@@ -222,7 +222,7 @@ def push(service: str, *, options: RunOptions | None = None, become_password: st
                 payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
 
     inv, hosts = _prepare(service, opts, build)
-    payloads = with_password(payloads, become_password)
+    payloads = with_password(payloads, become_password, opts.executor)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"push {service}{' (check mode)' if opts.check else ''}")
 
@@ -254,7 +254,7 @@ def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: s
                 payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
 
     inv, hosts = _prepare(group, opts, build)
-    payloads = with_password(payloads, become_password)
+    payloads = with_password(payloads, become_password, opts.executor)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"put {src} -> {dest}{' (check mode)' if opts.check else ''}")
 
@@ -286,7 +286,7 @@ def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = 
                             password_env=h.vars.get("become_password_env"))
         jobs.append(RunJob(command, timeout, become, stream=not collect and opts.console,
                            secrets=secret_values(h)))
-    return fan_out(hosts, run_command, with_password(jobs, become_password), opts, inventory=inv,
+    return fan_out(hosts, run_command, with_password(jobs, become_password, opts.executor), opts, inventory=inv,
                    show_output=collect, stream=not collect and opts.console)
 
 
