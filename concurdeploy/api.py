@@ -374,6 +374,12 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
             signals = stack.enter_context(Interrupts(pool))
         end = time.monotonic() + opts.deadline if opts.deadline else None
         streamer = reporting.Streamer(out, width) if stream else None
+
+        def on_output(host: str, kind: str, data: bytes) -> None:  # a large upload's bytes, or output
+            if kind == "progress":
+                out.upload_progress(host, data)
+            elif streamer:
+                streamer(host, kind, data)
         arrived: dict[str, float] = {}  # host -> seconds from the start when its result came
 
         def on_result(r: HostResult) -> None:
@@ -401,7 +407,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                 else:
                     jobs.append(Job(specs[i], action, payloads[i], batch=tag))
                     index.append(i)
-            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=streamer)):
+            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=on_output)):
                 results[i] = _timed(r, arrived.get(r.host))
             tried = [r for r in results.values() if r.status is not Status.SKIPPED]
             failed = sum(1 for r in tried if r.status.is_failure)
