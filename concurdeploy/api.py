@@ -234,7 +234,7 @@ def push(service: str, *, options: RunOptions | None = None, become_password: st
                 payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
 
     inv, hosts = _prepare(service, opts, build)
-    payloads = with_password(payloads, become_password)
+    payloads = with_password(payloads, become_password, opts.executor)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"push {service}{' (check mode)' if opts.check else ''}")
 
@@ -266,7 +266,7 @@ def put(group: str, src: str, dest: str, *, mode: str | None = None, validate: s
                 payloads.append(HostResult(h.name, Status.FAILED, error_kind="TemplateFailed", error=str(e)))
 
     inv, hosts = _prepare(group, opts, build)
-    payloads = with_password(payloads, become_password)
+    payloads = with_password(payloads, become_password, opts.executor)
     return fan_out(hosts, push_action, payloads, opts, inventory=inv,
                    title=f"put {src} -> {dest}{' (check mode)' if opts.check else ''}")
 
@@ -298,7 +298,7 @@ def run(group: str, command: str, *, timeout: float | None = None, sudo: bool = 
                             password_env=h.vars.get("become_password_env"))
         jobs.append(RunJob(command, timeout, become, stream=not collect and opts.console,
                            secrets=secret_values(h)))
-    return fan_out(hosts, run_command, with_password(jobs, become_password), opts, inventory=inv,
+    return fan_out(hosts, run_command, with_password(jobs, become_password, opts.executor), opts, inventory=inv,
                    show_output=collect, stream=not collect and opts.console)
 
 
@@ -388,6 +388,12 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
             signals = stack.enter_context(Interrupts(pool))
         end = time.monotonic() + opts.deadline if opts.deadline else None
         streamer = reporting.Streamer(out, width) if stream else None
+
+        def on_output(host: str, kind: str, data: bytes) -> None:  # a large upload's bytes, or output
+            if kind == "progress":
+                out.upload_progress(host, data)
+            elif streamer:
+                streamer(host, kind, data)
         arrived: dict[str, float] = {}  # host -> seconds from the start when its result came
 
         def on_result(r: HostResult) -> None:
@@ -415,7 +421,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                 else:
                     jobs.append(Job(specs[i], action, payloads[i], batch=tag))
                     index.append(i)
-            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=streamer)):
+            for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=on_output)):
                 results[i] = _timed(r, arrived.get(r.host))
             tried = [r for r in results.values() if r.status is not Status.SKIPPED]
             failed = sum(1 for r in tried if r.status.is_failure)

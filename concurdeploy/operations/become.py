@@ -118,14 +118,18 @@ def refusal(become: Become, output: str) -> AuthFailed | None:
                       f"become_password_env if sudo asks for one): {detail}")
 
 
-def with_password(jobs: list, password: str | None) -> list:
+def with_password(jobs: list, password: str | None, executor: str = "local") -> list:
     """``jobs`` (``PushJob``/``RunJob``, or anything else, kept as is) with the sudo ``password``
     in each one that runs through sudo, and among its secrets (masked in output); unchanged if None.
 
-    :raises UsageError: a password and no job runs through sudo (it would go unused).
+    :param executor: ``local`` only: the jobs then go through this machine's pipes, never the network.
+    :raises UsageError: a password and no job runs through sudo (it would go unused), or another executor.
     """
     if password is None:
         return jobs
+    if executor != "local":
+        raise UsageError(f"a sudo password (-K) is for the local executor, not {executor}: it would travel to "
+                         f"the cluster's workers; set become_password_env there instead; nothing was touched")
     if not any(getattr(j, "become", None) is not None for j in jobs):
         raise UsageError("-K/--ask-become-pass: no host runs through sudo (no become var, no -b/--become or "
                          "--sudo), so the password would go unused; add -b, or leave -K out; nothing was touched")

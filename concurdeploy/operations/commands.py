@@ -7,7 +7,7 @@ import errno
 import os
 import stat
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from concurdeploy.exceptions import DestinationError, HostUnreachable
 from concurdeploy.operations.become import Become, privilege_for
@@ -32,7 +32,7 @@ class RunJob:
     timeout: float | None = None
     become: Become | None = None
     stream: bool = False
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # never in a repr (logs, errors)
 
 
 class _MaskedEmit:

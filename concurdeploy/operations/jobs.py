@@ -5,7 +5,7 @@ the workers. Parameters only: no live objects, no secret values beyond those to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["FileSpec", "PushJob"]
 
@@ -70,6 +70,6 @@ class PushJob:
     healthcheck: str | None = None
     backups: int = 3
     lock_timeout: float = 30.0
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # never in a repr (logs, errors)
     service: str = ""
     become: object = None  # concurdeploy.operations.become.Become, or None: run remote steps through sudo

@@ -76,6 +76,8 @@ __all__ = [
 #: to one host 1.09 → 0.83 s).
 CHUNK = 32768 - 29
 DIFF_LIMIT = 1 << 20  # bytes: larger files are not diffed
+PROGRESS_MIN = 4 << 20  # bytes: a larger upload reports its progress (``conn.emit("progress", …)``)
+PROGRESS_STEP = 1 << 20  # bytes between two progress reports
 
 
 def push(conn: Connection, job: PushJob) -> HostResult:
@@ -246,16 +248,27 @@ def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str, mode:
     :raises UploadCorrupted: any other write failure (disk full, …).
     """
     conn.check_abort()
+    emit = getattr(conn, "emit", None) if f.size >= PROGRESS_MIN else None
+    sent, told = 0, 0
+
+    def write(chunk: bytes) -> None:  # a large file: "SENT TOTAL DEST" every PROGRESS_STEP bytes
+        nonlocal sent, told
+        fh.write(chunk)
+        sent += len(chunk)
+        if emit and (sent - told >= PROGRESS_STEP or sent == f.size):
+            told = sent
+            emit("progress", f"{sent} {f.size} {f.dest}".encode())
+
     try:
         with privilege.open_upload(conn, tmp, mode) as fh:
             fh.set_pipelined(True)
             if f.content is not None:
                 for i in range(0, len(f.content), CHUNK):
-                    fh.write(f.content[i:i + CHUNK])
+                    write(f.content[i:i + CHUNK])
             else:
                 with open(f.src, "rb") as src:
                     for chunk in iter(lambda: src.read(CHUNK), b""):
-                        fh.write(chunk)
+                        write(chunk)
     except OSError as e:
         if isinstance(e, (ConnectionError, TimeoutError)) or getattr(e, "errno", None) is None \
                 and not str(e):

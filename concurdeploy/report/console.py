@@ -114,7 +114,6 @@ class Console:
         from rich.console import Console as RichConsole
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             Progress,
             SpinnerColumn,
             TextColumn,
@@ -124,8 +123,7 @@ class Console:
         self._rich = RichConsole(file=self.stream, highlight=False, emoji=False, markup=False)
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
-            MofNCompleteColumn(), TextColumn("hosts", markup=False), _counts_column()(),
-            TimeElapsedColumn(),
+            _amount_column()(), _counts_column()(), TimeElapsedColumn(),
             console=self._rich, transient=True, redirect_stdout=True,
             redirect_stderr=_isatty(sys.stderr),
         )
@@ -152,8 +150,29 @@ class Console:
             self._progress.update(self._task, description=text.lstrip("- ").split(":")[0])
         self.line(text, style="bold")
 
+    def upload_progress(self, host: str, data: bytes) -> None:
+        """A large upload's progress, ``b"SENT TOTAL DEST"`` (bytes): on a terminal, a line
+        ``HOST FILE  SENT/TOTAL MB`` with its bar under the hosts' bar, until the host is done;
+        plain output shows nothing (its lines are for logs)."""
+        if self._progress is None:
+            return
+        try:
+            sent, total, dest = data.decode("utf-8", "replace").split(" ", 2)
+            sent, total = int(sent), int(total)
+        except ValueError:
+            return  # not ours: never let a progress line break the run
+        key = (host, dest)
+        tasks = self.__dict__.setdefault("_uploads", {})
+        if key not in tasks:
+            label = report.clean(f"{host} {os.path.basename(dest)}")
+            tasks[key] = self._progress.add_task(label, total=total, kind="bytes")
+        self._progress.update(tasks[key], completed=sent, refresh=True)
+
     def host_done(self, r: HostResult) -> None:
         """A host finished (or was settled without contact): count it and print its lines."""
+        for key in [k for k in self.__dict__.get("_uploads", {}) if k[0] == r.host]:
+            if self._progress is not None:
+                self._progress.remove_task(self._uploads.pop(key))
         self.done += 1
         self.changed += r.status is Status.CHANGED
         self.failed += r.status.is_failure
@@ -229,6 +248,21 @@ def _isatty(stream) -> bool:
         return False
 
 
+def _amount_column():
+    """A rich progress column: ``3/8 hosts`` for the run, ``12.6/41.9 MB`` for an upload."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class AmountColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            total = int(task.total or 0)
+            if task.fields.get("kind") == "bytes":
+                return Text(f"{task.completed / 1e6:.1f}/{total / 1e6:.1f} MB")
+            return Text(f"{int(task.completed)}/{total} hosts")
+
+    return AmountColumn
+
+
 def _counts_column():
     """A rich progress column ``3 changed  1 failed`` (built lazily: rich is imported here)."""
     from rich.progress import ProgressColumn
@@ -238,6 +272,8 @@ def _counts_column():
         def render(self, task) -> Text:
             changed, failed = task.fields.get("changed", 0), task.fields.get("failed", 0)
             text = Text()
+            if task.fields.get("kind") == "bytes":
+                return text
             text.append(f"{changed} changed", style="yellow" if changed else "dim")
             text.append("  ")
             text.append(f"{failed} failed", style="bold red" if failed else "dim")

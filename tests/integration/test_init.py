@@ -81,9 +81,15 @@ def test_init_then_push_with_the_sandbox_and_the_example_task(tmp_path):
 
 
 def _copy_source(dest: Path) -> Path:
-    """The repository's tracked files (what a checkout holds), without build leftovers."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, check=True, timeout=60).stdout.split(b"\0")
+    """The repository's files (a git checkout's tracked and new files; else the tree without
+    build leftovers), so that building never writes into the checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, timeout=60)
+    if listed.returncode != 0:  # not a git checkout (an unpacked archive)
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info",
+                                                                  "__pycache__", ".sandbox"))
+        return dest
+    files = listed.stdout.split(b"\0")
     for name in filter(None, files):
         src = REPO / name.decode()
         if src.is_file():

@@ -5,6 +5,7 @@ no literal ``{tmp}``, and an unknown host key's hint that works as typed. Real s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 
@@ -91,3 +92,19 @@ def test_unknown_host_key_hint_names_concurdeploy_keyscan_and_works_as_typed(fle
     again = f.run("push", "haproxy", "-l", "h2")
     assert again.returncode == 0, again.stdout + again.stderr
     assert f.dest("h2").exists() and not f.dest("h1").exists()
+
+
+def test_large_upload_shows_byte_progress_on_a_terminal_only(fleet):
+    from .test_output import _run_in_pty
+
+    f = fleet(1)
+    big = os.urandom(6 << 20)  # over PROGRESS_MIN (4 MiB): reported every MiB
+    (f.project / "files" / "haproxy" / "haproxy.cfg").write_bytes(big)
+    code, out = _run_in_pty(f, "push", "haproxy")
+    assert code == 0, out
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert re.search(r"h1 haproxy\.cfg.*\d\.\d/6\.3 MB", plain), plain
+    assert f.dest("h1").read_bytes() == big
+    f.dest("h1").write_bytes(b"old\n")
+    piped = f.run("push", "haproxy")
+    assert piped.returncode == 0 and " MB" not in piped.stdout, piped.stdout

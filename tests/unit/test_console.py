@@ -173,3 +173,26 @@ def test_change_text_names_the_path_written_and_how():
     assert change_text(FileChange("/etc/a", "a" * 64, "b" * 64, 1, "/etc/a", "in-place")) == \
         "/etc/a rewritten in place"
     assert change_text(FileChange("/etc/a", None, "b" * 64, 1)) == "/etc/a created"  # older records
+
+
+def test_upload_progress_on_a_terminal_and_never_in_plain_output(monkeypatch):
+    """Byte progress of a large upload (issue #17): a line with the file and its megabytes under
+    the hosts' bar on a terminal, gone once the host is done; nothing in plain output."""
+    pytest.importorskip("rich")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = FakeTTY()
+    with console.Console(1, width=5, stream=tty) as out:
+        out.upload_progress("lb1", b"3145728 41943040 /etc/big/blob.bin")
+        assert "3.1/41.9 MB" in ANSI.sub("", tty.getvalue()) and "lb1 blob.bin" in ANSI.sub("", tty.getvalue())
+        out.upload_progress("lb1", b"41943040 41943040 /etc/big/blob.bin")
+        out.upload_progress("lb1", b"not progress")  # ignored, never an error
+        out.host_done(RESULTS[0])
+        assert out._uploads == {}
+        out.finish(RESULTS[:1], 1.0)
+    assert "41.9/41.9 MB" in ANSI.sub("", tty.getvalue())
+    plain = io.StringIO()
+    with console.Console(1, width=5, stream=plain) as out:
+        out.upload_progress("lb1", b"3145728 41943040 /etc/big/blob.bin")
+        out.host_done(RESULTS[0])
+    assert "MB" not in plain.getvalue() and "blob" not in plain.getvalue()

@@ -139,3 +139,21 @@ def test_each_task_help_shows_the_flags(project, capsys, task):
         assert flag in out, (flag, out)
     for flag in ("-b, --become", "-K, --ask-become-pass"):  # get never runs through sudo: it has neither
         assert (flag in out) is (task != "get"), (flag, out)
+
+
+def test_a_typed_sudo_password_rides_in_the_sudo_jobs_only_and_is_never_shown():
+    from concurdeploy.operations.become import Become, with_password, wrap
+    from concurdeploy.operations.commands import RunJob
+
+    jobs = [RunJob("id", become=Become()), RunJob("id"), "not a job"]
+    out = with_password(jobs, "s3cret-pw")
+    assert out[0].become.password == "s3cret-pw" and "s3cret-pw" in out[0].secrets
+    assert out[1:] == jobs[1:]
+    assert "s3cret-pw" not in repr(out[0]) and "s3cret-pw" not in repr(out[0].become)
+    script, stdin = wrap("id", out[0].become)
+    assert "s3cret-pw" not in script and stdin == b"s3cret-pw\n"  # on stdin, never on a command line
+    assert with_password(jobs, None) is jobs
+    with pytest.raises(UsageError, match="would go unused"):
+        with_password([RunJob("id")], "pw")
+    with pytest.raises(UsageError, match="local executor, not dask"):
+        with_password(jobs, "pw", "dask")
