@@ -148,7 +148,9 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
                               become=options.become, project_dir=options.project_dir)
     if check is not None:
         check(inv, hosts)
-    _check_secrets(hosts, options)
+    from concurdeploy.targeting import check_key_env
+
+    check_key_env(hosts, options.executor)
     from concurdeploy.ssh.passphrases import ask  # on a terminal only; before any worker starts
 
     ask(h.vars["key_file"] for h in hosts
@@ -171,26 +173,6 @@ def _warm_up_without_secrets(hosts: list[Host]) -> None:
     envsecrets.seal(names)
     with envsecrets.scrubbed(names):
         warm_up()
-
-
-def _check_secrets(hosts: list[Host], options: RunOptions) -> None:
-    """Refuse the run, before any host is contacted, when a host's ``key_env`` names an
-    environment variable that is not set (a CI secret not passed in): with the local executor the
-    workers read this process's environment, so the run could only fail every such host.
-    (A Dask worker has its own environment: not checked here.)
-
-    :raises UsageError: names the variable, the host and where ``key_env`` was set.
-    """
-    if options.executor != "local":
-        return
-    for h in hosts:
-        name = h.vars.get("key_env")
-        if h.vars.get("connection", "ssh") == "ssh" and isinstance(name, str) and name and name not in os.environ:
-            where = h.origins.get("key_env", h.source)
-            raise UsageError(f"host {h.name}: key_env {name} is not set (set in {where}): it must hold the "
-                             f"private key, e.g. a CI secret; export {name} (in CI: pass the secret into the "
-                             f"job's environment) or remove key_env to use key_file or ssh-agent; nothing "
-                             f"was touched")
 
 
 def _command(options: RunOptions, *words: str) -> RunOptions:

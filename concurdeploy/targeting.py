@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from concurdeploy.exceptions import InventoryError, ServiceError
+from concurdeploy.exceptions import InventoryError, ServiceError, UsageError
 from concurdeploy.inventory import Host, Inventory, YamlMapping, where
 from concurdeploy.operations.service import (
     SERVICE_KEYS,
@@ -29,7 +29,7 @@ from concurdeploy.operations.service import (
     scoped_overrides,
 )
 
-__all__ = ["Service", "check_sandbox", "has_local_address"]
+__all__ = ["Service", "check_key_env", "check_sandbox", "has_local_address"]
 
 _PATTERN_CHARS = set(":,&!*?[]~@")
 
@@ -331,3 +331,24 @@ def check_sandbox(inv: Inventory) -> None:
             f"inventory {inv.location} mixes sandbox hosts ({_names(sandboxed)}, connection: sandbox "
             f"set here) with real hosts ({_names(real)}, from {real[0].source}): a push would reach "
             f"both; {fix}", path, line, key="connection")
+
+
+def check_key_env(hosts: list[Host], executor: str) -> None:
+    """Refuse the run, before any host is contacted, when a host's ``key_env`` names an
+    environment variable that is not set (a CI secret not passed in): with the local executor the
+    workers read this process's environment, so the run could only fail every such host.
+    (A Dask worker has its own environment: not checked here.)
+
+    :param hosts: the selected hosts; ``executor``: ``"local"`` or ``"dask"``.
+    :raises UsageError: names the variable, the host and where ``key_env`` was set.
+    """
+    if executor != "local":
+        return
+    for h in hosts:
+        name = h.vars.get("key_env")
+        if h.vars.get("connection", "ssh") == "ssh" and isinstance(name, str) and name and name not in os.environ:
+            where = h.origins.get("key_env", h.source)
+            raise UsageError(f"host {h.name}: key_env {name} is not set (set in {where}): it must hold the "
+                             f"private key, e.g. a CI secret; export {name} (in CI: pass the secret into the "
+                             f"job's environment) or remove key_env to use key_file or ssh-agent; nothing "
+                             f"was touched")

@@ -52,6 +52,7 @@ from concurdeploy.cli.argv import (
 )
 from concurdeploy.cli.config import Config
 from concurdeploy.cli.loading import ProjectLoader, UntrustedTasks
+from concurdeploy.cli.pipesafe import PipeSafe
 from concurdeploy.exceptions import HostsFailed, RunInterrupted, UsageError
 from concurdeploy.executors.interrupts import signame as _signame
 from concurdeploy.records import RunResult
@@ -395,8 +396,8 @@ class ConcurdeployProgram(Program):
         from concurdeploy.executors.interrupts import lifecycle
 
         self._loaded = {}  # tasks.py and concurdeploy.yaml are read afresh by each run
-        if not isinstance(sys.stdout, _PipeSafe):
-            sys.stdout = _PipeSafe(sys.stdout)
+        if not isinstance(sys.stdout, PipeSafe):
+            sys.stdout = PipeSafe(sys.stdout)
         main = threading.current_thread() is threading.main_thread()
         if main:
             lifecycle.install()
@@ -460,37 +461,6 @@ class ConcurdeployProgram(Program):
                 if arg is not None and arg.value:
                     return True
         return bool(self.config.get("report_json") or self.config.get("junit"))
-
-
-class _PipeSafe:
-    """stdout that, once its reader has gone (``concurdeploy push … | head``), drops further
-    output instead of raising: the run goes on, reports are written, the exit code holds."""
-
-    def __init__(self, stream):
-        self._stream, self._closed = stream, False
-
-    def write(self, text):
-        if not self._closed:
-            try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                self._closed = True
-                try:
-                    devnull = os.open(os.devnull, os.O_WRONLY)
-                    os.dup2(devnull, self._stream.fileno())  # so the interpreter's exit flush is quiet
-                except OSError:
-                    pass
-        return len(text)
-
-    def flush(self):
-        if not self._closed:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._closed = True
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
 
 
 program = ConcurdeployProgram(
