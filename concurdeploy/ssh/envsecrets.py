@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 
-__all__ = ["ENV_VAR", "env_names", "getenv", "scrubbed", "seal"]
+__all__ = ["ENV_VAR", "env_names", "getenv", "publish", "read_published", "scrubbed", "seal"]
 
 #: Names where the sealed values are (``/proc/<pid>/fd/<n>``); never a secret itself.
 ENV_VAR = "CONCURDEPLOY_ENV_SECRETS"
@@ -66,14 +66,40 @@ def seal(names: Iterable[str]) -> None:
             _VALUES[name] = value
         else:  # unset since an earlier run: the worker must see it unset too
             _VALUES.pop(name, None)
-    if not _FD:
-        _FD.append(os.memfd_create("concurdeploy-env-secrets", os.MFD_CLOEXEC))
-    fd = _FD[0]
-    data = json.dumps(_VALUES).encode()
+    publish(_FD, _VALUES, ENV_VAR, "concurdeploy-env-secrets")
+
+
+def publish(fds: list[int], values: dict[str, str], env_var: str, label: str) -> None:
+    """Write ``values`` (as JSON) to this process's private in-memory file kept in ``fds``
+    (``memfd_create``, close-on-exec, 0600; created on the first call and appended to ``fds``)
+    and set environment variable ``env_var`` to its ``/proc/<pid>/fd/<n>`` path.
+
+    :raises OSError: the memfd cannot be created (no ``/proc`` or ``memfd_create``).
+    """
+    if not fds:
+        fds.append(os.memfd_create(label, os.MFD_CLOEXEC))
+    fd = fds[0]
+    data = json.dumps(values).encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     os.fchmod(fd, 0o600)
-    os.environ[ENV_VAR] = f"/proc/{os.getpid()}/fd/{fd}"
+    os.environ[env_var] = f"/proc/{os.getpid()}/fd/{fd}"
+
+
+def read_published(env_var: str, key: str, limit: int = 1 << 22) -> str | None:
+    """The string stored under ``key`` in the in-memory file another process published
+    (:func:`publish`) at the path in ``env_var``; None when unset, unreadable (no such process,
+    another user's), malformed, or not there. Reads at most ``limit`` bytes."""
+    where = os.environ.get(env_var)
+    if not where or not where.startswith("/proc/"):
+        return None
+    try:
+        with open(where, "rb") as f:
+            found = json.loads(f.read(limit) or b"{}")
+    except (OSError, ValueError):
+        return None
+    value = found.get(key) if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
 
 
 @contextlib.contextmanager
@@ -99,18 +125,5 @@ def getenv(name: str) -> str | None:
     if _FD:
         value = os.environ.get(name)
         return value if value is not None else _VALUES.get(name)
-    value = _read_sealed(name)
+    value = read_published(ENV_VAR, name)
     return value if value is not None else os.environ.get(name)
-
-
-def _read_sealed(name: str) -> str | None:
-    where = os.environ.get(ENV_VAR)
-    if not where or not where.startswith("/proc/"):
-        return None
-    try:
-        with open(where, "rb") as f:
-            found = json.loads(f.read(1 << 22) or b"{}")
-    except (OSError, ValueError):
-        return None
-    value = found.get(name) if isinstance(found, dict) else None
-    return value if isinstance(value, str) else None

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import base64
 import getpass
-import json
 import os
 import sys
+
+from concurdeploy.ssh import envsecrets
 
 __all__ = ["ENV_VAR", "ask", "is_encrypted", "lookup", "remember"]
 
@@ -41,14 +42,7 @@ def remember(path: str, passphrase: str) -> None:
     :raises OSError: the memfd cannot be created (no ``/proc`` or ``memfd_create``).
     """
     _ASKED[_key(path)] = passphrase
-    if not _FD:
-        _FD.append(os.memfd_create("concurdeploy-passphrases", os.MFD_CLOEXEC))
-    fd = _FD[0]
-    data = json.dumps(_ASKED).encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
-    os.fchmod(fd, 0o600)
-    os.environ[ENV_VAR] = f"/proc/{os.getpid()}/fd/{fd}"
+    envsecrets.publish(_FD, _ASKED, ENV_VAR, "concurdeploy-passphrases")
 
 
 def lookup(path: str) -> str | None:
@@ -61,16 +55,7 @@ def lookup(path: str) -> str | None:
     key = _key(path)
     if key in _ASKED:
         return _ASKED[key]
-    where = os.environ.get(ENV_VAR)
-    if not where or not where.startswith("/proc/"):
-        return None
-    try:
-        with open(where, "rb") as f:
-            found = json.loads(f.read(1 << 20) or b"{}")
-    except (OSError, ValueError):
-        return None
-    value = found.get(key) if isinstance(found, dict) else None
-    return value if isinstance(value, str) else None
+    return envsecrets.read_published(ENV_VAR, key, limit=1 << 20)
 
 
 def is_encrypted(path: str) -> bool:
