@@ -59,9 +59,11 @@ def new_nonce() -> str:
 
 
 def prelude(nonce: str) -> str:
-    """The first lines of every script: the nonce and PID on stdout, the nonce on stderr
-    (each after a newline, so start-up noise without one cannot hide it)."""
-    return f"printf '\\n%s %s\\n' {nonce} \"$$\"\nprintf '\\n%s\\n' {nonce} >&2\n"
+    """The first lines of every script: the nonce and PID on stdout, the nonce on stderr.
+
+    The nonce is found wherever it starts (start-up noise without a newline may precede
+    it); one line per write, so servers relaying output a line at a time keep up."""
+    return f"printf '%s %s\\n' {nonce} \"$$\"\nprintf '%s\\n' {nonce} >&2\n"
 
 
 def frame(script: str, stdin: bytes | None = None) -> bytes:
@@ -129,21 +131,17 @@ class Demux:
     def _find_header(self) -> int | None:
         """Offset just after the header line in the pending bytes, or None (sets ``pid``)."""
         buf = self._pending
-        start = 0
-        while True:
-            i = buf.find(self._head, start)
-            if i < 0:
-                return None
-            if i == 0 or buf[i - 1] == 0x0A:
-                nl = buf.find(b"\n", i)
-                if nl < 0:
-                    return None
-                rest = bytes(buf[i + len(self._head):nl]).strip()
-                if self._with_pid and rest.isdigit():
-                    self.pid = int(rest)
-                self.found = True
-                return nl + 1
-            start = i + 1
+        i = buf.find(self._head)
+        if i < 0:
+            return None
+        nl = buf.find(b"\n", i)
+        if nl < 0:
+            return None
+        rest = bytes(buf[i + len(self._head):nl]).strip()
+        if self._with_pid and rest.isdigit():
+            self.pid = int(rest)
+        self.found = True
+        return nl + 1
 
     def text(self) -> bytes:
         """The kept output; when bytes were dropped, a first line saying how many."""
