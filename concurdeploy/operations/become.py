@@ -250,22 +250,22 @@ class Sudo:
                 if _SUDO_FAILED_BYTES not in data:
                     shown(stream, data)
         res = conn.run(command, stdin=stdin, timeout=timeout, on_output=on_output,
-                       kill=lambda pid: self._kill(conn, pid))
+                       kill=lambda pid, nonce: self._kill(conn, pid, nonce))
         if res.exited != 0:
             err = refusal(self.become, res.stderr)
             if err is not None:
                 raise err
         return res
 
-    def _kill(self, conn, pid: int | None) -> None:
-        """End process group ``pid`` (a command of this host past its timeout, or
-        interrupted) as ``become.user``: sudo and what it runs may not be the login user's
-        to signal. Never raises."""
-        if pid is None or pid <= 1:
+    def _kill(self, conn, pid: int | None, nonce: str) -> None:
+        """End process group ``pid`` (None: the one started with ``nonce``; a command of this
+        host past its timeout, or interrupted) as ``become.user``: sudo and what it runs may
+        not be the login user's to signal. Never raises."""
+        if pid is not None and pid <= 1:
             return
         try:
             with conn.shielded():
-                self.run(conn, kill_script(pid), timeout=conn.spec.connect_timeout + KILL_GRACE)
+                self.run(conn, kill_script(pid, nonce), timeout=conn.spec.connect_timeout + KILL_GRACE)
         except Exception:
             pass
 

@@ -158,7 +158,12 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
         lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && printf '%s\\n' {PENDING}")
     # Hold the locks until the controller sends a line or closes stdin (or the connection
     # dies); the holders also end by themselves once this shell is gone.
-    lines += [f"printf '%s\\n' {READY}", "head -n 1 >/dev/null", "kill $cd_holders 2>/dev/null", "exit 0"]
+    # A few empty lines after READY, 0.1 s apart, for servers that relay a line per read
+    # (mock-ssh-server: lines written together would wait there for the next write).
+    lines += [f"printf '%s\\n' {READY}",
+              "(i=0; while [ $i -lt 20 ]; do sleep 0.1; printf '\\n'; i=$((i+1)); done) 2>/dev/null &",
+              "cd_holders=\"${cd_holders:-} $!\"",
+              "head -n 1 >/dev/null", "kill $cd_holders 2>/dev/null", "exit 0"]
     return "\n".join(lines) + "\n"
 
 

@@ -294,8 +294,8 @@ class Connection:
             off the remote command line); None = EOF at once.
         :param timeout: seconds before the command is killed; None = ``spec.command_timeout``.
         :param on_output: optional ``callable(stream: str, data: bytes)`` for live output.
-        :param kill: optional ``callable(pid: int)`` ending process group ``pid`` (e.g. as
-            root through sudo); None = as the login user (:meth:`_kill`).
+        :param kill: optional ``callable(pid: int | None, nonce: str)`` ending the command's
+            process group (e.g. as root through sudo); None = as the login user (:meth:`_kill`).
         :returns: :class:`CommandResult`; output decoded as UTF-8, invalid bytes replaced,
             at most :data:`~concurdeploy.ssh.remote.KEEP_BYTES` per stream kept (the end;
             a first line counts the bytes not kept).
@@ -311,7 +311,7 @@ class Connection:
         out, err = remote.Demux(nonce, True), remote.Demux(nonce, False)
         chan = self._channel()
         try:
-            chan.exec_command(remote.BOOTSTRAP)
+            chan.exec_command(remote.bootstrap(nonce))
             chan.sendall(remote.frame(remote.prelude(nonce) + command, stdin))
             chan.shutdown_write()
             while True:
@@ -336,7 +336,7 @@ class Connection:
                     raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    (kill or self._kill)(out.pid)
+                    (kill or self._kill)(out.pid, nonce)
                     raise CommandTimeout(
                         f"command timed out after {timeout:g} s (its processes were ended): "
                         f"{short(command)}",
@@ -344,7 +344,7 @@ class Connection:
                 if not self.transport.is_active():
                     raise HostUnreachable(f"connection dropped while running: {short(command)}")
                 if self.abort is not None and self.abort.is_set():
-                    (kill or self._kill)(out.pid)
+                    (kill or self._kill)(out.pid, nonce)
                     self.check_abort()
                 _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()
@@ -361,20 +361,21 @@ class Connection:
                              stdout=decode(out.text()), stderr=decode(err.text()),
                              duration_s=time.monotonic() - start)
 
-    def _kill(self, pid: int | None) -> None:
-        """End process group ``pid`` on the host through a second channel (the first may be
-        stuck): TERM, then KILL after a grace. Never raises; a dead link cannot."""
-        if pid is None or pid <= 1 or not self.is_open():
+    def _kill(self, pid: int | None, nonce: str) -> None:
+        """End process group ``pid`` (None: the one started with ``nonce``) on the host
+        through a second channel (the first may be stuck): TERM, then KILL after a grace.
+        Never raises; a dead link cannot."""
+        if pid is not None and pid <= 1 or not self.is_open():
             return
-        nonce = remote.new_nonce()
+        target, nonce = nonce, remote.new_nonce()
         try:
             chan = self.transport.open_session(timeout=self.spec.connect_timeout)
         except _TRANSPORT_ERRORS:
             return
         try:
             chan.settimeout(self.spec.connect_timeout + remote.KILL_GRACE)
-            chan.exec_command(remote.BOOTSTRAP)
-            chan.sendall(remote.frame(remote.prelude(nonce) + remote.kill_script(pid)))
+            chan.exec_command(remote.bootstrap(nonce))
+            chan.sendall(remote.frame(remote.prelude(nonce) + remote.kill_script(pid, target)))
             chan.shutdown_write()
             chan.status_event.wait(self.spec.connect_timeout + remote.KILL_GRACE)
         except _TRANSPORT_ERRORS:
@@ -403,7 +404,7 @@ class Connection:
         out, err = remote.Demux(nonce, True, keep=1 << 26), remote.Demux(nonce, False)  # facts: all of it
         deadline = time.monotonic() + timeout
         try:
-            chan.exec_command(remote.BOOTSTRAP)
+            chan.exec_command(remote.bootstrap(nonce))
             chan.sendall(remote.frame(remote.prelude(nonce) + command, stdin))
             while marker not in b"\n" + out.data:
                 if chan.recv_ready():
@@ -418,11 +419,11 @@ class Connection:
                                               output=decode(out.text() + err.text()))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill(out.pid)
+                    self._kill(out.pid, nonce)
                     raise CommandTimeout(f"no answer within {timeout:g} s: {short(command)}",
                                          output=decode(out.text() + err.text())[-4096:])
                 if self.abort is not None and self.abort.is_set():
-                    self._kill(out.pid)
+                    self._kill(out.pid, nonce)
                     self.check_abort()
                 select.select([chan], [], [], min(remaining, 0.5))
         except BaseException as e:

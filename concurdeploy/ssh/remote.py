@@ -28,16 +28,23 @@ import time
 
 import paramiko
 
-__all__ = ["BOOTSTRAP", "KEEP_BYTES", "KILL_GRACE", "SFTP_SERVERS", "SH_READER", "Demux", "frame", "kill_script",
+__all__ = ["BOOTSTRAP", "bootstrap", "KEEP_BYTES", "KILL_GRACE", "SFTP_SERVERS", "SH_READER", "Demux", "frame", "kill_script",
            "new_nonce", "prelude", "sftp_through_sh"]
 
-#: ``sh`` code reading one framed script (:func:`frame`) from stdin and running it.
-SH_READER = ('IFS= read -r cd_n && cd_s=$(dd bs="$cd_n" count=1 iflag=fullblock 2>/dev/null) '
+#: ``sh`` code reading one framed script (:func:`frame`) from stdin and running it (with
+#: no positional parameters).
+SH_READER = ('set -- && IFS= read -r cd_n && cd_s=$(dd bs="$cd_n" count=1 iflag=fullblock 2>/dev/null) '
              '&& eval "$cd_s"')
 
 #: The ``exec`` request: POSIX-sh-, csh- and fish-safe (single quotes, no backslash, no
 #: ``!``), so any login shell hands the channel to ``/bin/sh`` unchanged.
 BOOTSTRAP = f"exec /bin/sh -c '{SH_READER}'"
+
+
+def bootstrap(nonce: str) -> str:
+    """:data:`BOOTSTRAP` with ``nonce`` as an argument: the command's processes can be
+    found by it (``pgrep -f``) even before its header arrived (a slow start-up file)."""
+    return f"{BOOTSTRAP} sh {nonce}"
 
 #: Bytes of one stream's output kept in memory per command (the end of it; errors come last).
 KEEP_BYTES = 1 << 20
@@ -52,9 +59,11 @@ def new_nonce() -> str:
 
 
 def prelude(nonce: str) -> str:
-    """The first lines of every script: the nonce and PID on stdout, the nonce on stderr
-    (each after a newline, so start-up noise without one cannot hide it)."""
-    return f"printf '\\n%s %s\\n' {nonce} \"$$\"\nprintf '\\n%s\\n' {nonce} >&2\n"
+    """The first lines of every script: the nonce and PID on stdout, the nonce on stderr.
+
+    The nonce is found wherever it starts (start-up noise without a newline may precede
+    it); one line per write, so servers relaying output a line at a time keep up."""
+    return f"printf '%s %s\\n' {nonce} \"$$\"\nprintf '%s\\n' {nonce} >&2\n"
 
 
 def frame(script: str, stdin: bytes | None = None) -> bytes:
@@ -65,15 +74,18 @@ def frame(script: str, stdin: bytes | None = None) -> bytes:
     return str(len(body)).encode() + b"\n" + body + (stdin or b"")
 
 
-def kill_script(pid: int, grace: float = KILL_GRACE) -> str:
+def kill_script(pid: int | None, nonce: str, grace: float = KILL_GRACE) -> str:
     """Shell lines ending process group ``pid``: TERM, up to ``grace`` seconds for it to go,
-    then KILL. Exits 0 whether or not the group still existed. (No ``--``: dash's ``kill``
-    takes ``-PID`` as the group and refuses ``--``.)"""
+    then KILL. ``pid`` None (the header has not come yet): the group of the process whose
+    command line holds ``nonce`` (:func:`bootstrap`). Exits 0 whether or not the group
+    still existed. (No ``--``: dash's ``kill`` takes ``-PID`` as the group and refuses it.)"""
     rounds = max(1, int(grace * 10))
-    return (f"kill -TERM -{pid} 2>/dev/null || exit 0\n"
-            f"i=0; while kill -0 -{pid} 2>/dev/null && [ $i -lt {rounds} ]; do "
+    find = f"p={pid}" if pid is not None else f"p=$(pgrep -o -f -- {nonce}) || exit 0"
+    return (f"{find}\n"
+            f"kill -TERM -$p 2>/dev/null || exit 0\n"
+            f"i=0; while kill -0 -$p 2>/dev/null && [ $i -lt {rounds} ]; do "
             f"sleep 0.1; i=$((i+1)); done\n"
-            f"kill -KILL -{pid} 2>/dev/null; exit 0\n")
+            f"kill -KILL -$p 2>/dev/null; exit 0\n")
 
 
 class Demux:
@@ -119,21 +131,17 @@ class Demux:
     def _find_header(self) -> int | None:
         """Offset just after the header line in the pending bytes, or None (sets ``pid``)."""
         buf = self._pending
-        start = 0
-        while True:
-            i = buf.find(self._head, start)
-            if i < 0:
-                return None
-            if i == 0 or buf[i - 1] == 0x0A:
-                nl = buf.find(b"\n", i)
-                if nl < 0:
-                    return None
-                rest = bytes(buf[i + len(self._head):nl]).strip()
-                if self._with_pid and rest.isdigit():
-                    self.pid = int(rest)
-                self.found = True
-                return nl + 1
-            start = i + 1
+        i = buf.find(self._head)
+        if i < 0:
+            return None
+        nl = buf.find(b"\n", i)
+        if nl < 0:
+            return None
+        rest = bytes(buf[i + len(self._head):nl]).strip()
+        if self._with_pid and rest.isdigit():
+            self.pid = int(rest)
+        self.found = True
+        return nl + 1
 
     def text(self) -> bytes:
         """The kept output; when bytes were dropped, a first line saying how many."""
@@ -172,7 +180,7 @@ def sftp_through_sh(transport, timeout: float):
     script = prelude(nonce) + f'for p in {tries}; do [ -x "$p" ] && exec "$p"; done\nexit 127\n'
     chan = transport.open_session(timeout=timeout)
     try:
-        chan.exec_command(BOOTSTRAP)
+        chan.exec_command(bootstrap(nonce))
         chan.sendall(frame(script))
         out = Demux(nonce, True)
         deadline = time.monotonic() + timeout

@@ -481,7 +481,7 @@ def test_password_env_authenticates(password_server, tmp_path, monkeypatch):
     with Connection(spec) as conn:
         echo_ok(conn)
     # the exec request is only the bootstrap; the script itself went on stdin
-    assert password_server.commands == [BOOTSTRAP.encode()]
+    assert [c[:len(BOOTSTRAP)] for c in password_server.commands] == [BOOTSTRAP.encode()]
 
 
 def test_wrong_password_is_auth_failed_without_the_password(password_server, tmp_path, monkeypatch):
@@ -776,7 +776,9 @@ def test_command_timeout(server, kh, client_keys):
         start = time.monotonic()
         with pytest.raises(CommandTimeout) as ei:
             conn.run("echo partial; sleep 30", timeout=2, on_output=lambda _s, data: seen.extend(data))
-        assert time.monotonic() - start < 4
+        # 2 s, then the kill switch: one more command on a second channel (a login shell's
+        # start, slow on a loaded machine), which returns once the sleep is gone
+        assert time.monotonic() - start < 6
         assert "timed out after 2 s" in str(ei.value) and "sleep 30" in str(ei.value)
         # The output so far is attached (it is "partial\n" unless the host is badly overloaded).
         assert ei.value.output == seen.decode()

@@ -4,12 +4,13 @@ header that separates start-up noise from the command's output."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 import pytest
 
-from concurdeploy.ssh.remote import BOOTSTRAP, Demux, frame, new_nonce, prelude
+from concurdeploy.ssh.remote import BOOTSTRAP, Demux, bootstrap, frame, kill_script, new_nonce, prelude
 
 SHELLS = [s for s in ("sh", "dash", "bash", "tcsh", "fish", "zsh", "ksh") if shutil.which(s)]
 
@@ -80,3 +81,24 @@ def test_no_header_shows_what_came():
     d = Demux(new_nonce(), True)
     d.feed(b"/bin/sh: 1: dd: not found\n")
     assert d.pid is None and d.text() == b"/bin/sh: 1: dd: not found\n"
+
+
+def test_kill_script_finds_the_group_by_nonce_before_any_header():
+    """A command whose login shell is still in its start-up files has printed no PID yet:
+    the kill finds its process group by the nonce on its command line."""
+    nonce = new_nonce()
+    marker = f"300.{int(nonce[3:15], 16) % 10**9:09d}"
+    proc = subprocess.Popen(["bash", "-c", bootstrap(nonce)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.stdin.write(frame(f"sleep {marker} & sleep {marker} & echo ready; wait"))
+        proc.stdin.close()
+        assert proc.stdout.readline() == b"ready\n"  # both sleeps forked: wait for that line
+        res = subprocess.run(["sh", "-c", kill_script(None, nonce)], capture_output=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        assert proc.wait(timeout=10) != 0  # ended by the signal
+        assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).stdout == b""
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
