@@ -61,6 +61,17 @@ MOCK_SSH_USER = "sample-user"
 pytest_plugins = ("pytester",)
 
 
+#: Test files that measure timing, signals or the whole machine's processes and temp files:
+#: marked ``serial`` (run apart, after the parallel run: see the README's test command).
+SERIAL_FILES = {"test_faults.py", "test_fault_matrix.py", "test_dask.py", "test_push_property.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # mockssh 0.9.1 calls Thread.setDaemon(), deprecated since Python 3.10.
     config.addinivalue_line(

@@ -109,7 +109,7 @@ LOCK_NAME = ".concurdeploy.lock"
 _LOCK_FDS = range(3, 10)
 
 
-def _lock_lines(dirs: list[str], wait: float) -> list[str]:
+def _lock_lines(dirs: list[str], wait: float, create: bool = True) -> list[str]:
     """Shell lines taking an exclusive ``flock`` on ``<dir>/.concurdeploy.lock`` for every
     directory, in the given (sorted) order, so two runs never deadlock.
 
@@ -117,6 +117,8 @@ def _lock_lines(dirs: list[str], wait: float) -> list[str]:
     process (``tail --pid``) that keeps the fds open until the script's shell exits (also when
     it is killed), and the fds are reused. A directory where the lock file cannot be created
     (not writable by the connecting user) is locked itself, with a ``WARN - nolockfile`` note.
+    With ``create`` False (check mode: nothing is written on the host) an existing lock file is
+    locked, else the directory itself, without a note.
     """
     lines = ["cd_holders="]
     for start in range(0, len(dirs), len(_LOCK_FDS)):
@@ -124,11 +126,14 @@ def _lock_lines(dirs: list[str], wait: float) -> list[str]:
         for fd, d in zip(_LOCK_FDS, batch):
             lf = q(posixpath.join(d, LOCK_NAME))
             busy = f"{{ printf '%s %s\\n' {BUSY} {q(d)}; kill $cd_holders 2>/dev/null; exit 75; }}"
-            lines.append(
-                f"if [ -d {q(d)} ]; then "
-                f"if [ ! -L {lf} ] && {{ (umask 077; : >> {lf}) && command exec {fd}>>{lf}; }} 2>/dev/null; "
-                f"then :; else printf '%s - nolockfile %s\\n' {WARN} {q(d)}; command exec {fd}<{q(d)}; fi; "
-                f"flock -w {wait:g} {fd} || {busy}; else exec {fd}<&-; fi")
+            if create:
+                take = (f"if [ ! -L {lf} ] && {{ (umask 077; : >> {lf}) && command exec {fd}>>{lf}; }} 2>/dev/null; "
+                        f"then :; else printf '%s - nolockfile %s\\n' {WARN} {q(d)}; command exec {fd}<{q(d)}; fi; ")
+            else:
+                take = (f"if [ -f {lf} ] && [ ! -L {lf} ] && {{ command exec {fd}<{lf}; }} 2>/dev/null; "
+                        f"then :; else command exec {fd}<{q(d)}; fi; ")
+            lines.append(f"if [ -d {q(d)} ]; then {take}"
+                         f"flock -w {wait:g} {fd} || {busy}; else exec {fd}<&-; fi")
         fds = " ".join(f"{fd}>&-" for fd in _LOCK_FDS[:len(batch)])
         lines.append("tail --pid=$$ -s 0.2 -f /dev/null </dev/null >/dev/null 2>&1 & "
                      f"cd_holders=\"$cd_holders $!\"; exec {fds}")
@@ -145,12 +150,12 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     """
     dirs = sorted({posixpath.dirname(f.dest) or "/" for f in job.files})
     lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
-    lines += ["  " + ln for ln in _lock_lines(dirs, job.lock_timeout)]
+    lines += ["  " + ln for ln in _lock_lines(dirs, job.lock_timeout, create=not job.check)]
     lines.append(f"else printf '%s\\n' '{WARN} - noflock'; fi")
     # Temporary uploads older than 10 minutes in a directory we now hold locked are
     # leftovers of a run whose connection died (a live run would hold the lock): remove them.
     hexes = "[0-9a-f]" * 32
-    for d in dirs:
+    for d in dirs if not job.check else ():  # check mode removes nothing either
         lines.append(f"[ -d {q(d)} ] && find {q(d)} -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
                      f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
     lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]

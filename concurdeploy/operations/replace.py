@@ -240,7 +240,8 @@ def prepare_failure(res, items: list[Item]) -> HostError:
                                 f"lose: {why}; or set 'replace: in-place' to keep the file itself; "
                                 f"destination left unchanged", output=tail(output))
     if step == "backup":
-        return DestinationError(f"{f.dest}: cannot write a backup beside it; destination left unchanged",
+        return DestinationError(f"{f.dest}: cannot write a backup beside it, or it changed (or became a "
+                                f"symlink) since it was checked; destination left unchanged",
                                 output=tail(output))
     if step == "marker":
         return DestinationError("cannot record the pending reload beside the destination; "

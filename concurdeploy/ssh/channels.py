@@ -7,9 +7,12 @@ No error translation here: a channel's paramiko errors become concurdeploy error
 
 from __future__ import annotations
 
+import select
+import socket
+
 import paramiko
 
-__all__ = ["HeldCommand", "decode", "short"]
+__all__ = ["HeldCommand", "decode", "one_line", "short", "timed_out", "wait_event"]
 
 
 class HeldCommand:
@@ -48,3 +51,33 @@ def short(command: str, limit: int = 120) -> str:
     """The first line of ``command``, cut to ``limit`` characters, for messages."""
     first = command.strip().splitlines()[0] if command.strip() else ""
     return first if len(first) <= limit else first[:limit] + "…"
+
+
+def wait_event(chan: paramiko.Channel, seconds: float) -> None:
+    """Wait for the channel's next event. Once EOF has arrived paramiko's event pipe stays
+    readable, so ``select`` would spin: wait for the exit status instead."""
+    if chan.eof_received:
+        chan.status_event.wait(seconds)
+    else:
+        select.select([chan], [], [], seconds)
+
+
+def timed_out(e: BaseException | None) -> bool:
+    """True if ``e`` is, or was raised while handling, a timeout.
+
+    paramiko reports a banner that never came as ``SSHException("Error reading SSH protocol
+    banner")``, the same text as for a closed connection; only its ``__context__`` tells.
+    """
+    for _ in range(10):
+        if e is None:
+            return False
+        if isinstance(e, socket.timeout) or "timeout" in str(e).lower():
+            return True
+        e = e.__context__
+    return False
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of ``e``'s message, or its class name when it has none."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -49,6 +49,9 @@ from concurdeploy.ssh import hostkeys, remote
 from concurdeploy.ssh.algorithms import prefer_algorithms
 from concurdeploy.ssh.bastions import close_bastions, tunnel
 from concurdeploy.ssh.channels import HeldCommand, decode, short
+from concurdeploy.ssh.channels import one_line as _one_line
+from concurdeploy.ssh.channels import timed_out as _timed_out
+from concurdeploy.ssh.channels import wait_event as _wait
 from concurdeploy.ssh.keys import credentials, load_private_key
 from concurdeploy.ssh.specs import ConnectSpec
 
@@ -479,32 +482,3 @@ class Connection:
 def _open_bastion(spec: ConnectSpec) -> Connection:
     """An open, authenticated connection to a bastion (for :func:`bastions.tunnel`)."""
     return Connection(spec).open()
-
-
-def _wait(chan: paramiko.Channel, seconds: float) -> None:
-    """Wait for the channel's next event. Once EOF has arrived paramiko's event pipe stays
-    readable, so ``select`` would spin: wait for the exit status instead."""
-    if chan.eof_received:
-        chan.status_event.wait(seconds)
-    else:
-        select.select([chan], [], [], seconds)
-
-
-def _timed_out(e: BaseException | None) -> bool:
-    """True if ``e`` is, or was raised while handling, a timeout.
-
-    paramiko reports a banner that never came as ``SSHException("Error reading SSH protocol
-    banner")``, the same text as for a closed connection; only its ``__context__`` tells.
-    """
-    for _ in range(10):
-        if e is None:
-            return False
-        if isinstance(e, socket.timeout) or "timeout" in str(e).lower():
-            return True
-        e = e.__context__
-    return False
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

@@ -220,7 +220,8 @@ def test_bind_mounted_file_is_refused_then_rewritten_in_place_on_request(fleet, 
 
 def test_in_place_write_never_goes_through_a_symlink_planted_after_the_check(fleet):
     """The destination is swapped for a symlink to another file after the facts were read (here
-    by the validate step): the in-place write must not follow it (``cat > dest`` did)."""
+    by the validate step): the in-place write must not follow it (``cat > dest`` did). The
+    backup step, whose copy is checked against the hash read under the lock, sees it first."""
     f = fleet(1)
     f.dest("h1").write_bytes(b"old\n")
     victim = f.root("h1") / "victim.conf"
