@@ -224,6 +224,7 @@ def test_deadline_holds_while_results_keep_arriving(spec_for):
     assert Status.OK in statuses and Status.SKIPPED in statuses
 
 
+@pytest.mark.serial  # timing-sensitive: run apart from the parallel run
 def test_deadline_with_many_queued_jobs_lets_the_process_exit(tmp_path, spec_for):
     """Jobs still queued when the deadline hits must not block interpreter exit.
 

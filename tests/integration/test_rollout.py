@@ -132,6 +132,7 @@ def _wait_past_newest_backup_second(directory) -> None:
         time.sleep(1 - time.time() % 1 + 0.001)  # exactly to the next second boundary
 
 
+@pytest.mark.serial  # timing-sensitive: run apart from the parallel run
 def test_owed_reload_is_not_forgotten(fleet):
     f = fleet(1)
     f.dest("h1").write_text("old\n")
@@ -283,6 +284,7 @@ def test_sigterm_exits_143(fleet):
     assert f.temp_files() == []
 
 
+@pytest.mark.serial  # timing-sensitive: run apart from the parallel run
 def test_concurrent_runs_wait_for_the_lock_then_fail_clearly(fleet):
     f = fleet(1)
     f.write_inventory(lock_timeout=1, files=[{"src": "files/haproxy/haproxy.cfg", "dest": DEST,
