@@ -62,7 +62,10 @@ def test_random_names_contents_modes_owners_written_exactly(fleet_once, name, co
     assert dest.read_bytes() == content
     got = os.stat(dest)
     assert (stat.S_IMODE(got.st_mode), got.st_uid, got.st_gid) == (expected_mode, *owner)
-    rest = sorted(p.name for p in d.iterdir() if p.name != name)
+    # the run's lock file (operations.facts.LOCK_NAME, 0600, empty) stays, as in every pushed folder
+    lock = d / ".concurdeploy.lock"
+    assert lock.is_file() and lock.stat().st_size == 0 and lock.stat().st_mode & 0o777 == 0o600
+    rest = sorted(p.name for p in d.iterdir() if p.name not in (name, lock.name))
     if existing is None or unchanged:
         assert rest == []
     else:  # only the backup of the replaced file, holding its old bytes
