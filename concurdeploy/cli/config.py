@@ -136,10 +136,7 @@ class Config(_InvokeConfig):
     # see :func:`check_file_data`. A YAML syntax error names the file and line.
 
     def _load_yaml(self, path):
-        try:  # a missing file stays FileNotFoundError: invoke skips the config files absent
-            text = read_bounded_text(path)
-        except InputTooLarge as e:
-            raise UsageError(f"cannot read {path}: {e}") from None
+        text = _read(path)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -149,10 +146,7 @@ class Config(_InvokeConfig):
     _load_yml = _load_yaml
 
     def _load_json(self, path):
-        try:  # a missing file stays FileNotFoundError: invoke skips the config files absent
-            text = read_bounded_text(path)
-        except InputTooLarge as e:
-            raise UsageError(f"cannot read {path}: {e}") from None
+        text = _read(path)
         try:
             data = json.loads(text)
         except ValueError as e:
@@ -167,3 +161,15 @@ class Config(_InvokeConfig):
         """
         check_environment()
         super().load_shell_env()
+
+
+def _read(path) -> str:
+    """A config file's text, read with the input size limit. A missing file stays
+    ``FileNotFoundError`` (invoke skips the config files that are absent).
+
+    :raises UsageError: the file is over the limit.
+    """
+    try:
+        return read_bounded_text(path)
+    except InputTooLarge as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
