@@ -719,7 +719,7 @@ def test_stalling_server_times_out(stalling_server, client_keys, tmp_path):
     start = time.monotonic()
     with pytest.raises(HostUnreachable) as ei:
         Connection(spec).open()
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 6  # bounded by the 1 s timeout, not paramiko's 15 s banner wait
     assert f"{LOOPBACK}:{stalling_server.port}" in str(ei.value) and "timed out" in str(ei.value)
     assert stalling_server.connections >= 1  # TCP got through: it is the banner that never came
 
@@ -731,7 +731,7 @@ def test_stalling_host_is_not_retried(stalling_server, client_keys, tmp_path):
     assert spec.connect_retries >= 1
     res = run_host(Job(spec, run_command, RunJob("echo ok")))
     assert res.status is Status.UNREACHABLE and "timed out" in res.error
-    assert res.duration_s < 3
+    assert res.duration_s < 6
     assert stalling_server.connections == 1
 
 
@@ -762,10 +762,10 @@ def test_pool_with_one_stalling_host_is_bounded(sshd_factory, known_hosts_file, 
     start = time.monotonic()
     results = run_jobs(jobs, forks=4, processes=2)
     elapsed = time.monotonic() - start
-    assert elapsed < 1 + 4, elapsed
+    assert elapsed < 10, elapsed  # the stalling host's 1 s timeout, not a hang
     assert [r.host for r in results] == ["stall", "h0", "h1", "h2"]
     assert results[0].status is Status.UNREACHABLE and results[0].error_kind == "HostUnreachable"
-    assert results[0].duration_s < 3
+    assert results[0].duration_s < 6
     for r in results[1:]:
         assert (r.status, r.output) == (Status.OK, "ok\n")
 
@@ -778,7 +778,7 @@ def test_command_timeout(server, kh, client_keys):
             conn.run("echo partial; sleep 30", timeout=2, on_output=lambda _s, data: seen.extend(data))
         # 2 s, then the kill switch: one more command on a second channel (a login shell's
         # start, slow on a loaded machine), which returns once the sleep is gone
-        assert time.monotonic() - start < 6
+        assert time.monotonic() - start < 15  # not the 30 s sleep
         assert "timed out after 2 s" in str(ei.value) and "sleep 30" in str(ei.value)
         # The output so far is attached (it is "partial\n" unless the host is badly overloaded).
         assert ei.value.output == seen.decode()
@@ -790,7 +790,8 @@ def test_command_timeout_from_spec_in_run_host(server, kh, client_keys):
     spec = make_spec(server.port, kh, key_file=client_keys.ed25519, command_timeout=1)
     start = time.monotonic()
     res = run_host(Job(spec, run_command, RunJob("sleep 30")))
-    assert time.monotonic() - start < 3
+    # connect + 1 s + the kill switch; generous for a loaded machine, far below the 30 s sleep
+    assert time.monotonic() - start < 15
     assert res.status is Status.FAILED and res.error_kind == "CommandTimeout"
 
 
@@ -800,7 +801,7 @@ def test_connection_refused(client_keys, tmp_path):
     start = time.monotonic()
     with pytest.raises(HostUnreachable) as ei:
         Connection(spec).open()
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 5  # refused at once: no wait for the 2 s timeout, no retries
     assert "refused" in str(ei.value).lower() and f"{LOOPBACK}:{port}" in str(ei.value)
     res = run_host(Job(spec, run_command, RunJob("true")))
     assert res.status is Status.UNREACHABLE and "refused" in res.error.lower()
@@ -817,13 +818,13 @@ def test_server_stopped_during_a_command_is_unreachable(server, kh, client_keys)
         try:
             start = time.monotonic()
             with pytest.raises(HostUnreachable) as ei:
-                conn.run("echo started; sleep 5", timeout=4, on_output=lambda _s, _d: started.set())
-            assert time.monotonic() - start < 3.5
+                conn.run("echo started; sleep 30", timeout=20, on_output=lambda _s, _d: started.set())
+            assert time.monotonic() - start < 10  # the drop is seen at once, not at the 20 s timeout
         finally:
             started.set()
             stopper.join(10)
         msg = str(ei.value)
-        assert "connection dropped" in msg and msg.count("sleep 5") == 1
+        assert "connection dropped" in msg and msg.count("sleep 30") == 1
         with pytest.raises(HostUnreachable, match="closed"):
             conn.run("echo ok")
 

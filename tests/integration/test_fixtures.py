@@ -302,7 +302,7 @@ def test_extra_config_is_applied(sshd_factory, known_hosts_file, client_keys):
 def test_sshd_starts_fast(sshd_factory):
     t0 = time.monotonic()
     sshd_factory(3)
-    assert time.monotonic() - t0 < 3.0  # ~30 ms each here
+    assert time.monotonic() - t0 < 20  # ~30 ms each here; the bound only catches a start that waits on a sleep or hangs
 
 
 def test_openssh_sftp_rename_vs_posix_rename(sshd_factory, known_hosts_file, client_keys, tmp_path):
@@ -425,7 +425,7 @@ def test_stalling_server_accepts_but_never_speaks(stalling_server):
         t0 = time.monotonic()
         with pytest.raises(socket.timeout):
             s.recv(1)
-        assert 0.9 <= time.monotonic() - t0 < 3.0
+        assert 0.9 <= time.monotonic() - t0 < 6
     assert stalling_server.wait_for_connections(1, timeout=2.0)
     assert stalling_server.connections >= 1
 
@@ -437,7 +437,7 @@ def test_stalling_server_trips_paramiko_banner_timeout(stalling_server, client_k
     with pytest.raises(paramiko.SSHException, match="banner"):
         connect("127.0.0.1", stalling_server.port, client_keys.ed25519, str(kh),
                 timeout=1.0, banner_timeout=0.5)
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 6
 
 
 def test_stalling_server_stop_closes_connections():

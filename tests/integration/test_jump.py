@@ -200,7 +200,7 @@ def test_unreachable_bastion_names_it(net):
     t0 = time.monotonic()
     r = run_host(Job(spec_for(net.targets[0].port, net.kh, net.key, jump=[hop], connect_retries=0),
                      run_command, RunJob("true")))
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 8
     assert r.status is Status.UNREACHABLE
     assert r.error.startswith(f"bastion gate ({login_user()}@127.0.0.1:{closed}): connect to")
     assert logins(net.targets[0]) == 0
@@ -368,12 +368,12 @@ def test_waiting_threads_share_one_failed_attempt(stalling_server, net):
     """Six hosts behind a bastion that never answers: bounded by one timeout, not six."""
     import threading
 
-    hop = spec_for(stalling_server.port, net.kh, net.key, name="silent", connect_timeout=1.0)
+    hop = spec_for(stalling_server.port, net.kh, net.key, name="silent", connect_timeout=3.0)
     errors = []
 
     def go(port):
         try:
-            Connection(spec_for(port, net.kh, net.key, jump=[hop], connect_timeout=1.0)).open()
+            Connection(spec_for(port, net.kh, net.key, jump=[hop], connect_timeout=3.0)).open()
         except HostUnreachable as e:
             errors.append(str(e))
 
@@ -383,7 +383,7 @@ def test_waiting_threads_share_one_failed_attempt(stalling_server, net):
         t.start()
     for t in threads:
         t.join(20)
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 10  # one 3 s timeout shared, not six in a row (18 s)
     assert len(errors) == 6 and all(e.startswith("bastion silent (") for e in errors)
     assert stalling_server.connections == 1
 

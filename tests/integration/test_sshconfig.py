@@ -96,7 +96,7 @@ def test_connecttimeout_from_ssh_config(stalling_server, client_keys, tmp_path):
     t0 = time.monotonic()
     with pytest.raises(HostUnreachable, match="timed out after 1 s"):
         Connection(spec).open()
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 6  # ssh_config's 1 s, not the default 10 s
 
 
 def test_cli_run_uses_the_alias_in_worker_processes(server, client_keys, known_hosts_file,

@@ -306,7 +306,7 @@ def test_stop_closes_port_and_sessions_quickly(sandbox, port):
         _chan, pid = start_long_command(client)
         started = time.monotonic()
         sandbox.stop()
-        assert time.monotonic() - started < 4
+        assert time.monotonic() - started < 8
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         transport = client.get_transport()
