@@ -5,20 +5,12 @@ process environment and in no output. Uses test_become's user (needs root, as th
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import glob
 import os
-import pty
-import select
-import signal
-import subprocess
-import sys
-import termios
-import time
 
 import pytest
 
+from ..ptyrun import run_on_terminal
 from .conftest import HAPROXY_CFG
 from . import test_become
 from .test_become import USER
@@ -49,47 +41,13 @@ def _leaks(secret: bytes) -> list[str]:
 def _on_terminal(f, *args, password: str, timeout: float = 90) -> tuple[int, str, list[str]]:
     """Run ``concurdeploy ARGS`` on a pseudo-terminal (its controlling terminal); type
     ``password`` at the prompt; return (exit code, output, leaks seen while it ran)."""
-    master, slave = pty.openpty()
-
-    def controlling_tty():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
     env = {k: v for k, v in os.environ.items() if k != "CD_SUDO_PW"}
-    proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", *args, "--no-progress"], cwd=f.project,
-                            stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=controlling_tty)
-    os.close(slave)
-    out, typed, leaks = b"", False, []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            leaks += _leaks(password.encode())
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no EOF from the pty within {timeout} s: {out!r}")
-            ready, _, _ = select.select([master], [], [], min(left, 0.05))
-            if not ready:
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError as e:  # EIO: every writer closed the terminal
-                if e.errno == errno.EIO:
-                    break
-                raise
-            if not data:
-                break
-            out += data
-            if not typed and b"sudo password (-K): " in out:
-                os.write(master, password.encode() + b"\n")
-                typed = True
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    leaks: list[str] = []
+    code, out, typed = run_on_terminal([*args, "--no-progress"], cwd=f.project, env=env,
+                                       prompt=b"sudo password (-K): ", answer=password, timeout=timeout,
+                                       on_poll=lambda: leaks.extend(_leaks(password.encode())))
     assert typed, out
-    return code, out.decode("utf-8", "replace"), leaks
+    return code, out, leaks
 
 
 def test_ask_become_pass_on_a_terminal_becomes_root_and_the_password_stays_put(sudo_fleet):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import pty
-import select
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
 from concurdeploy.ssh.passphrases import is_encrypted
+
+from ..ptyrun import run_on_terminal
 
 pytestmark = pytest.mark.integration
 PASSPHRASE = "correct horse battery"
@@ -32,35 +28,10 @@ def encrypted_fleet(fleet, tmp_path):
 
 
 def _run_on_pty(f, answer: str, *args, timeout: float = 60) -> tuple[int, str]:
-    master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCURDEPLOY_PASSPHRASE_")}
-    proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", *args], cwd=f.project,
-                            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    out, answered, deadline = b"", False, time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError as e:
-                    if e.errno == errno.EIO:
-                        break
-                    raise
-                if not data:
-                    break
-                out += data
-            if not answered and b"Passphrase for" in out:
-                os.write(master, answer.encode() + b"\n")
-                answered = True
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return code, out.decode("utf-8", "replace")
+    code, out, _typed = run_on_terminal(list(args), cwd=f.project, env=env, prompt=b"Passphrase for",
+                                        answer=answer, timeout=timeout)
+    return code, out
 
 
 def test_key_files_are_recognised_as_encrypted_or_not(encrypted_fleet, client_keys):
