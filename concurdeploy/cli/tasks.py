@@ -162,6 +162,11 @@ def push(c, service, **flags):
     return _drift(api.push(service, options=options_from(c, **flags), become_password=password), flags)
 
 
+#: Flags push parses only to refuse them with a reason (exit 2), so not shown in ``push --help``:
+#: ``-H`` gives hosts, and push reads a group's files from an inventory.
+push.help_hidden = ("hosts",)
+
+
 @_builtin("run", group="Group or host pattern to run on.", command="Shell command run on each host (quote it).")
 def run(c, group, command, **flags):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""

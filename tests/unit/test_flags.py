@@ -134,9 +134,11 @@ def test_push_with_adhoc_hosts_is_refused(project, capsys):
 def test_each_task_help_shows_the_flags(project, capsys, task):
     code, out, _ = run([task, "--help"], capsys)
     assert code == 0
-    for flag in ("-e KEY=VALUE, --extra-vars=KEY=VALUE", "-u USER, --user=USER", "--private-key=PATH",
-                 "-H TARGETS, --hosts=TARGETS"):
+    for flag in ("-e KEY=VALUE, --extra-vars=KEY=VALUE", "-u USER, --user=USER", "--private-key=PATH"):
         assert flag in out, (flag, out)
+    # push refuses -H (a service's files come from an inventory): its help must not offer it
+    assert ("-H TARGETS, --hosts=TARGETS" in out) is (task != "push"), out
+    assert ("--hosts" in out) is (task != "push"), out
     for flag in ("-b, --become", "-K, --ask-become-pass"):  # get never runs through sudo: it has neither
         assert (flag in out) is (task != "get"), (flag, out)
 
@@ -158,3 +160,11 @@ def test_a_typed_sudo_password_rides_in_the_sudo_jobs_only_and_is_never_shown():
         with_password([RunJob("id")], "pw")
     with pytest.raises(UsageError, match="local executor, not dask"):
         with_password(jobs, "pw", "dask")
+
+
+def test_init_help_shows_dir_as_optional(project, capsys):
+    code, out, err = run(["init", "--help"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "Usage: concurdeploy init [DIR] [options]", out
+    code, out, err = run(["push", "--help"], capsys)  # a required one stays bare
+    assert code == 0 and out.splitlines()[0] == "Usage: concurdeploy push SERVICE [options]", out
