@@ -118,9 +118,14 @@ def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, f
     for t in changed:
         print(f"\n{t.label}: {t.detail}\nkeyscan never replaces a recorded key: verify the new "
               f"key out of band first.", file=sys.stderr)
+    if declined and not interactive:  # never a prompt in CI, and never a silent "no": refused
+        raise Exit(f"concurdeploy: keyscan: refused to record {len(declined)} new host key(s) without "
+                   f"--yes: stdin or stdout is not a terminal, so there is no one to ask (nothing was "
+                   f"written). Check the fingerprints above against the hosts' own (on each host: "
+                   f"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run it again with --yes to "
+                   f"record them, or run it at a terminal to be asked.", code=2)
     if declined:
-        how = ("answered no" if interactive else "no terminal to ask on")
-        print(f"\nkeyscan: {len(declined)} new host key(s) NOT recorded ({how}): check the "
+        print(f"\nkeyscan: {len(declined)} new host key(s) NOT recorded (answered no): check the "
               f"fingerprints above, then run again with --yes to record them.", file=sys.stderr)
     if changed or failed:
         raise HostsFailed([t.label for t in changed + failed])
