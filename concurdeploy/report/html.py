@@ -137,7 +137,7 @@ td, th {{ white-space: nowrap; border: 1px solid #ccc; padding: 3px 8px; font-si
 
 
 def write_html(path, record: RunRecord) -> None:
-    """Write the HTML page of ``record`` to ``path`` atomically (parent folders created).
+    """Write the HTML page of ``record`` to ``path`` atomically (its folder must exist).
 
     :raises UsageError: the file cannot be written (the message names it).
     """

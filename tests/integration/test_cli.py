@@ -436,25 +436,33 @@ def test_invoke_core_options_are_refused_before_and_after_the_task_name(fleet):
     (["--host-key-policy", "maybe"], "--host-key-policy must be strict, accept-new or off"),
     (["--executor", "foo"], "--executor must be local or dask"),
     (["--report-json", "/etc/passwd/reports/x.json"], "--report-json: cannot write a report"),
+    (["--report-json", "missing/x.json"], "its folder"),
+    (["--junit", "missing/x.xml"], "--junit: cannot write a report to missing/x.xml: its folder"),
+    (["--report-html", "missing/deeper/x.html"], "missing/deeper does not exist"),
 ])
 def test_bad_flag_values_before_the_task_name_exit_2(fleet, args, needle):
     f = fleet(1)
     assert_usage_error(f.run(*args, "push", "haproxy"), needle)
     assert_usage_error(f.run("push", "haproxy", *args), needle)
     assert not f.dest("h1").exists()
+    assert not (f.project / "missing").exists()  # a report's missing folder is refused, not created
 
 
 def test_every_option_a_task_takes_is_in_its_help(fleet):
     from concurdeploy.options import task_flags
 
+    from concurdeploy.cli import tasks
+
     f = fleet(1)
     for task in ("push", "put", "run", "get"):
         res = f.run(task, "--help")
         assert res.returncode == 0, res.stderr
+        refused = getattr(getattr(tasks, task), "help_hidden", ())  # parsed only to be refused
         for o in task_flags(task):
-            assert o.flag in res.stdout, (task, o.flag)
-            if o.short:
+            assert (o.flag in res.stdout) is (o.name not in refused), (task, o.flag)
+            if o.short and o.name not in refused:
                 assert f"-{o.short}" in res.stdout, (task, o.short)
+    assert tasks.push.help_hidden == ("hosts",)  # push -H: refused, so not offered
 
 
 def test_project_task_exit_1_when_a_host_fails(fleet):
