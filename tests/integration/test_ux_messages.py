@@ -108,3 +108,23 @@ def test_large_upload_shows_byte_progress_on_a_terminal_only(fleet):
     f.dest("h1").write_bytes(b"old\n")
     piped = f.run("push", "haproxy")
     assert piped.returncode == 0 and " MB" not in piped.stdout, piped.stdout
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_check_mode_wording_survives_a_one_letter_secret(fleet, existing):
+    """A secret "e" masks every "e" of what a host sends back; the check-mode wording ("would be
+    created/replaced") must not change with it, and check mode never says it did something."""
+    f = fleet(1)
+    f.write_inventory(db_password="e")
+    if existing:
+        f.dest("h1").write_bytes(b"old\n")
+    before = f.dest("h1").read_bytes() if existing else None
+    res = f.run("push", "haproxy", "--check", "--report-json", "r.json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("h1 "))
+    word = "replaced" if existing else "created"
+    assert line.split("  (")[0].endswith(f"haproxy.cfg would be {word}"), line
+    assert not re.search(r"(?<!be )\b(created|replaced|rewritten)\b", res.stdout), res.stdout
+    assert (f.dest("h1").read_bytes() if existing else f.dest("h1").exists()) == (before if existing else False)
+    doc = json.loads((f.project / "r.json").read_text())
+    assert doc["hosts"][0]["data"].get("check") is True, doc["hosts"][0]["data"]  # keys never masked
