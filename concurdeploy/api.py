@@ -345,7 +345,9 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     start, started = time.monotonic(), utc_now()
     limit = batches.parse_max_fail(opts.max_fail)
     groups = batches.split(list(range(len(hosts))), opts.serial)
-    width = max((len(h.name) for h in hosts), default=4) + 1
+    from concurdeploy.report.text import name as shown
+
+    width = max((len(shown(h.name)) for h in hosts), default=4) + 1
     stdout = sys.stdout if opts.console else reporting.Null()
     out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=opts.diff,
                           progress=not opts.no_progress, verbosity=console.verbosity(opts.verbose, opts.quiet),
@@ -394,7 +396,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                                             error=f"not started: {pool.stopped}", batch=tag)
                 continue
             if len(groups) > 1:
-                out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
+                out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(shown(hosts[i].name) for i in members)}")
             jobs, index = [], []
             for i in members:
                 if isinstance(payloads[i], HostResult):

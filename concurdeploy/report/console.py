@@ -164,7 +164,7 @@ class Console:
         key = (host, dest)
         tasks = self.__dict__.setdefault("_uploads", {})
         if key not in tasks:
-            label = report.clean(f"{host} {os.path.basename(dest)}")
+            label = report.clean(f"{report.name(host)} {os.path.basename(dest)}")
             tasks[key] = self._progress.add_task(label, total=total, kind="bytes")
         self._progress.update(tasks[key], completed=sent, refresh=True)
 
@@ -325,7 +325,7 @@ def _recap_table(results: list[HostResult], elapsed_s: float, stopped: str | Non
             note = ""
         if r.rolled_back:
             note = f"rolled back; {note}" if note else "rolled back"
-        row = [Text(r.host), Text(r.status.value, style=STYLES[r.status])]
+        row = [Text(report.name(r.host)), Text(r.status.value, style=STYLES[r.status])]
         if batched:
             row.append(Text(str(r.batch) if r.batch is not None else "-"))
         row += [Text(str(len(r.changes)) if r.changes else "-"),

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from concurdeploy.records import HostResult, Status
 
-__all__ = ["Printer", "clean", "detail_lines", "host_line", "output_lines", "recap"]
+__all__ = ["Printer", "clean", "detail_lines", "host_line", "name", "output_lines", "recap"]
 
 ORDER = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
 
@@ -26,6 +26,22 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def clean(text: str) -> str:
     r"""``text`` with control characters shown as ``\xNN`` (ESC ``[31m`` → ``\x1b[31m``); tab, newline kept."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _escaped(ch: str) -> str:
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def name(text) -> str:
+    r"""A name (host, group, address) as printed on a terminal: every character that is not
+    printable as itself shown escaped, ``\xNN``/``\uNNNN``, as ``ls`` escapes file names: controls
+    (tab and newline too: a name holds none), format characters (a bidi override ``\u202e``
+    that would reorder the line), line/paragraph separators, surrogates, unassigned code points."""
+    text = str(text)
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
 
 
 #: How a :class:`~concurdeploy.records.FileChange` was written, in words.
@@ -60,7 +76,7 @@ def host_line(r: HostResult, width: int = 12) -> str:
     else:
         detail = "up to date" if r.status is Status.OK else ""
     timing = f"  ({r.duration_s:.2f} s)" if r.duration_s else ""
-    return clean(f"{r.host:<{width}} {r.status.value:<12} {detail}{timing}".rstrip())
+    return clean(f"{name(r.host):<{width}} {r.status.value:<12} {detail}{timing}".rstrip())
 
 
 def output_lines(r: HostResult, prefix: str = "    | ") -> list[str]:
@@ -95,7 +111,7 @@ def recap(results: Iterable[HostResult], elapsed_s: float, stopped: str | None =
     :param stopped: why the run stopped early (``--max-fail``, ``--fail-fast``, a signal), if it did.
     """
     results = list(results)
-    width = max([len(r.host) for r in results] + [4])
+    width = max([len(name(r.host)) for r in results] + [4])
     lines = [f"RECAP  {len(results)} host{'s' if len(results) != 1 else ''} in {elapsed_s:.1f} s: "
              + _counts(results)]
     if stopped:
@@ -106,7 +122,7 @@ def recap(results: Iterable[HostResult], elapsed_s: float, stopped: str | None =
         lines.append(f"  batch {n}: {len(members)} host{'s' if len(members) != 1 else ''}: {_counts(members)}")
     for r in results:
         note = " (rolled back)" if r.rolled_back else ""
-        lines.append(f"  {r.host:<{width}}  {r.status.value}{note}")
+        lines.append(f"  {name(r.host):<{width}}  {r.status.value}{note}")
     return clean("\n".join(lines))
 
 
