@@ -26,6 +26,7 @@ __all__ = ["PHASE_COLOURS", "STATUS_COLOURS", "render", "write_html"]
 #: Fill colour of each phase's bar (``#rrggbb``); the tests look for these pixels.
 PHASE_COLOURS = {
     "connect": "#1f77b4",
+    "compare": "#bcbd22",
     "upload": "#ff7f0e",
     "validate": "#9467bd",
     "rename": "#8c564b",
@@ -69,7 +70,8 @@ def _timeline(doc: dict, timings: dict) -> str:
         y = _TOP + n * _ROW
         out.append(f'<text x="{_LABEL - 6}" y="{y + 15}" font-size="12" text-anchor="end">'
                    f'{escape(h["host"])}</text>')
-        for phase, s, d in bars:
+        # the narrowest last: a rename of a few ms, widened to 3 px, is drawn over its neighbours
+        for phase, s, d in sorted(bars, key=lambda b: -b[2]):
             colour = STATUS_COLOURS.get(h["status"], "#9e9e9e") if phase == "host" \
                 else PHASE_COLOURS.get(phase, "#607d8b")
             w = max(d * scale, 3.0)
@@ -109,7 +111,7 @@ def render(record: RunRecord) -> str:
         extra = (" reloaded" if h["reloaded"] else "") + (" rolled back" if h["rolled_back"] else "")
         rows.append(f'<tr><td>{escape(h["host"])}</td><td class="st" style="color:'
                     f'{STATUS_COLOURS.get(h["status"], "#000")}">{escape(h["status"])}</td>'
-                    f'<td>{h["duration_s"]:.2f} s</td><td>{changes}{escape(extra)}</td>'
+                    f'<td>{h["duration_s"]:.2f} s</td><td class="ch">{changes}{escape(extra)}</td>'
                     f'<td class="err">{error}</td></tr>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -119,7 +121,9 @@ body {{ font-family: sans-serif; margin: 16px; color: #222; background: #fff; }}
 h1 {{ font-size: 18px; margin: 0 0 4px 0; }} p {{ margin: 4px 0; }}
 table {{ border-collapse: collapse; margin-top: 12px; }}
 td, th {{ white-space: nowrap; border: 1px solid #ccc; padding: 3px 8px; font-size: 13px; text-align: left; vertical-align: top; }}
-.st {{ font-weight: bold; }} .err {{ color: #b71c1c; white-space: pre-wrap; }} td.ch {{ white-space: normal; }} .stopped {{ color: #e65100; }}
+.st {{ font-weight: bold; }} .stopped {{ color: #e65100; }}
+td.err {{ color: #b71c1c; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 16em; max-width: 44em; }}
+td.ch {{ white-space: normal; overflow-wrap: anywhere; max-width: 36em; }}
 .key {{ margin-right: 12px; font-size: 12px; }}
 .sw {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
 </style></head><body>
