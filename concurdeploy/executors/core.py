@@ -125,7 +125,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
             finally:
                 timing.record(conn, "connect", start, time.monotonic())
             opened = True
-            result = job.action(conn, job.payload)
+            result = timing.timed_action(job.action, conn, job.payload)
     except HostError as e:
         result = HostResult(name, Status(e.status), output=e.output, changes=_changes_of(e),
                             exit_status=getattr(e, "exit_status", None),

@@ -8,7 +8,7 @@ raised is recorded all the same (its bar ends where it failed).
 
 The phases: ``connect`` (the executor), ``compare`` (lock the destinations and read their
 facts), ``upload``, ``validate`` (the verify/validate/backup command), ``rename`` (the atomic
-replaces), ``reload``, ``healthcheck``.
+replaces), ``reload``, ``healthcheck``; ``command`` (``run``), ``download`` (``get``); ``task``: an action that times no phase of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-__all__ = ["phase", "relative"]
+__all__ = ["phase", "record", "relative", "timed_action"]
 
 
 @contextmanager
@@ -39,6 +39,18 @@ def record(conn, name: str, began: float, ended: float) -> None:
         except AttributeError:  # an object that takes no attributes: not timed
             return
     phases.append((name, began, ended))
+
+
+def timed_action(action, conn, payload):
+    """``action(conn, payload)``; when it timed no phase of its own (a project's task), its whole
+    run is recorded as phase ``task``."""
+    before = len(getattr(conn, "phases", None) or ())
+    began = time.monotonic()
+    try:
+        return action(conn, payload)
+    finally:
+        if len(getattr(conn, "phases", None) or ()) == before:
+            record(conn, "task", began, time.monotonic())
 
 
 def relative(conn, start: float) -> tuple[tuple[str, float, float], ...]:

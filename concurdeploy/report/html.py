@@ -32,6 +32,9 @@ PHASE_COLOURS = {
     "rename": "#8c564b",
     "reload": "#e377c2",
     "healthcheck": "#17becf",
+    "command": "#7f7f7f",
+    "download": "#aec7e8",
+    "task": "#98df8a",
 }
 #: Colour of a host's whole-run bar (phase ``host``) by status, and of the status word.
 STATUS_COLOURS = {

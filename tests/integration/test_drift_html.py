@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+import re
 import shutil
 import subprocess
 
@@ -204,3 +205,16 @@ def test_report_html_rendered_by_chromium_draws_each_hosts_phases_and_outcome(fl
     assert "(created) reloaded" in cells["h1"][3]
     assert "RECAP 3 hosts" in " ".join(" ".join(table.text).split())
     assert "0 ok, 1 changed, 1 failed, 1 unreachable, 0 skipped" in " ".join(" ".join(table.text).split())
+
+
+def test_report_html_timeline_of_run_and_get_has_their_phases(fleet, tmp_path):
+    f = fleet(2)
+    for task, args, last in (("run", ["haproxy", "true"], "command"),
+                             ("get", ["haproxy", "/etc/hostname", str(tmp_path / "got")], "download")):
+        page_path = tmp_path / f"{task}.html"
+        res = f.run(task, *args, "--report-html", str(page_path))
+        assert res.returncode == 0, res.stdout + res.stderr
+        page = page_path.read_text()
+        for host in f.names:
+            drawn = re.findall(rf'data-host="{host}" data-phase="(\w+)"', page)
+            assert sorted(drawn) == sorted(["connect", last]), (task, host, drawn)
