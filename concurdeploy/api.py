@@ -351,7 +351,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     stdout = sys.stdout if opts.console else reporting.Null()
     out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=opts.diff,
                           progress=not opts.no_progress, verbosity=console.verbosity(opts.verbose, opts.quiet),
-                          stream=stdout, streamed=stream)
+                          stream=stdout, streamed=stream, check=bool(getattr(opts, "check", False)))
     results: dict[int, HostResult] = {}
     signals = None
     reporting.check_reports(opts)

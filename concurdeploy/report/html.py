@@ -97,23 +97,38 @@ def _legend(doc: dict, timings: dict) -> str:
                     for n, c in items)
 
 
+def _check_mode(record: RunRecord) -> bool:
+    """Whether ``record`` is a check-mode run: a host says so, or the command line has ``--check``/``-C``."""
+    import shlex
+
+    if any(r.data.get("check") for r in record.results):
+        return True
+    try:
+        words = shlex.split(record.command or "")
+    except ValueError:
+        words = (record.command or "").split()
+    return any(w in ("--check", "-C", "--dry", "-R") for w in words)
+
+
 def render(record: RunRecord) -> str:
     """The page for ``record`` as a ``str`` (UTF-8 HTML5, no external resources)."""
     doc = files.to_dict(record)
     timings = {r.host: tuple(r.timings) for r in record.results if r.timings}
     totals = doc["totals"]
-    counts = ", ".join(f"{totals[s]} {s}" for s in STATUS_COLOURS)
+    check = _check_mode(record)
+    word = {"changed": "would change"} if check else {}  # a check-mode run never says it changed anything
+    counts = ", ".join(f"{totals[s]} {word.get(s, s)}" for s in STATUS_COLOURS)
     stopped = f'<p class="stopped">Stopped early: {escape(doc["stopped"])}</p>' if doc["stopped"] else ""
     rows = []
     for h in doc["hosts"]:
-        changes = "<br>".join(f'{escape(c["dest"])} ({escape(c["action"])}'
+        changes = "<br>".join(f'{escape(c["dest"])} ({"would be " if check else ""}{escape(c["action"])}'
                               + (f', written: {escape(c["path"])}' if c.get("path", c["dest"]) != c["dest"] else "")
                               + (f', {escape(c["method"])}' if c.get("method") == "in-place" else "") + ")"
                               for c in h["changes"])
         error = ": ".join(escape(x) for x in (h["error_kind"], h["error"]) if x)
         extra = (" reloaded" if h["reloaded"] else "") + (" rolled back" if h["rolled_back"] else "")
         rows.append(f'<tr><td>{escape(h["host"])}</td><td class="st" style="color:'
-                    f'{STATUS_COLOURS.get(h["status"], "#000")}">{escape(h["status"])}</td>'
+                    f'{STATUS_COLOURS.get(h["status"], "#000")}">{escape(word.get(h["status"], h["status"]))}</td>'
                     f'<td>{h["duration_s"]:.2f} s</td><td class="ch">{changes}{escape(extra)}</td>'
                     f'<td class="err">{error}</td></tr>')
     return f"""<!DOCTYPE html>
