@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def status_lines(out: str) -> dict:
-    """Map host -> status from the recap block."""
+    """Map host -> status from the recap block (check mode: ``would change``)."""
     lines = out.split("RECAP", 1)[1].splitlines()[1:]
-    return {ln.split()[0]: ln.split()[1] for ln in lines if ln.strip()}
+    return {ln.split()[0]: "would change" if ln.split()[1:3] == ["would", "change"] else ln.split()[1]
+            for ln in lines if ln.strip()}
 
 
 def files_under(path: Path) -> list[Path]:
@@ -331,7 +332,7 @@ def test_inventory_from_environment_and_flag_overrides_it(fleet, tmp_path):
 
     res = f.run("push", "haproxy", env={"CONCURDEPLOY_INVENTORY": str(moved)})
     assert res.returncode == 0, res.stdout + res.stderr
-    assert status_lines(res.stdout) == {"h1": "changed", "h2": "changed"}
+    assert status_lines(res.stdout) == {"h1": "would change", "h2": "would change"}
 
     for n in f.names:
         f.dest(n).unlink()
@@ -388,7 +389,7 @@ def test_options_before_and_after_the_task_name_do_the_same(fleet, tmp_path, bef
     second = f.run("push", "haproxy", *fill(after))
     assert first.returncode == second.returncode == 0, first.stdout + first.stderr + second.stderr
     assert status_lines(first.stdout) == status_lines(second.stdout)
-    assert set(status_lines(first.stdout).values()) == {"changed"}
+    assert set(status_lines(first.stdout).values()) == {"would change"}  # check mode: never "changed"
     assert "(check mode)" in first.stdout and "(check mode)" in second.stdout
     assert all(f.dest(n).read_bytes() == b"old\n" for n in f.names)  # check mode wrote nothing
 
@@ -401,7 +402,7 @@ def test_dry_is_check_mode_with_a_line_saying_so(fleet, where):
     res = f.run(*args)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "--dry taken as --check" in res.stderr
-    assert status_lines(res.stdout) == {"h1": "changed", "h2": "changed"}
+    assert status_lines(res.stdout) == {"h1": "would change", "h2": "would change"}
     assert f.dest("h1").read_bytes() == b"old\n" and not f.dest("h2").exists()  # the hosts are unchanged
     assert not (f.root("h1") / "reload.log").exists()
     refused = f.run("run", "haproxy", "touch /nonexistent-dir/x", "-R")
