@@ -332,7 +332,7 @@ def test_inventory_from_environment_and_flag_overrides_it(fleet, tmp_path):
 
     res = f.run("push", "haproxy", env={"CONCURDEPLOY_INVENTORY": str(moved)})
     assert res.returncode == 0, res.stdout + res.stderr
-    assert status_lines(res.stdout) == {"h1": "would change", "h2": "would change"}
+    assert status_lines(res.stdout) == {"h1": "changed", "h2": "changed"}
 
     for n in f.names:
         f.dest(n).unlink()
