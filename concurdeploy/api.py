@@ -345,11 +345,13 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     start, started = time.monotonic(), utc_now()
     limit = batches.parse_max_fail(opts.max_fail)
     groups = batches.split(list(range(len(hosts))), opts.serial)
-    width = max((len(h.name) for h in hosts), default=4) + 1
+    from concurdeploy.report.text import name as shown
+
+    width = max((len(shown(h.name)) for h in hosts), default=4) + 1
     stdout = sys.stdout if opts.console else reporting.Null()
     out = console.Console(len(hosts), width=width, show_output=show_output, show_diff=opts.diff,
                           progress=not opts.no_progress, verbosity=console.verbosity(opts.verbose, opts.quiet),
-                          stream=stdout, streamed=stream)
+                          stream=stdout, streamed=stream, check=bool(getattr(opts, "check", False)))
     results: dict[int, HostResult] = {}
     signals = None
     reporting.check_reports(opts)
@@ -394,7 +396,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                                             error=f"not started: {pool.stopped}", batch=tag)
                 continue
             if len(groups) > 1:
-                out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(hosts[i].name for i in members)}")
+                out.batch_started(f"-- batch {number}/{len(groups)}: {', '.join(shown(hosts[i].name) for i in members)}")
             jobs, index = [], []
             for i in members:
                 if isinstance(payloads[i], HostResult):
@@ -436,11 +438,16 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
 
 
 def _timed(r: HostResult, arrived_s: float | None) -> HostResult:
-    """``r``, with one ``("host", start_s, duration_s)`` timing ending when it arrived
-    (``arrived_s``, seconds from the run's start) if it recorded no phases of its own."""
-    if r.timings or arrived_s is None or not r.duration_s:
+    """``r`` with its timings on the run's clock: the host began ``duration_s`` before it arrived
+    (``arrived_s``, seconds from the run's start); its phases, timed by the worker from the
+    host's own start (:mod:`concurdeploy.operations.timing`), are shifted by that; a host
+    without phases gets one ``("host", start_s, duration_s)`` bar."""
+    if arrived_s is None or not r.duration_s:
         return r
-    return replace(r, timings=(("host", round(max(0.0, arrived_s - r.duration_s), 3), round(r.duration_s, 3)),))
+    began = max(0.0, arrived_s - r.duration_s)
+    if r.timings:
+        return replace(r, timings=tuple((p, round(began + s, 3), d) for p, s, d in r.timings))
+    return replace(r, timings=(("host", round(began, 3), round(r.duration_s, 3)),))
 
 
 def _connect_specs(hosts, opts: RunOptions, stack, inventory=None) -> list:

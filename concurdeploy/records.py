@@ -114,7 +114,7 @@ class HostResult:
     :param diff: unified diff of the changed files (``--diff``), secrets masked; "" if none.
     :param rolled_back: the reload failed and the previous files were restored.
     :param timings: the host's phases as ``(phase, start_s, duration_s)`` tuples, seconds from
-        the start of the run (phases: ``connect``, ``upload``, ``validate``, ``rename``, ``reload``,
+        the start of the run (phases: ``connect``, ``compare``, ``upload``, ``validate``, ``rename``, ``reload``,
         ``healthcheck``; ``host`` = the whole host, start to result); ``()`` when not recorded.
     """
 

@@ -48,13 +48,13 @@ class Streamer:
         if rest:
             self.partial[(host, stream)] = rest
         for ln in lines:
-            self.out.line(f"{host:<{self.width}}| {report.clean(ln)}")
+            self.out.line(f"{report.name(host):<{self.width}}| {report.clean(ln)}")
 
     def flush(self, host: str) -> None:
         from concurdeploy.report import text as report
 
         for key in [k for k in self.partial if k[0] == host]:
-            self.out.line(f"{host:<{self.width}}| {report.clean(self.partial.pop(key))}")
+            self.out.line(f"{report.name(host):<{self.width}}| {report.clean(self.partial.pop(key))}")
 
 
 def check_reports(opts: RunOptions) -> None:

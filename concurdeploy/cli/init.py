@@ -118,3 +118,7 @@ def init(c, dir=None, force=False):
     where = "" if target == os.getcwd() else f"cd {dir} && "
     print(f"\nNext: {where}concurdeploy push haproxy      # the sandbox: four local hosts, no setup\n"
           f"Then: examples/inventories/production.yaml shows how to point it at your servers.")
+
+
+#: ``init --help`` shows ``[DIR]``: DIR may be left out (:func:`default_dir` adds ``.``).
+init.optional_positional = ("dir",)

@@ -10,6 +10,7 @@ from invoke import Exit
 from concurdeploy.api import load_inventory, select_hosts
 from concurdeploy.cli.tasks import cdtask, options_from
 from concurdeploy.options import option
+from concurdeploy.report.text import name as esc
 from concurdeploy.exceptions import HostsFailed
 from concurdeploy.ssh.keyscan import Scan, _record, _targets, scan_all
 from concurdeploy.ssh.specs import connect_spec
@@ -18,7 +19,7 @@ __all__ = ["keyscan"]
 
 
 def _line(t: Scan, width: int, ep_width: int) -> str:
-    head = f"{t.label:<{width}}  {t.endpoint:<{ep_width}}"
+    head = f"{esc(t.label):<{width}}  {esc(t.endpoint):<{ep_width}}"
     if t.state in ("error", "skipped"):
         return f"{head}  {t.state}: {t.detail}"
     return f"{head}  {t.key_type}  {t.fingerprint}  {t.state}"
@@ -63,12 +64,12 @@ def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, f
     specs = [connect_spec(h.name, h.vars, overrides, defaults=defaults, inventory=inv)
              for h in hosts if h.name not in sandboxed]
     for name in sandboxed:
-        print(f"{name}  skipped: a sandbox host (its keys are the sandbox's own)")
+        print(f"{esc(name)}  skipped: a sandbox host (its keys are the sandbox's own)")
     if not specs:
         return
     targets = _targets(specs)
-    width = max(len(t.label) for t in targets)
-    ep_width = max(len(t.endpoint) for t in targets)
+    width = max(len(esc(t.label)) for t in targets)
+    ep_width = max(len(esc(t.endpoint)) for t in targets)
     forks = opts.forks
     interactive = _interactive()
     declined = []
@@ -116,11 +117,16 @@ def keyscan(c, group, inventory=None, limit=None, known_hosts=None, yes=False, f
         n = sum(1 for t in recorded if t.spec.known_hosts == path)
         print(f"recorded {n} new host key(s) in {path}")
     for t in changed:
-        print(f"\n{t.label}: {t.detail}\nkeyscan never replaces a recorded key: verify the new "
+        print(f"\n{esc(t.label)}: {t.detail}\nkeyscan never replaces a recorded key: verify the new "
               f"key out of band first.", file=sys.stderr)
+    if declined and not interactive:  # never a prompt in CI, and never a silent "no": refused
+        raise Exit(f"concurdeploy: keyscan: refused to record {len(declined)} new host key(s) without "
+                   f"--yes: stdin or stdout is not a terminal, so there is no one to ask (nothing was "
+                   f"written). Check the fingerprints above against the hosts' own (on each host: "
+                   f"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run it again with --yes to "
+                   f"record them, or run it at a terminal to be asked.", code=2)
     if declined:
-        how = ("answered no" if interactive else "no terminal to ask on")
-        print(f"\nkeyscan: {len(declined)} new host key(s) NOT recorded ({how}): check the "
+        print(f"\nkeyscan: {len(declined)} new host key(s) NOT recorded (answered no): check the "
               f"fingerprints above, then run again with --yes to record them.", file=sys.stderr)
     if changed or failed:
         raise HostsFailed([t.label for t in changed + failed])

@@ -357,12 +357,16 @@ class ConcurdeployProgram(Program):
 
         metavars = {o.name: o.metavar for o in OPTIONS}
         ctx = self.parser.contexts[name]
+        task = self.collection[name]
         positional = [a for a in ctx.positional_args]
-        flags = sorted((a for a in ctx.args.values() if not a.positional), key=lambda a: a.names[0])
-        usage = " ".join(a.name.upper() for a in positional)
+        hidden = set(getattr(task, "help_hidden", ()))  # taken only to be refused with a reason
+        flags = sorted((a for a in ctx.args.values() if not a.positional and a.name not in hidden
+                        and a.attr_name not in hidden), key=lambda a: a.names[0])
+        optional = set(getattr(task, "optional_positional", ()))  # init [DIR]: invoke has no such thing
+        usage = " ".join(f"[{a.name.upper()}]" if a.name in optional else a.name.upper() for a in positional)
         print(f"Usage: {self.binary} {name} {usage} [options]".replace("  ", " "))
         print("")
-        doc = inspect.getdoc(self.collection[name])
+        doc = inspect.getdoc(task)
         for line in (doc or "").splitlines():
             print(self.leading_indent + line if line.strip() else "")
         if positional:

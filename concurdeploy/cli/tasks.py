@@ -162,6 +162,11 @@ def push(c, service, **flags):
     return _drift(api.push(service, options=options_from(c, **flags), become_password=password), flags)
 
 
+#: Flags push parses only to refuse them with a reason (exit 2), so not shown in ``push --help``:
+#: ``-H`` gives hosts, and push reads a group's files from an inventory.
+push.help_hidden = ("hosts",)
+
+
 @_builtin("run", group="Group or host pattern to run on.", command="Shell command run on each host (quote it).")
 def run(c, group, command, **flags):
     """Run an ad-hoc shell command on every host; output is printed prefixed by host name."""
@@ -230,12 +235,14 @@ def _graph(inv, name: str, depth: int, seen: frozenset) -> list[str]:
     def pad(d: int) -> str:
         return "" if d == 0 else "  " + "|  " * (d - 1) + "|--"
 
+    from concurdeploy.report.text import name as esc  # control characters escaped, as ls does
+
     group = inv.groups[name]
-    lines = [f"{pad(depth)}@{name}:"]
+    lines = [f"{pad(depth)}@{esc(name)}:"]
     for child in sorted(group.children):
         if child in inv.groups and child not in seen:
             lines += _graph(inv, child, depth + 1, seen | {child})
-    lines += [f"{pad(depth + 1)}{h}" for h in group.hosts]
+    lines += [f"{pad(depth + 1)}{esc(h)}" for h in group.hosts]
     return lines
 
 
@@ -244,20 +251,21 @@ def _graph(inv, name: str, depth: int, seen: frozenset) -> list[str]:
 def hosts(c, limit="all", inventory=None, vars=False):
     """List the inventory's hosts with their groups and connection settings (connects to nothing)."""
     from concurdeploy.report.masking import _hide, _mask, _secret_var_values
+    from concurdeploy.report.text import name as esc  # control characters escaped, as ls does
 
     inv = _load(c, inventory)
     chosen = inv.select(limit or "all")
-    width = max(len(h.name) for h in chosen) + 1
+    width = max(len(esc(h.name)) for h in chosen) + 1
     for h in chosen:
         v = h.vars
-        addr = f"{v.get('user', '') + '@' if v.get('user') else ''}{v.get('host', h.name)}:{v.get('port', 22)}"
-        groups = ",".join(g for g in h.groups if g != "all")
-        conn = v.get("connection", "ssh")
-        print(f"{h.name:<{width}} {addr:<28} {conn:<8} groups={groups}")
+        addr = esc(f"{v.get('user', '') + '@' if v.get('user') else ''}{v.get('host', h.name)}:{v.get('port', 22)}")
+        groups = esc(",".join(g for g in h.groups if g != "all"))
+        conn = esc(v.get("connection", "ssh"))
+        print(f"{esc(h.name):<{width}} {addr:<28} {conn:<8} groups={groups}")
         if vars:
             names = v.get("secret_vars")
             names = {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
             values = _secret_var_values(v, names)
             for key in sorted(v):
                 shown = _hide(repr(_mask(key, v[key], names)), values)
-                print(f"    {key} = {shown}   # {h.origins.get(key, 'built-in')}")
+                print(f"    {esc(key)} = {shown}   # {esc(h.origins.get(key, 'built-in'))}")

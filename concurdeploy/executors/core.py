@@ -107,6 +107,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     """
     from concurdeploy.exceptions import HostError
     from concurdeploy.executors.liveness import Watchdog, connection_lost, lost_sentence, plain, step_of
+    from concurdeploy.operations import timing
     from concurdeploy.ssh.connection import (
         Connection,  # imported in the worker, never by the CLI
     )
@@ -119,9 +120,12 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     opened = False
     try:
         with watchdog:
-            _open_with_retries(conn, abort)
+            try:
+                _open_with_retries(conn, abort)
+            finally:
+                timing.record(conn, "connect", start, time.monotonic())
             opened = True
-            result = job.action(conn, job.payload)
+            result = timing.timed_action(job.action, conn, job.payload)
     except HostError as e:
         result = HostResult(name, Status(e.status), output=e.output, changes=_changes_of(e),
                             exit_status=getattr(e, "exit_status", None),
@@ -149,7 +153,8 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
                                 error=f"{_first_line(e)}{where}")
     finally:
         conn.close()
-    return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
+    return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch,
+                   timings=result.timings or timing.relative(conn, start))
 
 
 def _changes_of(e: BaseException) -> tuple:

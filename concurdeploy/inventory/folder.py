@@ -62,6 +62,13 @@ def inventory_files(location: str) -> list[str]:
     if os.path.isfile(location):
         return [location]
     if not os.path.isdir(location):
+        from concurdeploy.inventory.pathkind import kind_of
+
+        kind = kind_of(location)
+        if kind != "missing":  # -i /dev/zero: say what it is, never "not found"
+            raise InventoryError(f"inventory {location} is {kind}, not an inventory file or folder; pass "
+                                 "-i with a YAML/INI inventory file or a folder of them (or set "
+                                 "CONCURDEPLOY_INVENTORY)")
         raise InventoryError(f"inventory not found: {location}; pass -i PATH or set "
                              "CONCURDEPLOY_INVENTORY")
     files: list[str] = []

@@ -196,7 +196,11 @@ def command_line_vars(hosts: list[Host], *, extra: Iterable = (), user: str | No
     if private_key:
         path = os.path.abspath(os.path.expanduser(private_key))
         if not os.path.isfile(path):
-            raise UsageError(f"--private-key {private_key}: no such file ({path}); give the private "
+            from concurdeploy.inventory.pathkind import kind_of
+
+            kind = kind_of(path)
+            what = "no such file" if kind == "missing" else f"{kind}, not a private key file"
+            raise UsageError(f"--private-key {private_key}: {what} ({path}); give the private "
                              f"key's path; no host was contacted")
         hosts = override_vars(hosts, {"key_file": path}, "--private-key", drop=("key_env", "passphrase_env"))
     if become:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from concurdeploy.exceptions import DestinationError, HostUnreachable
 from concurdeploy.operations.become import Become, privilege_for
 from concurdeploy.operations.masking import mask, masked, secrets_of
+from concurdeploy.operations.timing import phase
 from concurdeploy.records import HostResult, Status, tail
 from concurdeploy.ssh.connection import Connection
 
@@ -80,7 +81,8 @@ def _run_command(conn: Connection, job: RunJob) -> HostResult:
         emit = _MaskedEmit(emit, secrets) if secrets else emit
     privilege = privilege_for(job.become)
     try:
-        res = privilege.run(conn, job.command, timeout=job.timeout, on_output=emit)
+        with phase(conn, "command"):
+            res = privilege.run(conn, job.command, timeout=job.timeout, on_output=emit)
     finally:
         if isinstance(emit, _MaskedEmit):
             emit.flush()
@@ -178,7 +180,7 @@ def get_file(conn: Connection, job: GetJob) -> HostResult:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=dfd)
         written = True
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh, phase(conn, "download"):
             size = conn.sftp.getfo(job.remote_path, fh)
             fh.flush()
             os.fchmod(fh.fileno(), perms)

@@ -17,6 +17,7 @@ from concurdeploy.exceptions import ReloadFailed
 from concurdeploy.operations.become import Privilege
 from concurdeploy.operations.jobs import PushJob
 from concurdeploy.operations.shell import q
+from concurdeploy.operations.timing import phase
 from concurdeploy.records import tail
 from concurdeploy.ssh.connection import Connection
 
@@ -48,13 +49,15 @@ def reload_and_check(conn: Connection, privilege: Privilege, job: PushJob, marke
     """
     shown = ""
     if job.reload:
-        res = privilege.run(conn, reload_command(job, marker))
+        with phase(conn, "reload"):
+            res = privilege.run(conn, reload_command(job, marker))
         if res.exited != 0:
             raise ReloadFailed(f"reload failed (exit {res.exited}): {job.reload}",
                                output=tail(res.stdout + res.stderr), exit_status=res.exited)
         shown += res.stdout + res.stderr
     if job.healthcheck:
-        res = privilege.run(conn, job.healthcheck)
+        with phase(conn, "healthcheck"):
+            res = privilege.run(conn, job.healthcheck)
         if res.exited != 0:
             raise ReloadFailed(f"healthcheck failed (exit {res.exited}): {job.healthcheck}",
                                output=tail(res.stdout + res.stderr), exit_status=res.exited)

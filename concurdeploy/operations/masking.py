@@ -82,4 +82,14 @@ def masked(action, conn, job) -> HostResult:
         raise
     return replace(result, output=mask(result.output, secrets), diff=mask(result.diff, secrets),
                    error=mask(result.error, secrets) if result.error else result.error,
-                   warnings=mask_data(result.warnings, secrets), data=mask_data(result.data, secrets))
+                   warnings=mask_data(result.warnings, secrets), data=_mask_values(result.data, secrets))
+
+
+def _mask_values(data, secrets):
+    """``data`` with its values masked and its own keys kept: they are the operation's field
+    names (``check``, ``local_path``…), which the controller reads to word its report (a
+    one-letter secret ``e`` must not turn ``check`` into ``ch********ck``, and so "would be
+    created" into "created")."""
+    if not isinstance(data, dict):
+        return mask_data(data, secrets)
+    return {k: mask_data(v, secrets) for k, v in data.items()}

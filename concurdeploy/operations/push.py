@@ -49,6 +49,7 @@ from concurdeploy.operations.facts import DestFacts, gather_facts, lock_and_fact
 from concurdeploy.operations.handler import marker_path, reload_and_check
 from concurdeploy.operations.jobs import FileSpec, PushJob
 from concurdeploy.operations.masking import mask, masked
+from concurdeploy.operations.timing import phase
 from concurdeploy.operations.replace import (
     install,
     prepare_failure,
@@ -109,7 +110,8 @@ def _push(conn: Connection, job: PushJob) -> HostResult:
     if not job.check:
         conn.prefetch_sftp()  # its round trips overlap the lock-and-facts command
     try:
-        held, text = privilege.hold(conn, lock_and_facts_script(job, marker), READY, timeout=wait)
+        with phase(conn, "compare"):  # lock the destinations, read what is there
+            held, text = privilege.hold(conn, lock_and_facts_script(job, marker), READY, timeout=wait)
     except RemoteCommandFailed as e:
         busy = next((ln for ln in e.output.splitlines() if ln.startswith(BUSY)), None)
         if busy:
@@ -198,12 +200,14 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
             if res.exited != 0:
                 raise DestinationError(f"cannot create {', '.join(missing_dirs)}",
                                        output=tail(res.stdout + res.stderr))
-        for f, fact in todo:
-            tmp = temp_name(fact.target)
-            items.append((f, fact, tmp))
-            _upload(conn, privilege, f, tmp, _final_mode(f, fact))
+        with phase(conn, "upload"):
+            for f, fact in todo:
+                tmp = temp_name(fact.target)
+                items.append((f, fact, tmp))
+                _upload(conn, privilege, f, tmp, _final_mode(f, fact))
         if items or marker:
-            res = privilege.run(conn, prepare_script(items, marker, run_id, privilege.staged, job.backups))
+            with phase(conn, "validate"):
+                res = privilege.run(conn, prepare_script(items, marker, run_id, privilege.staged, job.backups))
             if res.exited != 0:
                 raise prepare_failure(res, items)
             for ln in res.stdout.splitlines():
@@ -212,14 +216,15 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
                     backups[int(i)] = path
         conn.check_abort()  # last safe point: from here on the host is finished, not abandoned
         with conn.shielded():
-            for i, (f, fact, tmp) in enumerate(items):
-                try:
-                    install(conn, privilege, f, fact, tmp)
-                except HostError:
-                    if not done and marker and not pending:  # nothing replaced: no reload owed
-                        _remove_quietly(conn, privilege, [marker])
-                    raise
-                done.append((i, (f, fact, tmp)))
+            with phase(conn, "rename"):
+                for i, (f, fact, tmp) in enumerate(items):
+                    try:
+                        install(conn, privilege, f, fact, tmp)
+                    except HostError:
+                        if not done and marker and not pending:  # nothing replaced: no reload owed
+                            _remove_quietly(conn, privilege, [marker])
+                        raise
+                    done.append((i, (f, fact, tmp)))
             shown = ""
             try:
                 shown = reload_and_check(conn, privilege, job, marker)

@@ -84,8 +84,9 @@ class Console:
 
     def __init__(self, total: int, width: int = 12, show_output: bool = False, show_diff: bool = False,
                  progress: bool = True, verbosity: int = 0, stream: TextIO | None = None,
-                 streamed: bool = False):
+                 streamed: bool = False, check: bool = False):
         self.total = total
+        self.check = check
         self.streamed = streamed and verbosity >= 0
         self.width = width
         self.verbosity = verbosity
@@ -127,7 +128,7 @@ class Console:
             console=self._rich, transient=True, redirect_stdout=True,
             redirect_stderr=_isatty(sys.stderr),
         )
-        self._task = self._progress.add_task("running", total=self.total, changed=0, failed=0)
+        self._task = self._progress.add_task("running", total=self.total, changed=0, failed=0, check=self.check)
         self._progress.start()
 
     def close(self) -> None:
@@ -164,7 +165,7 @@ class Console:
         key = (host, dest)
         tasks = self.__dict__.setdefault("_uploads", {})
         if key not in tasks:
-            label = report.clean(f"{host} {os.path.basename(dest)}")
+            label = report.clean(f"{report.name(host)} {os.path.basename(dest)}")
             tasks[key] = self._progress.add_task(label, total=total, kind="bytes")
         self._progress.update(tasks[key], completed=sent, refresh=True)
 
@@ -196,9 +197,9 @@ class Console:
         results = list(results)
         self.close()
         if self._rich is None:
-            self._plain([report.recap(results, elapsed_s, stopped=stopped)])
+            self._plain([report.recap(results, elapsed_s, stopped=stopped, check=self.check)])
         else:
-            self._rich.print(_recap_table(results, elapsed_s, stopped))
+            self._rich.print(_recap_table(results, elapsed_s, stopped, self.check))
 
     # -- output --------------------------------------------------------------------------------
 
@@ -225,7 +226,7 @@ class Console:
 
         head = Text(report.host_line(r, self.width))
         start = self.width + 1
-        head.stylize(STYLES[r.status], start, start + len(r.status.value))
+        head.stylize(STYLES[r.status], start, start + len(report.status_word(r.status, bool(r.data.get("check")))))
         out: list = [(head, None)]
         if r.output and (self.show_output or r.status.is_failure):
             out += [(ln, "dim") for ln in report.output_lines(r)]
@@ -274,7 +275,8 @@ def _counts_column():
             text = Text()
             if task.fields.get("kind") == "bytes":
                 return text
-            text.append(f"{changed} changed", style="yellow" if changed else "dim")
+            word = "would change" if task.fields.get("check") else "changed"
+            text.append(f"{changed} {word}", style="yellow" if changed else "dim")
             text.append("  ")
             text.append(f"{failed} failed", style="bold red" if failed else "dim")
             return text
@@ -282,8 +284,9 @@ def _counts_column():
     return CountsColumn
 
 
-def _recap_table(results: list[HostResult], elapsed_s: float, stopped: str | None):
-    """The recap for a terminal: a coloured header of counts and a table, one row per host."""
+def _recap_table(results: list[HostResult], elapsed_s: float, stopped: str | None, check: bool = False):
+    """The recap for a terminal: a coloured header of counts and a table, one row per host
+    (in check mode ``would change``, never ``changed``)."""
     from collections import Counter
 
     from rich import box
@@ -291,20 +294,21 @@ def _recap_table(results: list[HostResult], elapsed_s: float, stopped: str | Non
     from rich.table import Table
     from rich.text import Text
 
+    check = check or any(r.data.get("check") for r in results)
     counts = Counter(r.status for r in results)
     head = Text(f"RECAP  {len(results)} host{'s' if len(results) != 1 else ''} in {elapsed_s:.1f} s: ",
                 style="bold")
     for i, s in enumerate(report.ORDER):
         if i:
             head.append(", ")
-        head.append(f"{counts.get(s, 0)} {s.value}", style=STYLES[s] if counts.get(s) else "dim")
+        head.append(f"{counts.get(s, 0)} {report.status_word(s, check)}", style=STYLES[s] if counts.get(s) else "dim")
     parts: list = [head]
     if stopped:
         parts.append(Text(f"  stopped early: {report.clean(stopped)}", style="bold yellow"))
     for n in sorted({r.batch for r in results if r.batch is not None}):
         members = [r for r in results if r.batch == n]
         parts.append(Text(f"  batch {n}: {len(members)} host{'s' if len(members) != 1 else ''}: "
-                          f"{report._counts(members)}"))
+                          f"{report._counts(members, check)}"))
     batched = any(r.batch is not None for r in results)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("host", no_wrap=True)
@@ -325,7 +329,7 @@ def _recap_table(results: list[HostResult], elapsed_s: float, stopped: str | Non
             note = ""
         if r.rolled_back:
             note = f"rolled back; {note}" if note else "rolled back"
-        row = [Text(r.host), Text(r.status.value, style=STYLES[r.status])]
+        row = [Text(report.name(r.host)), Text(report.status_word(r.status, check), style=STYLES[r.status])]
         if batched:
             row.append(Text(str(r.batch) if r.batch is not None else "-"))
         row += [Text(str(len(r.changes)) if r.changes else "-"),

@@ -3,8 +3,9 @@
 Both are built from a :class:`~concurdeploy.records.RunRecord` and written atomically: the
 document goes to a temporary file in the destination's directory, is flushed to disk, then
 ``os.replace``-d over the destination, so a reader (a CI step, a later ``--retry-failed``)
-sees the previous file or the complete new one, never a truncated one. Missing parent
-directories are created.
+sees the previous file or the complete new one, never a truncated one. The destination's
+folder must exist: a missing one is refused (:func:`check_writable`, before any host is
+touched), never created.
 
 **JSON** (schema ``concurdeploy.report/1``, described by ``report.schema.json`` beside this
 module, JSON Schema draft 2020-12)::
@@ -42,6 +43,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import stat
 import socket
 import tempfile
@@ -165,7 +167,7 @@ def _target(path) -> tuple[str, bool]:
 
 def _atomic_write(path, data: bytes, what: str) -> None:
     """Write ``data`` to ``path``: a regular file (or a new one) through a temporary file in the
-    same directory + ``os.replace`` (missing parent folders created); an existing device,
+    same directory + ``os.replace`` (a missing folder is not created: an error); an existing device,
     FIFO or ``/dev/stdout`` written through as it is (see :func:`_target`).
 
     :raises UsageError: the file or its directory cannot be written (the message names it).
@@ -178,7 +180,6 @@ def _atomic_write(path, data: bytes, what: str) -> None:
                 f.write(data)
             return
         parent = os.path.dirname(path)
-        os.makedirs(parent, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -202,8 +203,8 @@ def _atomic_write(path, data: bytes, what: str) -> None:
 def check_writable(path) -> None:
     """Fail now, before any host is touched, if a report could not be written to ``path``:
     the same rules as the write (:func:`_target`), probed without leaving anything behind
-    (no folder is created; a temporary file is created and removed in the nearest existing
-    folder).
+    (a temporary file is created and removed in its folder, which must exist: a missing
+    folder is refused, never created).
 
     :raises UsageError: names the path and the reason.
     """
@@ -214,13 +215,17 @@ def check_writable(path) -> None:
             if not os.access(target, os.W_OK):
                 raise PermissionError(errno.EACCES, "not writable", target)
             return
-        folder = os.path.dirname(target)
+        folder = existing = os.path.dirname(target)
         for _ in range(target.count(os.sep) + 1):  # bounded: one step per path level
-            if os.path.lexists(folder) or folder == os.path.dirname(folder):
+            if os.path.lexists(existing) or existing == os.path.dirname(existing):
                 break
-            folder = os.path.dirname(folder)
-        if not os.path.isdir(folder):
-            raise NotADirectoryError(errno.ENOTDIR, "is not a folder", folder)
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(errno.ENOTDIR, "is not a folder", existing)
+        if existing != folder:  # a typo in a path must not grow folders silently
+            raise UsageError(f"cannot write a report to {shown}: its folder {folder} does not exist; "
+                             f"create it first (mkdir -p {shlex.quote(folder)}) or give a path in an "
+                             f"existing folder; nothing was touched")
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".concurdeploy-probe-")
         os.close(fd)
         os.unlink(probe)
@@ -231,7 +236,7 @@ def check_writable(path) -> None:
 
 
 def write_json(path, record: RunRecord) -> None:
-    """Write the JSON report of ``record`` to ``path``, atomically (parent directories created).
+    """Write the JSON report of ``record`` to ``path``, atomically (its folder must exist).
 
     :raises UsageError: the file cannot be written.
     """
@@ -257,7 +262,7 @@ def _failure_message(r: HostResult) -> str:
 
 
 def write_junit(path, record: RunRecord) -> None:
-    """Write a JUnit XML report of ``record`` to ``path``, atomically (parent directories created).
+    """Write a JUnit XML report of ``record`` to ``path``, atomically (its folder must exist).
 
     One ``<testcase>`` per host; ``failed`` and ``unreachable`` hosts are ``<failure>``\\ s,
     ``skipped`` ones ``<skipped>`` (see the module docstring).

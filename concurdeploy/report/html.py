@@ -26,11 +26,15 @@ __all__ = ["PHASE_COLOURS", "STATUS_COLOURS", "render", "write_html"]
 #: Fill colour of each phase's bar (``#rrggbb``); the tests look for these pixels.
 PHASE_COLOURS = {
     "connect": "#1f77b4",
+    "compare": "#bcbd22",
     "upload": "#ff7f0e",
     "validate": "#9467bd",
     "rename": "#8c564b",
     "reload": "#e377c2",
     "healthcheck": "#17becf",
+    "command": "#7f7f7f",
+    "download": "#aec7e8",
+    "task": "#98df8a",
 }
 #: Colour of a host's whole-run bar (phase ``host``) by status, and of the status word.
 STATUS_COLOURS = {
@@ -69,7 +73,8 @@ def _timeline(doc: dict, timings: dict) -> str:
         y = _TOP + n * _ROW
         out.append(f'<text x="{_LABEL - 6}" y="{y + 15}" font-size="12" text-anchor="end">'
                    f'{escape(h["host"])}</text>')
-        for phase, s, d in bars:
+        # the narrowest last: a rename of a few ms, widened to 3 px, is drawn over its neighbours
+        for phase, s, d in sorted(bars, key=lambda b: -b[2]):
             colour = STATUS_COLOURS.get(h["status"], "#9e9e9e") if phase == "host" \
                 else PHASE_COLOURS.get(phase, "#607d8b")
             w = max(d * scale, 3.0)
@@ -92,24 +97,39 @@ def _legend(doc: dict, timings: dict) -> str:
                     for n, c in items)
 
 
+def _check_mode(record: RunRecord) -> bool:
+    """Whether ``record`` is a check-mode run: a host says so, or the command line has ``--check``/``-C``."""
+    import shlex
+
+    if any(r.data.get("check") for r in record.results):
+        return True
+    try:
+        words = shlex.split(record.command or "")
+    except ValueError:
+        words = (record.command or "").split()
+    return any(w in ("--check", "-C", "--dry", "-R") for w in words)
+
+
 def render(record: RunRecord) -> str:
     """The page for ``record`` as a ``str`` (UTF-8 HTML5, no external resources)."""
     doc = files.to_dict(record)
     timings = {r.host: tuple(r.timings) for r in record.results if r.timings}
     totals = doc["totals"]
-    counts = ", ".join(f"{totals[s]} {s}" for s in STATUS_COLOURS)
+    check = _check_mode(record)
+    word = {"changed": "would change"} if check else {}  # a check-mode run never says it changed anything
+    counts = ", ".join(f"{totals[s]} {word.get(s, s)}" for s in STATUS_COLOURS)
     stopped = f'<p class="stopped">Stopped early: {escape(doc["stopped"])}</p>' if doc["stopped"] else ""
     rows = []
     for h in doc["hosts"]:
-        changes = "<br>".join(f'{escape(c["dest"])} ({escape(c["action"])}'
+        changes = "<br>".join(f'{escape(c["dest"])} ({"would be " if check else ""}{escape(c["action"])}'
                               + (f', written: {escape(c["path"])}' if c.get("path", c["dest"]) != c["dest"] else "")
                               + (f', {escape(c["method"])}' if c.get("method") == "in-place" else "") + ")"
                               for c in h["changes"])
         error = ": ".join(escape(x) for x in (h["error_kind"], h["error"]) if x)
         extra = (" reloaded" if h["reloaded"] else "") + (" rolled back" if h["rolled_back"] else "")
         rows.append(f'<tr><td>{escape(h["host"])}</td><td class="st" style="color:'
-                    f'{STATUS_COLOURS.get(h["status"], "#000")}">{escape(h["status"])}</td>'
-                    f'<td>{h["duration_s"]:.2f} s</td><td>{changes}{escape(extra)}</td>'
+                    f'{STATUS_COLOURS.get(h["status"], "#000")}">{escape(word.get(h["status"], h["status"]))}</td>'
+                    f'<td>{h["duration_s"]:.2f} s</td><td class="ch">{changes}{escape(extra)}</td>'
                     f'<td class="err">{error}</td></tr>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -119,7 +139,9 @@ body {{ font-family: sans-serif; margin: 16px; color: #222; background: #fff; }}
 h1 {{ font-size: 18px; margin: 0 0 4px 0; }} p {{ margin: 4px 0; }}
 table {{ border-collapse: collapse; margin-top: 12px; }}
 td, th {{ white-space: nowrap; border: 1px solid #ccc; padding: 3px 8px; font-size: 13px; text-align: left; vertical-align: top; }}
-.st {{ font-weight: bold; }} .err {{ color: #b71c1c; white-space: pre-wrap; }} td.ch {{ white-space: normal; }} .stopped {{ color: #e65100; }}
+.st {{ font-weight: bold; }} .stopped {{ color: #e65100; }}
+td.err {{ color: #b71c1c; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 16em; max-width: 44em; }}
+td.ch {{ white-space: normal; overflow-wrap: anywhere; max-width: 36em; }}
 .key {{ margin-right: 12px; font-size: 12px; }}
 .sw {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
 </style></head><body>
@@ -137,7 +159,7 @@ td, th {{ white-space: nowrap; border: 1px solid #ccc; padding: 3px 8px; font-si
 
 
 def write_html(path, record: RunRecord) -> None:
-    """Write the HTML page of ``record`` to ``path`` atomically (parent folders created).
+    """Write the HTML page of ``record`` to ``path`` atomically (its folder must exist).
 
     :raises UsageError: the file cannot be written (the message names it).
     """

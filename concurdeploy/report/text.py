@@ -14,7 +14,7 @@ from typing import TextIO
 
 from concurdeploy.records import HostResult, Status
 
-__all__ = ["Printer", "clean", "detail_lines", "host_line", "output_lines", "recap"]
+__all__ = ["Printer", "clean", "detail_lines", "host_line", "name", "output_lines", "recap", "status_word"]
 
 ORDER = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE, Status.SKIPPED)
 
@@ -28,6 +28,22 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def _escaped(ch: str) -> str:
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def name(text) -> str:
+    r"""A name (host, group, address) as printed on a terminal: every character that is not
+    printable as itself shown escaped, ``\xNN``/``\uNNNN``, as ``ls`` escapes file names: controls
+    (tab and newline too: a name holds none), format characters (a bidi override ``\u202e``
+    that would reorder the line), line/paragraph separators, surrogates, unassigned code points."""
+    text = str(text)
+    if text.isprintable():  # the common case: nothing to do
+        return text
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+
+
 #: How a :class:`~concurdeploy.records.FileChange` was written, in words.
 _METHOD_WORDS = {"replace": "replaced", "in-place": "rewritten in place", "create": "created"}
 
@@ -38,6 +54,16 @@ def change_text(c, verb: str = "") -> str:
     (a followed symlink), and how (``verb``: ``"would be "`` in check mode)."""
     where = c.dest if c.written == c.dest else f"{c.dest} (written: {c.written})"
     return f"{where} {verb}{_METHOD_WORDS.get(c.method, c.action)}"
+
+
+#: How a status reads in check mode, where nothing was done: what would be.
+CHECK_WORDS = {Status.CHANGED: "would change"}
+
+
+def status_word(status: Status, check: bool = False) -> str:
+    """``status`` in words: its value (``changed``), or in check mode what it would be
+    (``would change``): a check-mode run never says it changed anything."""
+    return CHECK_WORDS.get(status, status.value) if check else status.value
 
 
 def host_line(r: HostResult, width: int = 12) -> str:
@@ -60,7 +86,8 @@ def host_line(r: HostResult, width: int = 12) -> str:
     else:
         detail = "up to date" if r.status is Status.OK else ""
     timing = f"  ({r.duration_s:.2f} s)" if r.duration_s else ""
-    return clean(f"{r.host:<{width}} {r.status.value:<12} {detail}{timing}".rstrip())
+    word = status_word(r.status, bool(r.data.get("check")))
+    return clean(f"{name(r.host):<{width}} {word:<12} {detail}{timing}".rstrip())
 
 
 def output_lines(r: HostResult, prefix: str = "    | ") -> list[str]:
@@ -84,29 +111,32 @@ def detail_lines(r: HostResult, prefix: str = "    ") -> list[str]:
     return lines
 
 
-def _counts(results) -> str:
+def _counts(results, check: bool = False) -> str:
     counts = Counter(r.status for r in results)
-    return ", ".join(f"{counts.get(s, 0)} {s.value}" for s in ORDER)
+    return ", ".join(f"{counts.get(s, 0)} {status_word(s, check)}" for s in ORDER)
 
 
-def recap(results: Iterable[HostResult], elapsed_s: float, stopped: str | None = None) -> str:
+def recap(results: Iterable[HostResult], elapsed_s: float, stopped: str | None = None,
+          check: bool = False) -> str:
     """Multi-line recap: counts per status, per batch when batched, then every host's status.
 
     :param stopped: why the run stopped early (``--max-fail``, ``--fail-fast``, a signal), if it did.
+    :param check: a check-mode run: ``would change``, never ``changed`` (:func:`status_word`).
     """
     results = list(results)
-    width = max([len(r.host) for r in results] + [4])
+    check = check or any(r.data.get("check") for r in results)
+    width = max([len(name(r.host)) for r in results] + [4])
     lines = [f"RECAP  {len(results)} host{'s' if len(results) != 1 else ''} in {elapsed_s:.1f} s: "
-             + _counts(results)]
+             + _counts(results, check)]
     if stopped:
         lines.append(f"  stopped early: {stopped}")
     numbers = sorted({r.batch for r in results if r.batch is not None})
     for n in numbers:
         members = [r for r in results if r.batch == n]
-        lines.append(f"  batch {n}: {len(members)} host{'s' if len(members) != 1 else ''}: {_counts(members)}")
+        lines.append(f"  batch {n}: {len(members)} host{'s' if len(members) != 1 else ''}: {_counts(members, check)}")
     for r in results:
         note = " (rolled back)" if r.rolled_back else ""
-        lines.append(f"  {r.host:<{width}}  {r.status.value}{note}")
+        lines.append(f"  {name(r.host):<{width}}  {status_word(r.status, check)}{note}")
     return clean("\n".join(lines))
 
 

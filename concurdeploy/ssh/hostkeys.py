@@ -172,8 +172,10 @@ def _append(path: str, name: str, key: paramiko.PKey) -> None:
     :raises OSError: the file cannot be created or written.
     """
     name = knownhosts.ascii_lower(name)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "a+", encoding="utf-8", errors="surrogateescape") as f:
+    _make_folders(os.path.dirname(path) or ".")
+    # a new file: 0644 less the umask, as OpenSSH's ssh creates it (never group/world-writable)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    with open(fd, "a+", encoding="utf-8", errors="surrogateescape") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             f.seek(0)
@@ -195,6 +197,22 @@ def _append(path: str, name: str, key: paramiko.PKey) -> None:
             f.flush()
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _make_folders(folder: str) -> None:
+    """Create ``folder`` and its missing parents with mode 0700, as OpenSSH's ssh creates
+    ``~/.ssh`` for a new known_hosts file (a folder that exists is left as it is)."""
+    missing = []
+    for _ in range(folder.count(os.sep) + 2):  # bounded: one step per path level
+        if os.path.lexists(folder) or folder == os.path.dirname(folder):
+            break
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # another writer made it meanwhile
+            pass
 
 
 def _ends_with_newline(path: str) -> bool:

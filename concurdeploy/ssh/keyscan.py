@@ -14,7 +14,8 @@ exchange, close. No authentication on the host itself. One line per host::
   ``--known-hosts`` file, else the ``known_hosts`` var): one line per host, append-only,
   under the same exclusive lock as ``accept-new`` (:func:`concurdeploy.ssh.hostkeys._append`).
   Without ``--yes`` and without a terminal nothing is written: the keys that would be
-  added are shown and the command exits 1 (never a prompt in CI).
+  added are shown and the command refuses, exit 2 (never a prompt in CI). A missing
+  folder (``~/.ssh``) is created 0700, a new known_hosts file 0644 (less the umask).
 - ``CHANGED``: known_hosts holds another key for the host (or marks this one
   ``@revoked``): it is never written; the command exits 1 and says how to proceed.
 

@@ -21,9 +21,11 @@ HAPROXY_CFG = b"global\n    maxconn 2000\n\nfrontend web\n    bind :80\n    defa
 
 
 def statuses(out: str) -> dict:
-    """Map host -> status from the plain recap block (``RECAP …`` then ``  host  status``)."""
+    """Map host -> status from the plain recap block (``RECAP …`` then ``  host  status``;
+    check mode: ``would change``)."""
     lines = out.split("RECAP", 1)[1].splitlines()[1:]
-    return {ln.split()[0]: ln.split()[1] for ln in lines
+    return {ln.split()[0]: "would change" if ln.split()[1:3] == ["would", "change"] else ln.split()[1]
+            for ln in lines
             if ln.strip() and not ln.strip().startswith(("batch", "stopped", "JSON report", "JUnit report"))}
 
 

@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def status_lines(out: str) -> dict:
-    """Map host -> status from the recap block."""
+    """Map host -> status from the recap block (check mode: ``would change``)."""
     lines = out.split("RECAP", 1)[1].splitlines()[1:]
-    return {ln.split()[0]: ln.split()[1] for ln in lines if ln.strip()}
+    return {ln.split()[0]: "would change" if ln.split()[1:3] == ["would", "change"] else ln.split()[1]
+            for ln in lines if ln.strip()}
 
 
 def files_under(path: Path) -> list[Path]:
@@ -388,7 +389,7 @@ def test_options_before_and_after_the_task_name_do_the_same(fleet, tmp_path, bef
     second = f.run("push", "haproxy", *fill(after))
     assert first.returncode == second.returncode == 0, first.stdout + first.stderr + second.stderr
     assert status_lines(first.stdout) == status_lines(second.stdout)
-    assert set(status_lines(first.stdout).values()) == {"changed"}
+    assert set(status_lines(first.stdout).values()) == {"would change"}  # check mode: never "changed"
     assert "(check mode)" in first.stdout and "(check mode)" in second.stdout
     assert all(f.dest(n).read_bytes() == b"old\n" for n in f.names)  # check mode wrote nothing
 
@@ -401,7 +402,7 @@ def test_dry_is_check_mode_with_a_line_saying_so(fleet, where):
     res = f.run(*args)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "--dry taken as --check" in res.stderr
-    assert status_lines(res.stdout) == {"h1": "changed", "h2": "changed"}
+    assert status_lines(res.stdout) == {"h1": "would change", "h2": "would change"}
     assert f.dest("h1").read_bytes() == b"old\n" and not f.dest("h2").exists()  # the hosts are unchanged
     assert not (f.root("h1") / "reload.log").exists()
     refused = f.run("run", "haproxy", "touch /nonexistent-dir/x", "-R")
@@ -436,25 +437,33 @@ def test_invoke_core_options_are_refused_before_and_after_the_task_name(fleet):
     (["--host-key-policy", "maybe"], "--host-key-policy must be strict, accept-new or off"),
     (["--executor", "foo"], "--executor must be local or dask"),
     (["--report-json", "/etc/passwd/reports/x.json"], "--report-json: cannot write a report"),
+    (["--report-json", "missing/x.json"], "its folder"),
+    (["--junit", "missing/x.xml"], "--junit: cannot write a report to missing/x.xml: its folder"),
+    (["--report-html", "missing/deeper/x.html"], "missing/deeper does not exist"),
 ])
 def test_bad_flag_values_before_the_task_name_exit_2(fleet, args, needle):
     f = fleet(1)
     assert_usage_error(f.run(*args, "push", "haproxy"), needle)
     assert_usage_error(f.run("push", "haproxy", *args), needle)
     assert not f.dest("h1").exists()
+    assert not (f.project / "missing").exists()  # a report's missing folder is refused, not created
 
 
 def test_every_option_a_task_takes_is_in_its_help(fleet):
     from concurdeploy.options import task_flags
 
+    from concurdeploy.cli import tasks
+
     f = fleet(1)
     for task in ("push", "put", "run", "get"):
         res = f.run(task, "--help")
         assert res.returncode == 0, res.stderr
+        refused = getattr(getattr(tasks, task), "help_hidden", ())  # parsed only to be refused
         for o in task_flags(task):
-            assert o.flag in res.stdout, (task, o.flag)
-            if o.short:
+            assert (o.flag in res.stdout) is (o.name not in refused), (task, o.flag)
+            if o.short and o.name not in refused:
                 assert f"-{o.short}" in res.stdout, (task, o.short)
+    assert tasks.push.help_hidden == ("hosts",)  # push -H: refused, so not offered
 
 
 def test_project_task_exit_1_when_a_host_fails(fleet):

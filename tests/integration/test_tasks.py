@@ -62,6 +62,7 @@ def test_retry_failed_reruns_exactly_the_failed_hosts(fleet):
                                      "validate": "false {tmp}"}]}}  # h4 failed
     f.write_inventory()
     report = f.project / "reports" / "first.json"
+    report.parent.mkdir()  # a report's folder must exist
     first = f.run("push", "haproxy", "--report-json", str(report))
     assert first.returncode == 1
     assert sorted(json.loads(report.read_text())["failed_hosts"]) == ["h2", "h4"]

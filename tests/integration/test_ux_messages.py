@@ -108,3 +108,36 @@ def test_large_upload_shows_byte_progress_on_a_terminal_only(fleet):
     f.dest("h1").write_bytes(b"old\n")
     piped = f.run("push", "haproxy")
     assert piped.returncode == 0 and " MB" not in piped.stdout, piped.stdout
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_check_mode_wording_survives_a_one_letter_secret(fleet, existing):
+    """A secret "e" masks every "e" of what a host sends back; the check-mode wording ("would be
+    created/replaced") must not change with it, and check mode never says it did something."""
+    f = fleet(1)
+    f.write_inventory(db_password="e")
+    if existing:
+        f.dest("h1").write_bytes(b"old\n")
+    before = f.dest("h1").read_bytes() if existing else None
+    res = f.run("push", "haproxy", "--check", "--report-json", "r.json", "--report-html", "r.html")
+    assert res.returncode == 0, res.stdout + res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("h1 "))
+    word = "replaced" if existing else "created"
+    assert line.startswith("h1  would change ") and line.split("  (")[0].endswith(f"haproxy.cfg would be {word}"), line
+    assert not re.search(r"(?<!be )\b(created|replaced|rewritten)\b|\bchanged\b", res.stdout), res.stdout
+    assert "RECAP  1 host in" in res.stdout and "0 ok, 1 would change, 0 failed" in res.stdout
+    page = re.sub(r"<[^>]+>", " ", (f.project / "r.html").read_text())
+    body = page.split("concurdeploy push", 2)[-1]
+    assert "would change" in body and f"(would be {word})" in body, body
+    assert not re.search(r"(?<!be )\b(created|replaced|rewritten)\b|\bchanged\b", body), body
+    assert (f.dest("h1").read_bytes() if existing else f.dest("h1").exists()) == (before if existing else False)
+    doc = json.loads((f.project / "r.json").read_text())
+    assert doc["hosts"][0]["data"].get("check") is True, doc["hosts"][0]["data"]  # keys never masked
+
+
+def test_check_mode_recap_says_would_change_even_when_nothing_would(fleet):
+    f = fleet(1)
+    assert f.run("push", "haproxy").returncode == 0
+    res = f.run("push", "haproxy", "--check")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 ok, 0 would change, 0 failed" in res.stdout and not re.search(r"\bchanged\b", res.stdout), res.stdout

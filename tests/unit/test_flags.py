@@ -134,9 +134,11 @@ def test_push_with_adhoc_hosts_is_refused(project, capsys):
 def test_each_task_help_shows_the_flags(project, capsys, task):
     code, out, _ = run([task, "--help"], capsys)
     assert code == 0
-    for flag in ("-e KEY=VALUE, --extra-vars=KEY=VALUE", "-u USER, --user=USER", "--private-key=PATH",
-                 "-H TARGETS, --hosts=TARGETS"):
+    for flag in ("-e KEY=VALUE, --extra-vars=KEY=VALUE", "-u USER, --user=USER", "--private-key=PATH"):
         assert flag in out, (flag, out)
+    # push refuses -H (a service's files come from an inventory): its help must not offer it
+    assert ("-H TARGETS, --hosts=TARGETS" in out) is (task != "push"), out
+    assert ("--hosts" in out) is (task != "push"), out
     for flag in ("-b, --become", "-K, --ask-become-pass"):  # get never runs through sudo: it has neither
         assert (flag in out) is (task != "get"), (flag, out)
 
@@ -158,3 +160,39 @@ def test_a_typed_sudo_password_rides_in_the_sudo_jobs_only_and_is_never_shown():
         with_password([RunJob("id")], "pw")
     with pytest.raises(UsageError, match="local executor, not dask"):
         with_password(jobs, "pw", "dask")
+
+
+def test_init_help_shows_dir_as_optional(project, capsys):
+    code, out, err = run(["init", "--help"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "Usage: concurdeploy init [DIR] [options]", out
+    code, out, err = run(["push", "--help"], capsys)  # a required one stays bare
+    assert code == 0 and out.splitlines()[0] == "Usage: concurdeploy push SERVICE [options]", out
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (["-i", "/dev/zero"], ("inventory /dev/zero is a character device", "not an inventory file")),
+    (["--private-key", "/dev/zero"], ("--private-key /dev/zero: a character device, not a private key file",)),
+    (["--private-key", "."], ("a folder, not a private key file",)),
+])
+def test_a_path_that_is_not_a_file_is_named_for_what_it_is(project, capsys, flags, needles):
+    msg = refused(["run", "haproxy", "true", *flags], capsys, project, *needles)
+    assert "not found" not in msg and "no such file" not in msg, msg
+
+
+def test_kind_of_names_what_a_path_is(tmp_path):
+    import os
+    import socket
+
+    from concurdeploy.inventory.pathkind import kind_of
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "sock"))
+        assert kind_of(str(tmp_path / "sock")) == "a socket"
+    assert kind_of("/dev/zero") == "a character device"
+    assert kind_of(str(tmp_path / "fifo")) == "a named pipe (FIFO)"
+    assert kind_of(str(tmp_path)) == "a folder"
+    assert kind_of(str(tmp_path / "dangling")) == "a broken symbolic link"
+    assert kind_of(str(tmp_path / "nowhere")) == "missing"

@@ -20,10 +20,21 @@ def _record() -> RunRecord:
                      (HostResult("lb1", Status.OK),), None, 0)
 
 
-def test_a_regular_file_is_replaced_and_missing_folders_created(tmp_path):
+def test_a_missing_folder_is_refused_never_created(tmp_path):
     path = tmp_path / "a" / "b" / "run.json"
+    with pytest.raises(UsageError, match="its folder .*/a/b does not exist; create it first") as e:
+        reports.check_writable(path)
+    assert "nothing was touched" in str(e.value)
+    with pytest.raises(UsageError, match="No such file or directory"):
+        reports.write_json(path, _record())
+    assert not (tmp_path / "a").exists()  # neither the probe nor the write creates a folder
+
+
+def test_a_regular_file_is_replaced(tmp_path):
+    path = tmp_path / "a" / "b" / "run.json"
+    path.parent.mkdir(parents=True)
     reports.check_writable(path)
-    assert not (tmp_path / "a").exists()  # the probe creates nothing
+    assert os.listdir(path.parent) == []  # the probe leaves nothing
     reports.write_json(path, _record())
     assert '"lb1"' in path.read_text()
     assert sorted(os.listdir(path.parent)) == ["run.json"]  # no temporary file left

