@@ -7,13 +7,14 @@ with ``SSH_FX_OP_UNSUPPORTED``, as a server that lacks the extension does (older
 appliances, other SFTP servers). Every other packet passes through unchanged.
 
 Usage (sshd_config): ``Subsystem sftp /usr/bin/python3 /path/sftp_proxy.py [--keep] [--log FILE]
-[--swap VICTIM] SFTP_SERVER``.
+[--swap VICTIM [--hardlink]] SFTP_SERVER``.
 ``--keep`` keeps the extension (a plain pass-through); ``--log FILE`` appends one line per OPEN
 request, ``<pflags hex> <permissions octal or -> <path>``, so a test can see how files are created,
 then per opened file ``fsetstat <path> <uid:gid or -> <permissions octal or ->`` for each
 FSETSTAT on its handle and ``write <path>`` for its first WRITE. ``--swap VICTIM``: when the
 client closes a temporary upload (a name holding ``.concurdeploy-``), the file is removed and a
-symlink to VICTIM put at its path before the CLOSE goes on: another user swapping the path.
+symlink to VICTIM (``--hardlink``: a hard link) put at its path before the CLOSE goes on: another
+user swapping the path.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def main() -> int:
                 written.discard(handle)
                 if victim and ".concurdeploy-" in os.path.basename(path):
                     os.unlink(path)
-                    os.symlink(victim, path)
+                    (os.link if "--hardlink" in args else os.symlink)(victim, path)
         if body[:1] == bytes([FXP_EXTENDED]) and not keep:
             req_id = body[1:5]
             name, _ = _string(body, 5)

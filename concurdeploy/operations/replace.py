@@ -145,9 +145,9 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             w = '"$p/f"'
             lines.append(f"p=$(umask 077 && mktemp -d) && cp -- {q(staged[tmp])} {w} && "
                          f"rm -f -- {q(staged[tmp])} || {fail} upload; exit 1; }}")
-        else:  # the login user's own upload: a regular file, not a link planted in its place
+        else:  # the login user's own upload: still a regular file, not a (hard) link put in its place
             w = q(tmp)
-            lines.append(f"[ -f {w} ] && [ ! -L {w} ] || {fail} swapped; exit 1; }}")
+            lines.append(f"[ -f {w} ] && [ ! -L {w} ] && [ \"$(stat -c %h -- {w})\" = 1 ] || {fail} swapped; exit 1; }}")
         lines += [
             f"s=$(stat -c %s -- {w}) || {fail} upload; exit 1; }}",
             f"[ \"$s\" = {f.size} ] || {fail} size $s; exit 1; }}",
@@ -246,7 +246,7 @@ def prepare_failure(res, items: list[Item]) -> HostError:
                               f"destination left unchanged", output=tail(output), exit_status=code)
     if step == "swapped":
         return DestinationError(f"{f.dest}: the uploaded temporary file {tmp} is no longer a regular file "
-                                f"(replaced by a symlink or removed before it was checked: someone else can "
+                                f"of its own (replaced by a link, or removed, before it was checked: someone else can "
                                 f"write to {posixpath.dirname(tmp)}); nothing applied to it, destination left "
                                 f"unchanged", output=tail(output))
     if step in ("upload", "size", "checksum"):

@@ -202,22 +202,26 @@ def test_login_users_upload_gets_owner_and_mode_through_its_handle_before_any_by
     assert [s[2:] for s in steps if s[0] == "fsetstat"] == [["1:1", "-"], ["-", "640"]]
 
 
-@pytest.mark.parametrize("keep", ["", "--keep"], ids=["lacking-posix-rename", "openssh"])
-def test_upload_swapped_for_a_symlink_is_never_chmodded_through_it(fleet, tmp_path, keep):
-    """Between the upload and the prepare step the temporary path becomes a symlink to another
-    file with the same bytes (another user who can write the directory): ``chmod`` by path made
-    that file 0644, and the rename then installed the link as the destination."""
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_upload_swapped_for_a_link_is_never_chmodded_through_it(fleet, tmp_path, how):
+    """Between the upload and the prepare step the temporary path becomes a link to another file
+    with the same bytes (another user who can write the directory). With a hard link, ``chmod``
+    by path made that file 0644 and the rename installed it as the destination; a symlink was
+    caught by the size check. Now nothing is applied by path: the host fails, both untouched."""
     _need_sftp_server()
     victim = tmp_path / "victim.key"
     victim.write_bytes(HAPROXY_CFG)
     os.chmod(victim, 0o600)
-    f = fleet(1, extra_config=f"Subsystem sftp {sys.executable} {PROXY} {keep} --swap {victim} {SFTP_SERVER}\n")
+    hard = "--hardlink" if how == "hardlink" else ""
+    f = fleet(1, extra_config=f"Subsystem sftp {sys.executable} {PROXY} --keep --swap {victim} {hard} {SFTP_SERVER}\n")
     f.dest("h1").write_bytes(b"old\n")
     os.chmod(f.dest("h1"), 0o644)
     res = f.run("push", "haproxy")
     assert res.returncode == 1, res.stdout + res.stderr
     assert statuses(res.stdout) == {"h1": "failed"}
-    assert "no longer a regular file" in res.stdout, res.stdout
+    assert "no longer a regular file of its own" in res.stdout, res.stdout
     assert stat.S_IMODE(os.stat(victim).st_mode) == 0o600 and victim.read_bytes() == HAPROXY_CFG
+    assert os.stat(victim).st_nlink == 1  # the hard link put in the upload's place was removed
     assert not f.dest("h1").is_symlink() and f.dest("h1").read_bytes() == b"old\n"
+    assert os.stat(f.dest("h1")).st_nlink == 1
     assert f.temp_files() == [] and not (f.root("h1") / "reload.log").exists()

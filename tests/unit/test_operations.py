@@ -410,6 +410,28 @@ def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
     assert facts[1].mount is False and facts[1].owner and facts[1].group
 
 
+def test_facts_resolve_symlinked_folders_and_read_what_a_link_holds(tmp_path):
+    """A destination's directory is its real path (a symlinked folder resolved, a name ending in a
+    line break kept exactly); a link keeps its own text and the bytes it points to."""
+    from concurdeploy.operations.facts import _FACTS_FN, _fact_line, parse_facts
+
+    real = tmp_path / "real\tdir"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    (real / "a.cfg").write_bytes(b"x\n")
+    (real / "link.cfg").symlink_to("a.cfg")
+    odd = tmp_path / "odd\n"
+    odd.mkdir()
+    (tmp_path / "to-odd").symlink_to(odd)
+    dests = [str(tmp_path / "via" / "a.cfg"), str(tmp_path / "via" / "link.cfg"), str(tmp_path / "to-odd" / "x")]
+    res = sh(_FACTS_FN + "".join(_fact_line(d, False) for d in dests), tmp_path)
+    facts = parse_facts(dests, res.stdout)[0]
+    assert [(x.state, x.target) for x in facts] == [
+        ("file", str(real / "a.cfg")), ("link", str(real / "link.cfg")), ("badpath", dests[2])]
+    assert (facts[1].link, facts[1].size, facts[1].sha256) == ("a.cfg", 2, facts[0].sha256)
+    assert facts[1].mode is None and facts[1].uid is None  # the new file's mode/owner: not the link's
+
+
 def test_owner_failure_names_both_owners_and_the_ways_out():
     from concurdeploy.operations.replace import prepare_failure
 
