@@ -1,19 +1,19 @@
 """What the host says about each destination, read in one command (one round trip).
 
-Per destination: whether it exists, the path that will be written (``target``), its mode,
-owner, size and SHA-256, and whether it is a mount point (a file bind-mounted, e.g. into a
-container: a rename cannot replace it). A symlinked destination is not followed (state
-``link``: the link itself is replaced by the file, as Ansible does) unless the file's entry
-says ``follow: true``: then its real target (``readlink -e``) is the path written, and a
-dangling link is state ``dangling``. The push reads
-them under a lock (:func:`lock_and_facts_script`: an exclusive ``flock`` on a 0600
-``.concurdeploy.lock`` in every destination directory, taken in sorted order and held until
-the push ends, so two runs never interleave on a host, and a user who cannot write the
-directory cannot hold it);
-:func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh`` and
-coreutils (``sha256sum``, ``stat``, ``readlink``).
+Per destination: whether it exists, the path that will be written (``target``: its directory
+resolved to the real path on the host, so a folder reached through a symlink is the folder it
+points to), its mode, owner, size and SHA-256, and whether it is a mount point (a file
+bind-mounted, e.g. into a container: a rename cannot replace it). A symlinked destination is not
+followed (state ``link``: the link itself is replaced by the file, as Ansible does; its own text
+and the bytes it points to are read, for the backup, the diff and a rollback) unless the file's
+entry says ``follow: true``: then its real target (``readlink -e``) is the path written, and a
+dangling link is state ``dangling``. The push reads them under a lock
+(:func:`lock_and_facts_script`: an exclusive ``flock`` on a 0600 ``.concurdeploy.lock`` in
+every real directory written, each once, taken in sorted order and held until the push ends,
+so two runs never interleave on a host, and a user who cannot write the directory cannot
+hold it); :func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh``
+and coreutils (``sha256sum``, ``stat``, ``readlink``, ``base64``, ``sort``).
 """
-
 from __future__ import annotations
 
 import base64

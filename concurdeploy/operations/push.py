@@ -7,8 +7,9 @@ and coreutils (``sha256sum``, ``stat``, ``readlink``, ``mv``), as on every Linux
 
 Per host, the steps and where each lives:
 
-1. **lock and facts** (:mod:`~concurdeploy.operations.facts`) — one held command takes an
-   exclusive ``flock`` on each destination directory (waiting at most ``lock_timeout``
+1. **lock and facts** (:mod:`~concurdeploy.operations.facts`) — one held command resolves
+   each destination to the real directory written and takes an exclusive ``flock`` on each
+   one, once (waiting at most ``lock_timeout``
    seconds; held until the push ends, so two runs never interleave on a host) and reports
    each destination's state, and whether a reload is still owed;
 2. **compare** — files whose SHA-256 (and mode, when one is declared) already match are

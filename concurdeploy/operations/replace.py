@@ -7,19 +7,22 @@ Per file, in this order (:func:`~concurdeploy.operations.push.push` drives it):
    ``.<name>.concurdeploy-<uuid>.<suffix>`` (same directory, so same filesystem, so a
    rename works; suffix kept for validators; a dot-file so ``conf.d/*.conf`` globs skip it);
 2. **prepare** — one command (:func:`prepare_script`) checks each upload's size and SHA-256
-   on the host (a full disk fails here), sets the owner/group (declared, else the replaced
-   file's: kept, or the host fails here, before any rename), the mode (declared, else
-   the replaced file's, else 0644) and the replaced file's ACL (``getfacl | setfacl``; a
-   host without them fails here), runs
-   ``validate`` from the destination's directory, then keeps a **backup** of each file to
-   be replaced (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a hard link where possible)
-   and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
+   on the host (a full disk fails here) and its owner/group (declared, else the replaced
+   file's: kept, or the host fails here, before any rename) and mode (declared, else the
+   replaced file's, else 0644): set through the upload's open SFTP handle by the login
+   user (checked here, never set by path), or by root in a private directory (sudo); then
+   the replaced file's ACL (``getfacl | setfacl``; a host without them fails here) and
+   SELinux label (``chcon --reference`` where ``selinuxenabled``), runs ``validate`` from
+   the destination's directory, then keeps a **backup** of each file to be replaced
+   (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a real copy; of a symlink being
+   replaced, the bytes it points to) and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
    untouched;
 3. **replace** — :func:`install`: :func:`replace_atomically` renames the upload over its
    target (``rename(2)``: readers see the old file or the new one, never a mix), or, for
    ``replace: in-place``, rewrites the file's content (not atomic: bind mounts);
 4. **rollback** — when the reload or healthcheck fails, :func:`rollback` restores the
-   replaced files from their backups (atomically, by the same rename), reloads again and
+   replaced files from their backups (atomically, by the same rename; a replaced symlink is
+   made again with its own text), reloads again and
    raises; a failed restore is :class:`~concurdeploy.exceptions.RollbackFailed`;
 5. **pruning** — backups beyond ``backups`` per file are removed (:func:`prune_line`,
    oldest first: names sort by time).
