@@ -167,7 +167,7 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
                          f"&& p= || {fail} upload; exit 1; }}")
         if fact.state == "file" and f.replace != "in-place":  # the SELinux label kept (untested here)
-            lines.append(f"if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then chcon "
+            lines.append(f"if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then chcon -h "
                          f"--reference={q(fact.target)} -- {q(tmp)} || {fail} selinux; exit 1; }}; fi")
         if f.validate:
             # Its own sh, the command a quoted argument (a '#' or a newline in it is its own);

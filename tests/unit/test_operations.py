@@ -441,3 +441,29 @@ def test_owner_failure_names_both_owners_and_the_ways_out():
     assert isinstance(err, DestinationError)
     assert ("the file is owned root:haproxy; pushing as deploy would make it deploy:deploy" in err.message
             and "become" in err.message and "owner" in err.message)
+
+
+def test_prepare_script_gives_the_new_file_the_replaced_files_selinux_label(tmp_path):
+    """No SELinux here: stand-ins for ``selinuxenabled`` and ``chcon`` on PATH show the command the
+    prepare step runs where SELinux is enabled, and that its failure fails the host. The label
+    itself is untested (no SELinux on the test machines)."""
+    spec, fact, tmp = stage(tmp_path / "d", "l.cfg", b"new\n", existing=b"old\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "chcon.args"
+    (bin_dir / "selinuxenabled").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "chcon").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{calls}'\nexit ${{CHCON_RC:-0}}\n")
+    for p in bin_dir.iterdir():
+        p.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = _prepare_script([(spec, fact, tmp)])
+    res = subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert calls.read_text().splitlines() == ["-h", f"--reference={fact.target}", "--", tmp]
+    res = subprocess.run(["sh", "-c", script], cwd=tmp_path, env={**env, "CHCON_RC": "1"}, capture_output=True,
+                         text=True, timeout=20)
+    assert res.returncode == 1 and f"{_FAIL} 0 selinux" in res.stdout, res.stdout
+    from concurdeploy.operations.replace import prepare_failure
+
+    err = prepare_failure(FakeResult(1, res.stdout), [(spec, fact, tmp)])
+    assert "SELinux" in err.message and "left unchanged" in err.message
