@@ -17,6 +17,7 @@ and coreutils (``sha256sum``, ``stat``, ``readlink``, ``base64``, ``sort``).
 from __future__ import annotations
 
 import base64
+import posixpath
 from dataclasses import dataclass
 
 from concurdeploy.exceptions import RemoteCommandFailed
@@ -25,23 +26,24 @@ from concurdeploy.operations.shell import BUSY, ID, PENDING, READY, WARN, q
 from concurdeploy.records import tail
 from concurdeploy.ssh.connection import Connection
 
-__all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "parse_facts"]
+__all__ = ["DestFacts", "facts_script", "gather_facts", "lock_and_facts_script", "parse_facts"]
 
 _FACTS_FN = r"""cd_mounts=$(cut -d' ' -f5 /proc/self/mountinfo 2>/dev/null) || cd_mounts=ALL
 cd_nl='
 '
-cd_pd=; cd_pr=
+cd_real() {
+  if cd_r=$(readlink -e -- "$1" && echo x); then cd_r=${cd_r%??}; else cd_r=; fi
+}
 cd_where() {
-  cd_s=; cd_w=$1
-  if [ "$2" = 1 ] && [ -L "$1" ]; then
-    if cd_w=$(readlink -e -- "$1" && echo x); then cd_w=${cd_w%??}; else cd_s=dangling; cd_w=$1; fi
+  cd_s=; cd_w=$1; cd_r=${3-}
+  if [ "$2" = 1 ] && [ -L "$1" ] && cd_real "$1" && [ -n "$cd_r" ]; then
+    cd_w=$cd_r
+  else
+    [ "$2" = 1 ] && [ -L "$1" ] && cd_s=dangling
+    d=${1%/*}; [ -n "$d" ] || d=/
+    [ -n "$cd_r" ] || cd_real "$d"  # ($3: its real path, resolved once; "-": none, it is missing)
+    [ -z "$cd_r" ] || [ "$cd_r" = - ] || cd_w=${cd_r%/}/${1##*/}
   fi
-  d=${cd_w%/*}; [ -n "$d" ] || d=/
-  if [ "$d" != "$cd_pd" ]; then
-    cd_pd=$d
-    if cd_pr=$(readlink -e -- "$d" && echo x); then cd_pr=${cd_pr%??}; else cd_pr=; fi
-  fi
-  [ -z "$cd_pr" ] || cd_w=${cd_pr%/}/${cd_w##*/}
   case $cd_w in *"$cd_nl"*) cd_s=badpath; cd_w=$1; cd_ld= ; return 0 ;; esac
   cd_ld=${cd_w%/*}; [ -n "$cd_ld" ] || cd_ld=/
 }
@@ -107,8 +109,26 @@ class DestFacts:
     link: str | None = None
 
 
-def _fact_line(dest: str, follow: bool) -> str:
-    return f"cd_where {q(dest)} {1 if follow else 0}; cd_fact {q(dest)} \"$cd_s\" \"$cd_w\"\n"
+def _where_lines(dests: list[str], follows: list[bool]) -> list[str]:
+    """Shell lines setting, per destination ``i``, ``cd_s<i>`` (a state decided already, or
+    empty), ``cd_w<i>`` (the path written) and ``cd_d<i>`` (its real directory, to lock). Each
+    declared directory is resolved once (one ``readlink`` for all its files)."""
+    dirs = {d: j for j, d in enumerate(dict.fromkeys(posixpath.dirname(d) or "/" for d in dests))}
+    lines = [f"cd_real {q(d)}; cd_r{j}=${{cd_r:--}}" for d, j in dirs.items()]
+    for i, (dest, follow) in enumerate(zip(dests, follows)):
+        j = dirs[posixpath.dirname(dest) or "/"]
+        lines.append(f"cd_where {q(dest)} {1 if follow else 0} \"$cd_r{j}\"; cd_s{i}=$cd_s; cd_w{i}=$cd_w; cd_d{i}=$cd_ld")
+    return lines
+
+
+def _fact_lines(dests: list[str]) -> list[str]:
+    """Shell lines printing one fact line per destination (after :func:`_where_lines`)."""
+    return [f"cd_fact {q(dest)} \"$cd_s{i}\" \"$cd_w{i}\"" for i, dest in enumerate(dests)]
+
+
+def facts_script(dests: list[str], follows: list[bool]) -> str:
+    """The script printing each destination's fact line, without locking (:func:`gather_facts`)."""
+    return "\n".join([_FACTS_FN, *_where_lines(dests, follows), *_fact_lines(dests)]) + "\n"
 
 
 def gather_facts(conn: Connection, dests: list[str], follow: list[bool] | None = None) -> list[DestFacts]:
@@ -120,7 +140,7 @@ def gather_facts(conn: Connection, dests: list[str], follow: list[bool] | None =
     :raises RemoteCommandFailed: the facts command failed (no POSIX shell/coreutils?).
     """
     follow = follow or [False] * len(dests)
-    res = conn.run(_FACTS_FN + "".join(_fact_line(d, fl) for d, fl in zip(dests, follow)))
+    res = conn.run(facts_script(dests, follow))
     if res.exited != 0:
         raise RemoteCommandFailed(
             "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
@@ -184,9 +204,8 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
 
     Exits 75 with a ``BUSY <dir>`` line when a lock is not had in time.
     """
-    lines = ["set -u", _FACTS_FN, "cd_ifs=$IFS"]
-    for i, f in enumerate(job.files):
-        lines.append(f"cd_where {q(f.dest)} {1 if f.follow else 0}; cd_s{i}=$cd_s; cd_w{i}=$cd_w; cd_d{i}=$cd_ld")
+    dests = [f.dest for f in job.files]
+    lines = ["set -u", _FACTS_FN, "cd_ifs=$IFS", *_where_lines(dests, [f.follow for f in job.files])]
     listed = " ".join(f'"$cd_d{i}"' for i in range(len(job.files)))
     lines.append(f"cd_dirs=$(printf '%s\\n' {listed} | LC_ALL=C sort -u)")
     lines.append("if command -v flock >/dev/null 2>&1; then")
@@ -201,7 +220,7 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
                   f"  [ -d \"$d\" ] && find \"$d\" -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
                   f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null",
                   "done", "IFS=$cd_ifs; set +f"]
-    lines += [f"cd_fact {q(f.dest)} \"$cd_s{i}\" \"$cd_w{i}\"" for i, f in enumerate(job.files)]
+    lines += _fact_lines(dests)
     for kind, name in sorted({("u", f.owner) for f in job.files if f.owner and not f.owner.isdigit()}
                              | {("g", f.group) for f in job.files if f.group and not f.group.isdigit()}):
         db = "passwd" if kind == "u" else "group"

@@ -392,7 +392,7 @@ def test_sudo_reads_a_file_for_diff_through_base64():
 
 def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
     """The real facts function, run by the local ``sh``: a link is not followed unless asked."""
-    from concurdeploy.operations.facts import _FACTS_FN, _fact_line, parse_facts
+    from concurdeploy.operations.facts import facts_script, parse_facts
 
     (tmp_path / "real.cfg").write_bytes(b"x\n")
     (tmp_path / "link.cfg").symlink_to(tmp_path / "real.cfg")
@@ -400,7 +400,7 @@ def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
     (tmp_path / "dirlink").symlink_to(tmp_path)
     rows = [("link.cfg", 0), ("link.cfg", 1), ("dangling.cfg", 1), ("dangling.cfg", 0), ("dirlink", 0),
             ("a b.cfg", 0)]
-    script = _FACTS_FN + "".join(_fact_line(str(tmp_path / n), fl) for n, fl in rows)
+    script = facts_script([str(tmp_path / n) for n, _ in rows], [bool(fl) for _, fl in rows])
     res = sh(script, tmp_path)
     facts = parse_facts([str(tmp_path / n) for n, _ in rows], res.stdout)[0]
     assert [(x.state, x.target) for x in facts] == [
@@ -413,7 +413,7 @@ def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
 def test_facts_resolve_symlinked_folders_and_read_what_a_link_holds(tmp_path):
     """A destination's directory is its real path (a symlinked folder resolved, a name ending in a
     line break kept exactly); a link keeps its own text and the bytes it points to."""
-    from concurdeploy.operations.facts import _FACTS_FN, _fact_line, parse_facts
+    from concurdeploy.operations.facts import facts_script, parse_facts
 
     real = tmp_path / "real\tdir"
     real.mkdir()
@@ -424,7 +424,7 @@ def test_facts_resolve_symlinked_folders_and_read_what_a_link_holds(tmp_path):
     odd.mkdir()
     (tmp_path / "to-odd").symlink_to(odd)
     dests = [str(tmp_path / "via" / "a.cfg"), str(tmp_path / "via" / "link.cfg"), str(tmp_path / "to-odd" / "x")]
-    res = sh(_FACTS_FN + "".join(_fact_line(d, False) for d in dests), tmp_path)
+    res = sh(facts_script(dests, [False] * len(dests)), tmp_path)
     facts = parse_facts(dests, res.stdout)[0]
     assert [(x.state, x.target) for x in facts] == [
         ("file", str(real / "a.cfg")), ("link", str(real / "link.cfg")), ("badpath", dests[2])]
