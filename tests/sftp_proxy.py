@@ -6,13 +6,20 @@ extension from the VERSION packet and answers every ``posix-rename@openssh.com``
 with ``SSH_FX_OP_UNSUPPORTED``, as a server that lacks the extension does (older OpenSSH,
 appliances, other SFTP servers). Every other packet passes through unchanged.
 
-Usage (sshd_config): ``Subsystem sftp /usr/bin/python3 /path/sftp_proxy.py [--keep] [--log FILE] SFTP_SERVER``.
+Usage (sshd_config): ``Subsystem sftp /usr/bin/python3 /path/sftp_proxy.py [--keep] [--log FILE]
+[--swap VICTIM [--hardlink]] SFTP_SERVER``.
 ``--keep`` keeps the extension (a plain pass-through); ``--log FILE`` appends one line per OPEN
-request, ``<pflags hex> <permissions octal or -> <path>``, so a test can see how files are created.
+request, ``<pflags hex> <permissions octal or -> <path>``, so a test can see how files are created,
+then per opened file ``fsetstat <path> <uid:gid or -> <permissions octal or ->`` for each
+FSETSTAT on its handle and ``write <path>`` for its first WRITE. ``--swap VICTIM``: when the
+client closes a temporary upload (a name holding ``.concurdeploy-``), the file is removed and a
+symlink to VICTIM (``--hardlink``: a hard link) put at its path before the CLOSE goes on: another
+user swapping the path.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -21,7 +28,7 @@ import threading
 EXT = b"posix-rename@openssh.com"
 FXP_VERSION, FXP_STATUS, FXP_EXTENDED = 2, 101, 200
 FX_OP_UNSUPPORTED = 8
-FXP_OPEN = 3
+FXP_OPEN, FXP_CLOSE, FXP_WRITE, FXP_FSETSTAT, FXP_HANDLE = 3, 4, 6, 10, 102
 ATTR_SIZE, ATTR_UIDGID, ATTR_PERMISSIONS = 0x1, 0x2, 0x4
 
 
@@ -71,11 +78,34 @@ def _log_open(path: str, body: bytes) -> None:
         fh.write(f"{pflags:x} {perm} {name.decode('utf-8', 'surrogateescape')}\n")
 
 
+def _log_line(path: str | None, line: str) -> None:
+    if path:
+        with open(path, "a", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(line + "\n")
+
+
+def _attrs(body: bytes, at: int) -> str:
+    """``<uid:gid or -> <permissions octal or ->`` of an ATTRS block at ``at``."""
+    flags, at = struct.unpack_from(">I", body, at)[0], at + 4
+    at += 8 if flags & ATTR_SIZE else 0
+    ids = "-"
+    if flags & ATTR_UIDGID:
+        ids = "%d:%d" % struct.unpack_from(">II", body, at)
+        at += 8
+    perm = f"{struct.unpack_from('>I', body, at)[0]:o}" if flags & ATTR_PERMISSIONS else "-"
+    return f"{ids} {perm}"
+
+
 def main() -> int:
     args = sys.argv[1:]
     keep = "--keep" in args
     log = args[args.index("--log") + 1] if "--log" in args else None
-    server = args[-1] if args and not args[-1].startswith("-") and args[-1] != log else "/usr/lib/openssh/sftp-server"
+    victim = args[args.index("--swap") + 1] if "--swap" in args else None
+    server = args[-1] if args and not args[-1].startswith("-") and args[-1] not in (log, victim) \
+        else "/usr/lib/openssh/sftp-server"
+    opening: dict[bytes, str] = {}  # OPEN request id -> path
+    handles: dict[bytes, str] = {}  # handle -> path
+    written: set[bytes] = set()
     proc = subprocess.Popen([server], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     out, lock = sys.stdout.buffer, threading.Lock()
 
@@ -85,6 +115,8 @@ def main() -> int:
             if first and body[:1] == bytes([FXP_VERSION]) and not keep:
                 body = _strip_version(body)
             first = False
+            if body[:1] == bytes([FXP_HANDLE]) and body[1:5] in opening:
+                handles[_string(body, 5)[0]] = opening.pop(body[1:5])
             with lock:
                 out.write(_frame(body))
                 out.flush()
@@ -94,8 +126,25 @@ def main() -> int:
     t.start()
     stdin = sys.stdin.buffer
     while (body := _packet(stdin)) is not None:
-        if log and body[:1] == bytes([FXP_OPEN]):
-            _log_open(log, body)
+        kind = body[:1]
+        if kind == bytes([FXP_OPEN]):
+            opening[body[1:5]] = _string(body, 5)[0].decode("utf-8", "surrogateescape")
+            if log:
+                _log_open(log, body)
+        elif kind in (bytes([FXP_WRITE]), bytes([FXP_FSETSTAT]), bytes([FXP_CLOSE])):
+            handle, at = _string(body, 5)
+            path = handles.get(handle)
+            if path is not None and kind == bytes([FXP_FSETSTAT]):
+                _log_line(log, f"fsetstat {path} {_attrs(body, at)}")
+            elif path is not None and kind == bytes([FXP_WRITE]) and handle not in written:
+                written.add(handle)
+                _log_line(log, f"write {path}")
+            elif path is not None and kind == bytes([FXP_CLOSE]):
+                handles.pop(handle, None)
+                written.discard(handle)
+                if victim and ".concurdeploy-" in os.path.basename(path):
+                    os.unlink(path)
+                    (os.link if "--hardlink" in args else os.symlink)(victim, path)
         if body[:1] == bytes([FXP_EXTENDED]) and not keep:
             req_id = body[1:5]
             name, _ = _string(body, 5)

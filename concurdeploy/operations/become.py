@@ -162,12 +162,18 @@ class Privilege(Protocol):
         :raises AuthFailed: the privilege was refused (sudo).
         """
 
-    def open_upload(self, conn, tmp: str, mode: int = 0o600):
+    def open_upload(self, conn, tmp: str, mode: int = 0o600, owner: tuple = (None, None)):
         """An SFTP file, open for writing, for the upload meant for ``tmp``: ``tmp`` itself,
         created with ``mode``, or a staging file the login user can write (created 0600,
         recorded in :attr:`staged`). Either is created new (``O_CREAT|O_EXCL``: never an
         existing file or a planted symlink) with its mode set by the open, before any byte
         is written (the server's umask can only narrow it).
+
+        ``owner``: ``(uid, gid)``, None parts kept. Where the upload is ``tmp`` itself, owner
+        then permission bits are set through the open handle (SFTP ``fsetstat``: fchown,
+        fchmod) before any byte, never by a path that could be swapped meanwhile; a refusal
+        (the login user may not give that owner) leaves the file as created, and the prepare
+        step, which checks owner and mode, fails the host naming both owners.
 
         :raises OSError: from the SFTP server (permission denied, exists, disk full, dropped link).
         """
@@ -199,8 +205,26 @@ class AsLoginUser:
     def hold(self, conn, command: str, ready: str, timeout: float):
         return conn.hold(command, ready, timeout)
 
-    def open_upload(self, conn, tmp: str, mode: int = 0o600):
-        return create_exclusive(conn.sftp, tmp, mode)
+    def open_upload(self, conn, tmp: str, mode: int = 0o600, owner: tuple = (None, None)):
+        fh = create_exclusive(conn.sftp, tmp, mode)
+        try:
+            uid, gid = owner
+            if uid is not None or gid is not None:
+                st = fh.stat()
+                want = (st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+                if want != (st.st_uid, st.st_gid):
+                    try:  # chown first: it clears setuid/setgid bits that chmod sets
+                        fh.chown(*want)
+                    except OSError:
+                        pass  # refused: the prepare step compares owners and says what to do
+            try:
+                fh.chmod(mode & 0o777)  # the server's umask narrowed it at the open: exact from here
+            except OSError:
+                pass  # never wider than asked; the prepare step checks the mode
+        except BaseException:
+            fh.close()
+            raise
+        return fh
 
     def sftp_rename(self, conn, tmp: str, dest: str) -> bool:
         if self._no_posix_rename:
@@ -280,7 +304,7 @@ class Sudo:
                 raise err from None
             raise
 
-    def open_upload(self, conn, tmp: str, mode: int = 0o600):
+    def open_upload(self, conn, tmp: str, mode: int = 0o600, owner: tuple = (None, None)):
         staging = f"/tmp/.concurdeploy-stage-{uuid.uuid4().hex}"
         self.staged[tmp] = staging  # before the open: a failed upload's leftover is removed too
         return create_exclusive(conn.sftp, staging, 0o600)

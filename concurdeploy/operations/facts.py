@@ -1,41 +1,63 @@
 """What the host says about each destination, read in one command (one round trip).
 
-Per destination: whether it exists, the path that will be written (``target``), its mode,
-owner, size and SHA-256, and whether it is a mount point (a file bind-mounted, e.g. into a
-container: a rename cannot replace it). A symlinked destination is not followed (state
-``link``: the link itself is replaced by the file, as Ansible does) unless the file's entry
-says ``follow: true``: then its real target (``readlink -e``) is the path written, and a
-dangling link is state ``dangling``. The push reads
-them under a lock (:func:`lock_and_facts_script`: an exclusive ``flock`` on a 0600
-``.concurdeploy.lock`` in every destination directory, taken in sorted order and held until
-the push ends, so two runs never interleave on a host, and a user who cannot write the
-directory cannot hold it);
-:func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh`` and
-coreutils (``sha256sum``, ``stat``, ``readlink``).
+Per destination: whether it exists, the path that will be written (``target``: its directory
+resolved to the real path on the host, so a folder reached through a symlink is the folder it
+points to), its mode, owner, size and SHA-256, and whether it is a mount point (a file
+bind-mounted, e.g. into a container: a rename cannot replace it). A symlinked destination is not
+followed (state ``link``: the link itself is replaced by the file, as Ansible does; its own text
+and the bytes it points to are read, for the backup, the diff and a rollback) unless the file's
+entry says ``follow: true``: then its real target (``readlink -e``) is the path written, and a
+dangling link is state ``dangling``. The push reads them under a lock
+(:func:`lock_and_facts_script`: an exclusive ``flock`` on a 0600 ``.concurdeploy.lock`` in
+every real directory written, each once, taken in sorted order and held until the push ends,
+so two runs never interleave on a host, and a user who cannot write the directory cannot
+hold it); :func:`gather_facts` reads them without one. The remote side needs a POSIX ``sh``
+and coreutils (``sha256sum``, ``stat``, ``readlink``, ``base64``, ``sort``).
 """
-
 from __future__ import annotations
 
+import base64
 import posixpath
 from dataclasses import dataclass
 
 from concurdeploy.exceptions import RemoteCommandFailed
 from concurdeploy.operations.jobs import PushJob
-from concurdeploy.operations.shell import BUSY, PENDING, READY, WARN, q
+from concurdeploy.operations.shell import BUSY, ID, PENDING, READY, WARN, q
 from concurdeploy.records import tail
 from concurdeploy.ssh.connection import Connection
 
-__all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "parse_facts"]
+__all__ = ["DestFacts", "facts_script", "gather_facts", "lock_and_facts_script", "parse_facts"]
 
 _FACTS_FN = r"""cd_mounts=$(cut -d' ' -f5 /proc/self/mountinfo 2>/dev/null) || cd_mounts=ALL
+cd_nl='
+'
+cd_real() {
+  if cd_r=$(readlink -e -- "$1" && echo x); then cd_r=${cd_r%??}; else cd_r=; fi
+}
+cd_where() {
+  cd_s=; cd_w=$1; cd_r=${3-}
+  if [ "$2" = 1 ] && [ -L "$1" ] && cd_real "$1" && [ -n "$cd_r" ]; then
+    cd_w=$cd_r
+  else
+    [ "$2" = 1 ] && [ -L "$1" ] && cd_s=dangling
+    d=${1%/*}; [ -n "$d" ] || d=/
+    [ -n "$cd_r" ] || cd_real "$d"  # ($3: its real path, resolved once; "-": none, it is missing)
+    [ -z "$cd_r" ] || [ "$cd_r" = - ] || cd_w=${cd_r%/}/${1##*/}
+  fi
+  case $cd_w in *"$cd_nl"*) cd_s=badpath; cd_w=$1; cd_ld= ; return 0 ;; esac
+  cd_ld=${cd_w%/*}; [ -n "$cd_ld" ] || cd_ld=/
+}
 cd_fact() {
-  t=$1
+  t=$3
+  if [ -n "$2" ]; then printf '%s\t%s\n' "$2" "$t"; return 0; fi
   if [ -L "$t" ]; then
-    if [ "$2" = 1 ]; then
-      t=$(readlink -e -- "$1") || { printf 'dangling\t%s\n' "$1"; return 0; }
-    elif [ -d "$t" ]; then printf 'linkdir\t%s\n' "$t"; return 0
-    else printf 'link\t%s\n' "$t"; return 0
+    if [ -d "$t" ]; then printf 'linkdir\t%s\n' "$t"; return 0; fi
+    l=$(readlink -- "$t" | base64 -w0)
+    if [ -f "$t" ] && s=$(sha256sum < "$t") && z=$(stat -L -c %s -- "$t"); then
+      printf 'link\t%s\t%s\t%s\t%s\n' "${l:--}" "$z" "${s%% *}" "$t"
+    else printf 'link\t%s\t-\t-\t%s\n' "${l:--}" "$t"
     fi
+    return 0
   fi
   dir=${t%/*}; [ -n "$dir" ] || dir=/
   if [ ! -d "$dir" ]; then printf 'nodir\t%s\n' "$t"; return 0; fi
@@ -59,12 +81,18 @@ class DestFacts:
 
     :param state: ``file`` | ``absent`` | ``nodir`` (parent directory missing) | ``isdir`` |
         ``notreg`` (device, fifo, …) | ``unreadable`` | ``link`` (a symlink, not followed) |
-        ``linkdir`` (a symlink to a directory, not followed) | ``dangling`` (``follow``, no target).
-    :param target: the path that will be written: ``dest``, or (``follow``) the file it links to.
+        ``linkdir`` (a symlink to a directory, not followed) | ``dangling`` (``follow``, no target) |
+        ``badpath`` (the real path holds a line break).
+    :param target: the path that will be written, its directory resolved to its real path on
+        the host (``readlink -e``: a symlinked folder is the folder it points to): ``dest``
+        there, or (``follow``) the file it links to.
     :param mode: permission bits (``int``) of an existing file, else None.
     :param uid, gid: numeric owner and group; ``owner``, ``group``: their names (existing file).
-    :param size: bytes; ``sha256``: hex digest (existing file only).
+    :param size: bytes; ``sha256``: hex digest (an existing file; for ``link``, the file the link
+        points to, when it is one: the bytes a replace takes away).
     :param mount: the existing file is a mount point (bind mount: cannot be renamed over).
+    :param link: for ``link``, the symlink's own text (``readlink``), to put the link back on a
+        rollback; None when unknown.
     """
 
     dest: str
@@ -78,10 +106,29 @@ class DestFacts:
     owner: str | None = None
     group: str | None = None
     mount: bool = False
+    link: str | None = None
 
 
-def _fact_line(dest: str, follow: bool) -> str:
-    return f"cd_fact {q(dest)} {1 if follow else 0}\n"
+def _where_lines(dests: list[str], follows: list[bool]) -> list[str]:
+    """Shell lines setting, per destination ``i``, ``cd_s<i>`` (a state decided already, or
+    empty), ``cd_w<i>`` (the path written) and ``cd_d<i>`` (its real directory, to lock). Each
+    declared directory is resolved once (one ``readlink`` for all its files)."""
+    dirs = {d: j for j, d in enumerate(dict.fromkeys(posixpath.dirname(d) or "/" for d in dests))}
+    lines = [f"cd_real {q(d)}; cd_r{j}=${{cd_r:--}}" for d, j in dirs.items()]
+    for i, (dest, follow) in enumerate(zip(dests, follows)):
+        j = dirs[posixpath.dirname(dest) or "/"]
+        lines.append(f"cd_where {q(dest)} {1 if follow else 0} \"$cd_r{j}\"; cd_s{i}=$cd_s; cd_w{i}=$cd_w; cd_d{i}=$cd_ld")
+    return lines
+
+
+def _fact_lines(dests: list[str]) -> list[str]:
+    """Shell lines printing one fact line per destination (after :func:`_where_lines`)."""
+    return [f"cd_fact {q(dest)} \"$cd_s{i}\" \"$cd_w{i}\"" for i, dest in enumerate(dests)]
+
+
+def facts_script(dests: list[str], follows: list[bool]) -> str:
+    """The script printing each destination's fact line, without locking (:func:`gather_facts`)."""
+    return "\n".join([_FACTS_FN, *_where_lines(dests, follows), *_fact_lines(dests)]) + "\n"
 
 
 def gather_facts(conn: Connection, dests: list[str], follow: list[bool] | None = None) -> list[DestFacts]:
@@ -93,7 +140,7 @@ def gather_facts(conn: Connection, dests: list[str], follow: list[bool] | None =
     :raises RemoteCommandFailed: the facts command failed (no POSIX shell/coreutils?).
     """
     follow = follow or [False] * len(dests)
-    res = conn.run(_FACTS_FN + "".join(_fact_line(d, fl) for d, fl in zip(dests, follow)))
+    res = conn.run(facts_script(dests, follow))
     if res.exited != 0:
         raise RemoteCommandFailed(
             "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
@@ -109,9 +156,11 @@ LOCK_NAME = ".concurdeploy.lock"
 _LOCK_FDS = range(3, 10)
 
 
-def _lock_lines(dirs: list[str], wait: float, create: bool = True) -> list[str]:
+def _lock_lines(wait: float, create: bool = True) -> list[str]:
     """Shell lines taking an exclusive ``flock`` on ``<dir>/.concurdeploy.lock`` for every
-    directory, in the given (sorted) order, so two runs never deadlock.
+    directory in ``$cd_dirs`` (real paths, one a line, sorted and unique: a folder reached
+    through two symlinked paths is locked once, and two runs take locks in one order, so
+    they never deadlock).
 
     Locks are taken up to seven at a time on fds 3-9; each batch is then handed to a holder
     process (``tail --pid``) that keeps the fds open until the script's shell exits (also when
@@ -120,45 +169,62 @@ def _lock_lines(dirs: list[str], wait: float, create: bool = True) -> list[str]:
     With ``create`` False (check mode: nothing is written on the host) an existing lock file is
     locked, else the directory itself, without a note.
     """
-    lines = ["cd_holders="]
-    for start in range(0, len(dirs), len(_LOCK_FDS)):
-        batch = dirs[start:start + len(_LOCK_FDS)]
-        for fd, d in zip(_LOCK_FDS, batch):
-            lf = q(posixpath.join(d, LOCK_NAME))
-            busy = f"{{ printf '%s %s\\n' {BUSY} {q(d)}; kill $cd_holders 2>/dev/null; exit 75; }}"
-            if create:
-                take = (f"if [ ! -L {lf} ] && {{ (umask 077; : >> {lf}) && command exec {fd}>>{lf}; }} 2>/dev/null; "
-                        f"then :; else printf '%s - nolockfile %s\\n' {WARN} {q(d)}; command exec {fd}<{q(d)}; fi; ")
-            else:
-                take = (f"if [ -f {lf} ] && [ ! -L {lf} ] && {{ command exec {fd}<{lf}; }} 2>/dev/null; "
-                        f"then :; else command exec {fd}<{q(d)}; fi; ")
-            lines.append(f"if [ -d {q(d)} ]; then {take}"
-                         f"flock -w {wait:g} {fd} || {busy}; else exec {fd}<&-; fi")
-        fds = " ".join(f"{fd}>&-" for fd in _LOCK_FDS[:len(batch)])
-        lines.append("tail --pid=$$ -s 0.2 -f /dev/null </dev/null >/dev/null 2>&1 & "
-                     f"cd_holders=\"$cd_holders $!\"; exec {fds}")
-    return lines
+    busy = f"{{ printf '%s %s\\n' {BUSY} \"$d\"; kill $cd_holders 2>/dev/null; exit 75; }}"
+    if create:
+        take = ("if [ ! -L \"$lf\" ] && { (umask 077; : >> \"$lf\") && eval \"command exec $cd_fd>>\\\"\\$lf\\\"\"; } "
+                f"2>/dev/null; then :; else printf '%s - nolockfile %s\\n' {WARN} \"$d\"; "
+                "eval \"command exec $cd_fd<\\\"\\$d\\\"\"; fi")
+    else:
+        take = ("if [ -f \"$lf\" ] && [ ! -L \"$lf\" ] && { eval \"command exec $cd_fd<\\\"\\$lf\\\"\"; } "
+                "2>/dev/null; then :; else eval \"command exec $cd_fd<\\\"\\$d\\\"\"; fi")
+    fds = " ".join(f"{fd}>&-" for fd in _LOCK_FDS)
+    return [
+        "cd_holders=; cd_fd=3",
+        "cd_hold() { tail --pid=$$ -s 0.2 -f /dev/null </dev/null >/dev/null 2>&1 & "
+        f"cd_holders=\"$cd_holders $!\"; exec {fds}; cd_fd=3; }}",
+        "set -f; IFS=$cd_nl",
+        "for d in $cd_dirs; do IFS=$cd_ifs",
+        f"  if [ -d \"$d\" ]; then lf=${{d%/}}/{LOCK_NAME}; {take}",
+        f"    flock -w {wait:g} $cd_fd || {busy}",
+        f"    cd_fd=$((cd_fd+1)); [ $cd_fd -le {_LOCK_FDS[-1]} ] || cd_hold",
+        "  fi",
+        "done",
+        "IFS=$cd_ifs; set +f",
+        "[ $cd_fd -eq 3 ] || cd_hold",
+    ]
 
 
 def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
-    """Lock every destination directory (:func:`_lock_lines`: ``flock -w lock_timeout`` on its
-    ``.concurdeploy.lock``, sorted, held until the controller sends a line or closes stdin),
-    remove stale temporary uploads there, then report facts and whether the owed-reload
-    ``marker`` exists; prints ``READY`` last.
+    """Resolve every destination to the path written (:data:`_FACTS_FN` ``cd_where``: its
+    directory's real path, or with ``follow`` the file its link points to), lock each real
+    directory once (:func:`_lock_lines`: ``flock -w lock_timeout`` on its ``.concurdeploy.lock``,
+    sorted, held until the controller sends a line or closes stdin), remove stale temporary
+    uploads there, then report facts, the numeric ids of declared owner/group names, and
+    whether the owed-reload ``marker`` exists; prints ``READY`` last.
 
     Exits 75 with a ``BUSY <dir>`` line when a lock is not had in time.
     """
-    dirs = sorted({posixpath.dirname(f.dest) or "/" for f in job.files})
-    lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
-    lines += ["  " + ln for ln in _lock_lines(dirs, job.lock_timeout, create=not job.check)]
+    dests = [f.dest for f in job.files]
+    lines = ["set -u", _FACTS_FN, "cd_ifs=$IFS", *_where_lines(dests, [f.follow for f in job.files])]
+    listed = " ".join(f'"$cd_d{i}"' for i in range(len(job.files)))
+    lines.append(f"cd_dirs=$(printf '%s\\n' {listed} | LC_ALL=C sort -u)")
+    lines.append("if command -v flock >/dev/null 2>&1; then")
+    lines += ["  " + ln for ln in _lock_lines(job.lock_timeout, create=not job.check)]
     lines.append(f"else printf '%s\\n' '{WARN} - noflock'; fi")
-    # Temporary uploads older than 10 minutes in a directory we now hold locked are
-    # leftovers of a run whose connection died (a live run would hold the lock): remove them.
-    hexes = "[0-9a-f]" * 32
-    for d in dirs if not job.check else ():  # check mode removes nothing either
-        lines.append(f"[ -d {q(d)} ] && find {q(d)} -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
-                     f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
-    lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]
+    if not job.check:  # check mode removes nothing either
+        # Temporary uploads older than 10 minutes in a directory we now hold locked are
+        # leftovers of a run whose connection died (a live run would hold the lock): remove them.
+        hexes = "[0-9a-f]" * 32
+        lines += ["set -f; IFS=$cd_nl",
+                  "for d in $cd_dirs; do IFS=$cd_ifs",
+                  f"  [ -d \"$d\" ] && find \"$d\" -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
+                  f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null",
+                  "done", "IFS=$cd_ifs; set +f"]
+    lines += _fact_lines(dests)
+    for kind, name in sorted({("u", f.owner) for f in job.files if f.owner and not f.owner.isdigit()}
+                             | {("g", f.group) for f in job.files if f.group and not f.group.isdigit()}):
+        db = "passwd" if kind == "u" else "group"
+        lines.append(f"printf '%s %s %s %s\\n' {ID} {kind} {q(name)} \"$(getent {db} {q(name)} | cut -d: -f3)\"")
     if marker:
         lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && printf '%s\\n' {PENDING}")
     # Hold the locks until the controller sends a line or closes stdin (or the connection
@@ -172,17 +238,40 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, list[str]]:
+def _fact(dest: str, line: str) -> DestFacts:
+    """One fact line (the target, which may hold tabs, is its last field)."""
+    state = line.split("\t", 1)[0]
+    if state in ("file", "mount"):
+        _, stats, sha, target = line.split("\t", 3)
+        mode, uid, gid, size, owner, group = stats.split(":", 5)
+        return DestFacts(dest, "file", target, int(mode, 8), int(uid), int(gid), int(size), sha, owner, group,
+                         state == "mount")
+    if state == "link":
+        _, text, size, sha, target = line.split("\t", 4)
+        link = None if text == "-" else base64.b64decode(text).decode("utf-8", "surrogateescape")
+        if link is not None and link.endswith("\n"):  # readlink's own line break
+            link = link[:-1]
+        return DestFacts(dest, "link", target, size=None if size == "-" else int(size),
+                         sha256=None if sha == "-" else sha, link=link)
+    return DestFacts(dest, state, line.split("\t", 1)[-1])
+
+
+def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, list[str], dict]:
     """Read the facts script's output.
 
-    :returns: ``(facts per destination, reload pending, notes for the result's warnings)``.
+    :returns: ``(facts per destination, reload pending, notes for the result's warnings,
+        ids)``; ``ids``: ``("u" | "g", name)`` → numeric id (or None: no such user/group on the
+        host) for each declared owner/group name.
     :raises RemoteCommandFailed: not one fact line per destination.
     """
-    facts, pending, notes = [], False, []
+    facts, pending, notes, ids = [], False, [], {}
     rows = []
-    for ln in text.splitlines():
+    for ln in text.split("\n"):
         if ln == PENDING:
             pending = True
+        elif ln.startswith(f"{ID} "):
+            _, kind, name, *num = ln.split(" ")
+            ids[(kind, name)] = int(num[0]) if num and num[0].isdigit() else None
         elif ln.startswith(f"{WARN} - nolockfile "):
             notes.append(f"cannot create {LOCK_NAME} in {ln.split(' ', 3)[3]}: the directory itself is "
                          f"locked (a user who can read it could hold that lock and block pushes)")
@@ -194,12 +283,9 @@ def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, lis
         raise RemoteCommandFailed(
             "could not read the destinations' state (the host needs sh, sha256sum, stat, readlink)",
             output=tail(text, 2000))
-    for dest, line in zip(dests, rows):
-        parts = line.split("\t")
-        if parts[0] in ("file", "mount") and len(parts) == 4:
-            mode, uid, gid, size, owner, group = parts[1].split(":", 5)
-            facts.append(DestFacts(dest, "file", parts[3], int(mode, 8), int(uid), int(gid),
-                                   int(size), parts[2], owner, group, parts[0] == "mount"))
-        else:
-            facts.append(DestFacts(dest, parts[0], parts[-1]))
-    return facts, pending, notes
+    try:
+        facts = [_fact(dest, line) for dest, line in zip(dests, rows)]
+    except ValueError:
+        raise RemoteCommandFailed("could not read the destinations' state (unexpected output)",
+                                  output=tail(text, 2000)) from None
+    return facts, pending, notes, ids

@@ -7,8 +7,9 @@ and coreutils (``sha256sum``, ``stat``, ``readlink``, ``mv``), as on every Linux
 
 Per host, the steps and where each lives:
 
-1. **lock and facts** (:mod:`~concurdeploy.operations.facts`) — one held command takes an
-   exclusive ``flock`` on each destination directory (waiting at most ``lock_timeout``
+1. **lock and facts** (:mod:`~concurdeploy.operations.facts`) — one held command resolves
+   each destination to the real directory written and takes an exclusive ``flock`` on each
+   one, once (waiting at most ``lock_timeout``
    seconds; held until the push ends, so two runs never interleave on a host) and reports
    each destination's state, and whether a reload is still owed;
 2. **compare** — files whose SHA-256 (and mode, when one is declared) already match are
@@ -49,6 +50,7 @@ from concurdeploy.operations.facts import DestFacts, gather_facts, lock_and_fact
 from concurdeploy.operations.handler import marker_path, reload_and_check
 from concurdeploy.operations.jobs import FileSpec, PushJob
 from concurdeploy.operations.masking import mask, masked
+from concurdeploy.operations.paths import dest_problem
 from concurdeploy.operations.timing import phase
 from concurdeploy.operations.replace import (
     install,
@@ -139,6 +141,13 @@ def _check_dest(f: FileSpec, fact: DestFacts) -> None:
         raise DestinationError(f"{f.dest}: is a symlink whose target does not exist, and 'follow: true' "
                                f"writes the file a link points to; fix the link, or remove 'follow' "
                                f"to replace the link itself by the file")
+    if fact.state == "badpath":
+        raise DestinationError(f"{f.dest}: its real path on the host (through a symlinked folder or link) "
+                               f"contains a line break; refusing to write it")
+    problem = dest_problem(fact.target) if fact.target != f.dest else None
+    if problem:
+        raise DestinationError(f"{f.dest}: is written at {fact.target!r} on the host (through a symlinked "
+                               f"folder or link), and that path is refused: {problem}")
     if fact.state == "linkdir":
         raise DestinationError(f"{f.dest}: is a symlink to a directory; dest must name a file "
                                f"(refusing to replace the link)")
@@ -151,6 +160,18 @@ def _check_dest(f: FileSpec, fact: DestFacts) -> None:
         raise DestinationError(f"{f.dest}: cannot be read by the connecting user (permission denied; "
                                f"its checksum is needed): connect as its owner, or set 'become: true' "
                                f"to push as root through sudo")
+
+
+def _same_file(files: tuple[FileSpec, ...], facts: list[DestFacts]) -> None:
+    """:raises DestinationError: two entries write one real file (one reached through a symlinked
+    folder or link): the second would silently replace the first."""
+    seen: dict[str, str] = {}
+    for f, fact in zip(files, facts):
+        if fact.target in seen:
+            raise DestinationError(f"{seen[fact.target]} and {f.dest} are the same file on the host "
+                                   f"({fact.target}, reached through a symlinked folder or link): only "
+                                   f"one entry may write it; remove the other from the service's files")
+        seen[fact.target] = f.dest
 
 
 def _unchanged(f: FileSpec, fact: DestFacts) -> bool:
@@ -172,8 +193,9 @@ def _change(f: FileSpec, fact: DestFacts) -> FileChange:
 
 
 def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: str | None,
-                 facts: list[DestFacts], pending: bool, notes: list[str]) -> HostResult:
+                 facts: list[DestFacts], pending: bool, notes: list[str], ids: dict) -> HostResult:
     todo, changes, warnings = [], [], list(conn.warnings) + notes
+    _same_file(job.files, facts)
     for f, fact in zip(job.files, facts):
         _check_dest(f, fact)
         if _unchanged(f, fact):
@@ -204,7 +226,7 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
             for f, fact in todo:
                 tmp = temp_name(fact.target)
                 items.append((f, fact, tmp))
-                _upload(conn, privilege, f, tmp, _final_mode(f, fact))
+                _upload(conn, privilege, f, tmp, _final_mode(f, fact), _owner_ids(f, fact, ids))
         if items or marker:
             with phase(conn, "validate"):
                 res = privilege.run(conn, prepare_script(items, marker, run_id, privilege.staged, job.backups))
@@ -245,9 +267,23 @@ def _final_mode(f: FileSpec, fact: DestFacts) -> int:
     return f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
 
 
-def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str, mode: int = 0o600) -> None:
+def _owner_ids(f: FileSpec, fact: DestFacts, ids: dict) -> tuple[int | None, int | None]:
+    """``(uid, gid)`` the file must have: declared (a name looked up on the host: ``ids``), else the
+    replaced file's; None where neither says (or a declared name the host does not know: the
+    prepare step then names the problem)."""
+    def one(declared: str | None, kind: str, kept: int | None) -> int | None:
+        if declared is None:
+            return kept
+        return int(declared) if declared.isdigit() else ids.get((kind, declared))
+    return one(f.owner, "u", fact.uid), one(f.group, "g", fact.gid)
+
+
+def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str, mode: int = 0o600,
+            owner: tuple[int | None, int | None] = (None, None)) -> None:
     """Write ``f``'s content over SFTP for ``tmp`` (pipelined, :data:`CHUNK` bytes a request),
-    into a new file created with ``mode`` before any byte is written.
+    into a new file created with ``mode`` and given ``owner`` (uid, gid) through its open
+    handle before any byte is written (:meth:`Privilege.open_upload`); setuid/setgid/sticky
+    bits are set on the handle after the last byte (a write by a non-root user clears them).
 
     :raises HostUnreachable: the link dropped; :raises DestinationError: permission denied;
     :raises UploadCorrupted: any other write failure (disk full, …).
@@ -265,7 +301,7 @@ def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str, mode:
             emit("progress", f"{sent} {f.size} {f.dest}".encode())
 
     try:
-        with privilege.open_upload(conn, tmp, mode) as fh:
+        with privilege.open_upload(conn, tmp, mode, owner) as fh:
             fh.set_pipelined(True)
             if f.content is not None:
                 for i in range(0, len(f.content), CHUNK):
@@ -274,6 +310,8 @@ def _upload(conn: Connection, privilege: Privilege, f: FileSpec, tmp: str, mode:
                 with open(f.src, "rb") as src:
                     for chunk in iter(lambda: src.read(CHUNK), b""):
                         write(chunk)
+            if mode & 0o7000 and tmp not in privilege.staged:
+                fh.chmod(mode)  # through the handle, never by path
     except OSError as e:
         if isinstance(e, (ConnectionError, TimeoutError)) or getattr(e, "errno", None) is None \
                 and not str(e):
@@ -290,9 +328,10 @@ def _diff(conn: Connection, privilege: Privilege, f: FileSpec, fact: DestFacts,
     """Unified diff of the host's file against the new content; binary/oversized files say so."""
     import difflib  # only with --diff: keeps the workers' start-up small
 
-    if fact.state == "file" and (fact.size or 0) > DIFF_LIMIT or f.size > DIFF_LIMIT:
+    if (fact.size or 0) > DIFF_LIMIT or f.size > DIFF_LIMIT:
         return f"--- {f.dest}\n(diff not shown: larger than {DIFF_LIMIT} bytes)\n"
-    old = privilege.read_bytes(conn, fact.target) if fact.state == "file" else b""
+    # a symlink replaced by the file: the old side is what it points to (read through it)
+    old = privilege.read_bytes(conn, fact.target) if fact.state == "file" or fact.sha256 else b""
     if f.content is not None:
         new = f.content
     else:

@@ -7,19 +7,22 @@ Per file, in this order (:func:`~concurdeploy.operations.push.push` drives it):
    ``.<name>.concurdeploy-<uuid>.<suffix>`` (same directory, so same filesystem, so a
    rename works; suffix kept for validators; a dot-file so ``conf.d/*.conf`` globs skip it);
 2. **prepare** — one command (:func:`prepare_script`) checks each upload's size and SHA-256
-   on the host (a full disk fails here), sets the owner/group (declared, else the replaced
-   file's: kept, or the host fails here, before any rename), the mode (declared, else
-   the replaced file's, else 0644) and the replaced file's ACL (``getfacl | setfacl``; a
-   host without them fails here), runs
-   ``validate`` from the destination's directory, then keeps a **backup** of each file to
-   be replaced (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a hard link where possible)
-   and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
+   on the host (a full disk fails here) and its owner/group (declared, else the replaced
+   file's: kept, or the host fails here, before any rename) and mode (declared, else the
+   replaced file's, else 0644): set through the upload's open SFTP handle by the login
+   user (checked here, never set by path), or by root in a private directory (sudo); then
+   the replaced file's ACL (``getfacl | setfacl``; a host without them fails here) and
+   SELinux label (``chcon --reference`` where ``selinuxenabled``), runs ``validate`` from
+   the destination's directory, then keeps a **backup** of each file to be replaced
+   (``<name>.concurdeploy-<UTC time>-<run id>.bak``, a real copy; of a symlink being
+   replaced, the bytes it points to) and records the reload as owed. Any failure → :func:`prepare_failure`, destinations
    untouched;
 3. **replace** — :func:`install`: :func:`replace_atomically` renames the upload over its
    target (``rename(2)``: readers see the old file or the new one, never a mix), or, for
    ``replace: in-place``, rewrites the file's content (not atomic: bind mounts);
 4. **rollback** — when the reload or healthcheck fails, :func:`rollback` restores the
-   replaced files from their backups (atomically, by the same rename), reloads again and
+   replaced files from their backups (atomically, by the same rename; a replaced symlink is
+   made again with its own text), reloads again and
    raises; a failed restore is :class:`~concurdeploy.exceptions.RollbackFailed`;
 5. **pruning** — backups beyond ``backups`` per file are removed (:func:`prune_line`,
    oldest first: names sort by time).
@@ -138,29 +141,23 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
     # and names still sort by time.
     lines = ["set -u", "ts=$(date -u +%Y%m%dT%H%M%S.%NZ)", "p=", "trap '[ -z \"$p\" ] || rm -rf -- \"$p\"' EXIT"]
     for i, (f, fact, tmp) in enumerate(items):
-        mode = f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
+        mode = _mode_of(f, fact)
         fail = f"{{ echo '{FAIL} {i}'"  # fixed words and stat's user:group only: echo is safe
         private = bool(staged and tmp in staged)
         if private:  # sudo: checked, chown'ed and chmod'ed in a private root-owned directory
             w = '"$p/f"'
             lines.append(f"p=$(umask 077 && mktemp -d) && cp -- {q(staged[tmp])} {w} && "
                          f"rm -f -- {q(staged[tmp])} || {fail} upload; exit 1; }}")
-        else:
+        else:  # the login user's own upload: still a regular file, not a (hard) link put in its place
             w = q(tmp)
+            lines.append(f"[ -f {w} ] && [ ! -L {w} ] && [ \"$(stat -c %h -- {w})\" = 1 ] || {fail} swapped; exit 1; }}")
         lines += [
             f"s=$(stat -c %s -- {w}) || {fail} upload; exit 1; }}",
             f"[ \"$s\" = {f.size} ] || {fail} size $s; exit 1; }}",
             f"h=$(sha256sum < {w}) || {fail} checksum; exit 1; }}",
             f"[ \"${{h%% *}}\" = {f.sha256} ] || {fail} checksum; exit 1; }}",
         ]
-        own = _declared_owner(f)
-        if own is not None:  # chown first: it clears setuid/setgid bits that chmod sets
-            lines.append(f"chown -- {q(own)} {w} || {fail} owner-declared; exit 1; }}")
-        elif fact.uid is not None:  # kept, or the host fails here: never a silent change
-            ids = f"\"$(stat -c %U:%G -- {q(fact.target)})\" \"$(stat -c %U:%G -- {w})\""
-            lines.append(f"chown {fact.uid}:{fact.gid} -- {w} 2>/dev/null "
-                         f"|| {fail} owner {ids}; exit 1; }}")
-        lines.append(f"chmod {mode:04o} -- {w} || {fail} chmod; exit 1; }}")
+        lines += _owner_lines(f, fact, w, mode, fail, private)
         if fact.state == "file" and f.replace != "in-place":  # an ACL ('+' after the mode) is kept too
             t = q(fact.target)
             lines.append(f"case $(ls -ld -- {t}) in ??????????+*) if command -v setfacl >/dev/null "
@@ -169,6 +166,9 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
         if private:  # a new file beside the target (O_EXCL), owner and mode set through its fd
             lines.append(f"(umask 077 && cp -p --remove-destination -- {w} {q(tmp)}) && rm -rf -- \"$p\" "
                          f"&& p= || {fail} upload; exit 1; }}")
+        if fact.state == "file" and f.replace != "in-place":  # the SELinux label kept (untested here)
+            lines.append(f"if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then chcon -h "
+                         f"--reference={q(fact.target)} -- {q(tmp)} || {fail} selinux; exit 1; }}; fi")
         if f.validate:
             # Its own sh, the command a quoted argument (a '#' or a newline in it is its own);
             # its output goes to stderr, so stdout carries only the lines of this script.
@@ -176,21 +176,51 @@ def prepare_script(items: list[Item], marker: str | None = None, run_id: str = "
             lines.append(f"(cd {q(posixpath.dirname(fact.target) or '/')} && exec /bin/sh -c {q(cmd)}) "
                          f"</dev/null >&2 || {{ printf '%s %s\\n' '{FAIL} {i} validate' \"$?\"; exit 1; }}")
     for i, (_f, fact, _tmp) in enumerate(items):
-        if fact.state in ("file", "link"):
-            # A real copy (never a hard link: an in-place rewrite would change it too),
-            # checked against the hash read under the lock; a symlink is kept as the link itself.
+        if _has_bytes(fact):
+            # A real copy (never a hard link: an in-place rewrite would change it too), checked
+            # against the hash read under the lock; of a symlink being replaced, the bytes it
+            # points to (cp -L: a regular file, counted and pruned like any backup).
             b = f"{q(fact.target)}.concurdeploy-\"$ts\"-{run_id}.bak"
-            if fact.state == "link":
-                keep_old = f"[ ! -e {b} ] && [ ! -L {b} ] && cp -P -p -- {q(fact.target)} {b}"
-            else:
-                keep_old = (f"[ ! -e {b} ] && [ ! -L {b} ] && cp -p -- {q(fact.target)} {b} "
-                            f"&& h=$(sha256sum < {b}) && [ \"${{h%% *}}\" = {fact.sha256} ]")
+            keep_old = (f"[ ! -e {b} ] && [ ! -L {b} ] && cp {'-L ' if fact.state == 'link' else ''}-p -- "
+                        f"{q(fact.target)} {b} && h=$(sha256sum < {b}) && [ \"${{h%% *}}\" = {fact.sha256} ]")
             lines.append(f"{{ {keep_old}; }} || {{ printf '%s\\n' '{FAIL} {i} backup'; exit 1; }}")
             lines.append(f"printf '%s %s %s\\n' {BACKUP} {i} {b}")
             lines.append(prune_line(fact.target, max(keep, 1)))
     if marker:  # a symlink to nothing: made by symlink(2), never through a link planted there
         lines.append(f"ln -sfT -- reload-owed {q(marker)} || {{ printf '%s\\n' '{FAIL} 0 marker'; exit 1; }}")
     return "\n".join(lines) + "\n"
+
+
+def _has_bytes(fact: DestFacts) -> bool:
+    """The destination holds bytes a replace takes away (a file, or a symlink to one): backed up."""
+    return fact.state == "file" or (fact.state == "link" and fact.sha256 is not None)
+
+
+def _owner_lines(f: FileSpec, fact: DestFacts, w: str, mode: int, fail: str, private: bool) -> list[str]:
+    """Owner, group and mode of the upload ``w``: set by root (``private``: in its private
+    directory, by path), else checked — the login user's upload got them through its open SFTP
+    handle (:meth:`~concurdeploy.operations.become.AsLoginUser.open_upload`), never by a path
+    that could be swapped; a mismatch (the owner could not be given) fails the host here."""
+    own = _declared_owner(f)
+    was = f"\"$(stat -c %U:%G -- {q(fact.target)})\""
+    if private:
+        if own is not None:  # chown first: it clears setuid/setgid bits that chmod sets
+            return [f"chown -- {q(own)} {w} || {fail} owner-declared; exit 1; }}",
+                    f"chmod {mode:04o} -- {w} || {fail} chmod; exit 1; }}"]
+        lines = []
+        if fact.uid is not None:  # kept, or the host fails here: never a silent change
+            lines.append(f"chown {fact.uid}:{fact.gid} -- {w} 2>/dev/null "
+                         f"|| {fail} owner {was} \"$(stat -c %U:%G -- {w})\"; exit 1; }}")
+        return lines + [f"chmod {mode:04o} -- {w} || {fail} chmod; exit 1; }}"]
+    lines = [f"o=$(stat -c '%u %g %U %G %a' -- {w}) && set -- $o || {fail} upload; exit 1; }}"]
+    if own is not None:
+        checks = [f"{{ [ \"$1\" = {q(f.owner)} ] || [ \"$3\" = {q(f.owner)} ]; }}"] if f.owner else []
+        checks += [f"{{ [ \"$2\" = {q(f.group)} ] || [ \"$4\" = {q(f.group)} ]; }}"] if f.group else []
+        lines.append(f"{' && '.join(checks)} || {fail} owner-declared; exit 1; }}")
+    elif fact.uid is not None:
+        lines.append(f"[ \"$1:$2\" = {fact.uid}:{fact.gid} ] || {fail} owner {was} \"$3:$4\"; exit 1; }}")
+    lines.append(f"[ \"$5\" = {mode:o} ] || {fail} chmod; exit 1; }}")
+    return lines
 
 
 def _fail(i: int, step: str) -> str:
@@ -217,6 +247,11 @@ def prepare_failure(res, items: list[Item]) -> HostError:
         ran = f.validate.replace("{tmp}", q(tmp))  # as run: the temporary file's real name
         return ValidateFailed(f"validate failed for {f.dest} (exit {code}): {ran}; "
                               f"destination left unchanged", output=tail(output), exit_status=code)
+    if step == "swapped":
+        return DestinationError(f"{f.dest}: the uploaded temporary file {tmp} is no longer a regular file "
+                                f"of its own (replaced by a link, or removed, before it was checked: someone else can "
+                                f"write to {posixpath.dirname(tmp)}); nothing applied to it, destination left "
+                                f"unchanged", output=tail(output))
     if step in ("upload", "size", "checksum"):
         return UploadCorrupted(f"{f.dest}: the uploaded copy differs from {f.src} "
                                f"({step} mismatch; disk full?); destination left unchanged",
@@ -243,10 +278,20 @@ def prepare_failure(res, items: list[Item]) -> HostError:
         return DestinationError(f"{f.dest}: cannot write a backup beside it, or it changed (or became a "
                                 f"symlink) since it was checked; destination left unchanged",
                                 output=tail(output))
+    if step == "selinux":
+        return DestinationError(f"{f.dest}: SELinux is enabled and the replaced file's label could not be "
+                                f"given to the new file (chcon --reference); destination left unchanged",
+                                output=tail(output))
     if step == "marker":
         return DestinationError("cannot record the pending reload beside the destination; "
                                 "destinations left unchanged", output=tail(output))
-    return DestinationError(f"{f.dest}: cannot set mode on the uploaded file", output=tail(output))
+    return DestinationError(f"{f.dest}: cannot give the uploaded file mode {_mode_of(f, fact):04o} (for "
+                            f"setgid, the login user must be in the file's group: use become); destination "
+                            f"left unchanged", output=tail(output))
+
+
+def _mode_of(f: FileSpec, fact: DestFacts) -> int:
+    return f.mode if f.mode is not None else (fact.mode if fact.mode is not None else 0o644)
 
 
 def install(conn: Connection, privilege: Privilege, f: FileSpec, fact: DestFacts, tmp: str) -> None:
@@ -294,7 +339,14 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
     lines = ["set -u", "rc=0"]
     for i, (f, fact, _tmp) in done:
         b = backups.get(i)
-        if b is None:  # the file did not exist before this run
+        if fact.state == "link":  # what was there: the link itself, made again with its own text
+            r = temp_name(fact.target)
+            if fact.link:
+                lines.append(f"{{ ln -s -- {q(fact.link)} {q(r)} && mv -T -f -- {q(r)} {q(fact.target)}; }} "
+                             f"|| {{ rm -f -- {q(r)}; rc=1; }}")
+            else:
+                lines.append(f"printf '%s\\n' {q(f'{fact.target}: the symlink it was could not be read')} >&2; rc=1")
+        elif b is None:  # the file did not exist before this run
             lines.append(f"rm -f -- {q(fact.target)} || rc=1")
         elif f.replace == "in-place":
             lines.append(f"cat -- {q(b)} > {q(fact.target)} || rc=1")
@@ -302,7 +354,7 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
             r = temp_name(fact.target)
             lines.append(f"{{ cp -P -p -- {q(b)} {q(r)} && mv -T -f -- {q(r)} {q(fact.target)}; }} "
                          f"|| {{ rm -f -- {q(r)}; rc=1; }}")
-        if b is not None:  # the old bytes are back: checked against the hash read under the lock
+        if fact.sha256 is not None:  # the old bytes are back: checked against the hash read under the lock
             lines.append(f"h=$(sha256sum < {q(fact.target)}) && [ \"${{h%% *}}\" = {fact.sha256} ] "
                          f"|| {{ printf '%s\\n' {q(f'{fact.target}: restored content differs from the backup')} >&2; rc=1; }}")
     lines.append("exit $rc")
@@ -346,6 +398,6 @@ def prune_line(target: str, keep: int) -> str:
 
 def prune_backups(conn: Connection, privilege: Privilege, items: list[Item], keep: int) -> None:
     """Remove all but the newest ``keep`` backups of each replaced existing file."""
-    lines = [prune_line(fact.target, keep) for f, fact, _ in items if fact.state == "file"]
+    lines = [prune_line(fact.target, keep) for f, fact, _ in items if _has_bytes(fact)]
     if lines:
         privilege.run(conn, "\n".join(lines) + "\ntrue\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-__all__ = ["BACKUP", "BUSY", "FAIL", "PENDING", "READY", "WARN", "q"]
+__all__ = ["BACKUP", "BUSY", "FAIL", "ID", "PENDING", "READY", "WARN", "q"]
 
 FAIL = "@@concurdeploy-fail"        # "<FAIL> <file index> <step> [detail]": a prepare step failed
 WARN = "@@concurdeploy-warn"        # "<WARN> <file index> owner" / "<WARN> - noflock": a note
@@ -14,6 +14,7 @@ BUSY = "@@concurdeploy-busy"        # "<BUSY> <dir>": another run holds the dire
 READY = "@@concurdeploy-ready"      # locks taken, facts printed: the held command waits
 PENDING = "@@concurdeploy-pending"  # a reload owed by an earlier run (its marker file exists)
 BACKUP = "@@concurdeploy-backup"    # "<BACKUP> <file index> <path>": the backup kept
+ID = "@@concurdeploy-id"            # "<ID> u|g <name> <number>": a declared owner/group's id on the host
 
 
 def q(arg: str) -> str:

@@ -72,7 +72,8 @@ def stage(directory: Path, name: str, content: bytes, *, existing: bytes | None 
     dest = directory / name
     tmp = temp_name(str(dest))
     Path(tmp).write_bytes(content)
-    os.chmod(tmp, 0o600)
+    # as the login user's upload arrives: its final mode set through its handle
+    os.chmod(tmp, mode if mode is not None else (0o640 if existing is not None else 0o644))
     spec = FileSpec(src="/local/" + name, dest=str(dest), sha256=hashlib.sha256(content).hexdigest(),
                     size=len(content), mode=mode, validate=validate)
     if existing is None:
@@ -143,15 +144,38 @@ def test_prepare_script_detects_a_corrupted_upload(nasty_dir, tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another owner needs root")
-def test_prepare_script_keeps_the_replaced_files_owner(tmp_path):
+def test_prepare_script_checks_the_login_users_upload_never_sets_it_by_path(tmp_path):
+    """Without sudo the upload got owner and mode through its SFTP handle: the prepare step only
+    checks them (a mismatch fails the host naming both owners) and never chowns/chmods by path."""
     spec, fact, tmp = stage(tmp_path / "d", "o.cfg", b"x\n", existing=b"y\n")
     os.chown(fact.target, 1234, 1235)
     fact = DestFacts(fact.dest, "file", fact.target, 0o640, 1234, 1235, fact.size, fact.sha256)
     res = sh(_prepare_script([(spec, fact, tmp)]), tmp_path)
+    assert res.returncode == 1 and f"{_FAIL} 0 owner UNKNOWN:UNKNOWN root:root" in res.stdout, res.stdout
+    assert (os.stat(tmp).st_uid, os.stat(tmp).st_gid) == (0, 0)  # untouched
+    os.chown(tmp, 1234, 1235)
+    res = sh(_prepare_script([(spec, fact, tmp)]), tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert _WARN not in res.stdout
-    st = os.stat(tmp)
-    assert (st.st_uid, st.st_gid) == (1234, 1235)
+    os.chmod(tmp, 0o644)
+    res = sh(_prepare_script([(spec, fact, tmp)]), tmp_path)
+    assert res.returncode == 1 and f"{_FAIL} 0 chmod" in res.stdout, res.stdout
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o644
+
+
+def test_prepare_script_refuses_an_upload_swapped_for_a_symlink(tmp_path):
+    """The temporary path replaced by a link to a file with the same bytes: nothing is applied
+    through it (chmod by path followed it), the host fails before anything else."""
+    spec, fact, tmp = stage(tmp_path / "d", "s.cfg", b"same\n", existing=b"old\n")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"same\n")
+    os.chmod(victim, 0o600)
+    os.unlink(tmp)
+    os.symlink(victim, tmp)
+    res = sh(_prepare_script([(spec, fact, tmp)]), tmp_path)
+    assert res.returncode == 1 and res.stdout.startswith(f"{_FAIL} 0 swapped"), res.stdout
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o600
+    assert not list((tmp_path / "d").glob("*.bak"))
 
 
 def test_q_round_trips_through_sh(tmp_path):
@@ -204,10 +228,15 @@ class FakeSftp:
     def _adjust_cwd(self, path):
         return path
 
-    def _request(self, t, path, flags, attrs):
+    def _request(self, t, path, flags=None, attrs=None):
         from paramiko.message import Message
-        from paramiko.sftp import CMD_HANDLE
+        from paramiko.sftp import CMD_CLOSE, CMD_FSETSTAT, CMD_HANDLE
 
+        if t == CMD_CLOSE:
+            return None, None
+        if t == CMD_FSETSTAT:  # (handle, attrs): the handle's owner/mode set
+            self.calls.append(("fsetstat", flags.st_uid, flags.st_gid, flags.st_mode))
+            return None, None
         self.calls.append(("create", path, flags, attrs.st_mode))
         msg = Message()
         msg.add_string(b"handle")
@@ -261,7 +290,8 @@ def test_login_user_runs_commands_as_typed_and_uploads_in_place():
     priv.run(conn, "echo hi", stdin=b"x")
     assert conn.sent == [("echo hi", b"x")]
     priv.open_upload(conn, "/etc/.a.concurdeploy-1.cfg", 0o640)
-    assert conn.sftp.calls == [("create", "/etc/.a.concurdeploy-1.cfg", _NEW, 0o640)] and priv.staged == {}
+    assert conn.sftp.calls == [("create", "/etc/.a.concurdeploy-1.cfg", _NEW, 0o640),
+                               ("fsetstat", None, None, 0o640)] and priv.staged == {}
 
 
 def test_sudo_password_goes_on_stdin_only(monkeypatch, tmp_path):
@@ -362,7 +392,7 @@ def test_sudo_reads_a_file_for_diff_through_base64():
 
 def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
     """The real facts function, run by the local ``sh``: a link is not followed unless asked."""
-    from concurdeploy.operations.facts import _FACTS_FN, parse_facts
+    from concurdeploy.operations.facts import facts_script, parse_facts
 
     (tmp_path / "real.cfg").write_bytes(b"x\n")
     (tmp_path / "link.cfg").symlink_to(tmp_path / "real.cfg")
@@ -370,7 +400,7 @@ def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
     (tmp_path / "dirlink").symlink_to(tmp_path)
     rows = [("link.cfg", 0), ("link.cfg", 1), ("dangling.cfg", 1), ("dangling.cfg", 0), ("dirlink", 0),
             ("a b.cfg", 0)]
-    script = _FACTS_FN + "".join(f"cd_fact {q(str(tmp_path / n))} {fl}\n" for n, fl in rows)
+    script = facts_script([str(tmp_path / n) for n, _ in rows], [bool(fl) for _, fl in rows])
     res = sh(script, tmp_path)
     facts = parse_facts([str(tmp_path / n) for n, _ in rows], res.stdout)[0]
     assert [(x.state, x.target) for x in facts] == [
@@ -378,6 +408,28 @@ def test_facts_script_reports_links_mounts_and_dangling_targets(tmp_path):
         ("dangling", str(tmp_path / "dangling.cfg")), ("link", str(tmp_path / "dangling.cfg")),
         ("linkdir", str(tmp_path / "dirlink")), ("absent", str(tmp_path / "a b.cfg"))]
     assert facts[1].mount is False and facts[1].owner and facts[1].group
+
+
+def test_facts_resolve_symlinked_folders_and_read_what_a_link_holds(tmp_path):
+    """A destination's directory is its real path (a symlinked folder resolved, a name ending in a
+    line break kept exactly); a link keeps its own text and the bytes it points to."""
+    from concurdeploy.operations.facts import facts_script, parse_facts
+
+    real = tmp_path / "real\tdir"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    (real / "a.cfg").write_bytes(b"x\n")
+    (real / "link.cfg").symlink_to("a.cfg")
+    odd = tmp_path / "odd\n"
+    odd.mkdir()
+    (tmp_path / "to-odd").symlink_to(odd)
+    dests = [str(tmp_path / "via" / "a.cfg"), str(tmp_path / "via" / "link.cfg"), str(tmp_path / "to-odd" / "x")]
+    res = sh(facts_script(dests, [False] * len(dests)), tmp_path)
+    facts = parse_facts(dests, res.stdout)[0]
+    assert [(x.state, x.target) for x in facts] == [
+        ("file", str(real / "a.cfg")), ("link", str(real / "link.cfg")), ("badpath", dests[2])]
+    assert (facts[1].link, facts[1].size, facts[1].sha256) == ("a.cfg", 2, facts[0].sha256)
+    assert facts[1].mode is None and facts[1].uid is None  # the new file's mode/owner: not the link's
 
 
 def test_owner_failure_names_both_owners_and_the_ways_out():
@@ -389,3 +441,29 @@ def test_owner_failure_names_both_owners_and_the_ways_out():
     assert isinstance(err, DestinationError)
     assert ("the file is owned root:haproxy; pushing as deploy would make it deploy:deploy" in err.message
             and "become" in err.message and "owner" in err.message)
+
+
+def test_prepare_script_gives_the_new_file_the_replaced_files_selinux_label(tmp_path):
+    """No SELinux here: stand-ins for ``selinuxenabled`` and ``chcon`` on PATH show the command the
+    prepare step runs where SELinux is enabled, and that its failure fails the host. The label
+    itself is untested (no SELinux on the test machines)."""
+    spec, fact, tmp = stage(tmp_path / "d", "l.cfg", b"new\n", existing=b"old\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "chcon.args"
+    (bin_dir / "selinuxenabled").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "chcon").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{calls}'\nexit ${{CHCON_RC:-0}}\n")
+    for p in bin_dir.iterdir():
+        p.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = _prepare_script([(spec, fact, tmp)])
+    res = subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=20)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert calls.read_text().splitlines() == ["-h", f"--reference={fact.target}", "--", tmp]
+    res = subprocess.run(["sh", "-c", script], cwd=tmp_path, env={**env, "CHCON_RC": "1"}, capture_output=True,
+                         text=True, timeout=20)
+    assert res.returncode == 1 and f"{_FAIL} 0 selinux" in res.stdout, res.stdout
+    from concurdeploy.operations.replace import prepare_failure
+
+    err = prepare_failure(FakeResult(1, res.stdout), [(spec, fact, tmp)])
+    assert "SELinux" in err.message and "left unchanged" in err.message
