@@ -231,7 +231,8 @@ def _list_mask(key: str, value, names: set):
 
 
 def _graph(inv, name: str, depth: int, seen: frozenset) -> list[str]:
-    """Ansible-style tree: ``@group:`` lines, children indented under ``|--``, hosts last."""
+    """Ansible-style tree: ``@group:`` lines, children indented under ``|--``, hosts last (as
+    ``ansible-inventory --graph``, checked on the differential corpus)."""
     def pad(d: int) -> str:
         return "" if d == 0 else "  " + "|  " * (d - 1) + "|--"
 
@@ -239,10 +240,11 @@ def _graph(inv, name: str, depth: int, seen: frozenset) -> list[str]:
 
     group = inv.groups[name]
     lines = [f"{pad(depth)}@{esc(name)}:"]
-    for child in sorted(group.children):
+    for child in group.children:  # in the order Ansible keeps them (the --list order)
         if child in inv.groups and child not in seen:
             lines += _graph(inv, child, depth + 1, seen | {child})
-    lines += [f"{pad(depth + 1)}{esc(h)}" for h in group.hosts]
+    if name != "all":  # as ansible-inventory: all's own hosts are shown under ungrouped
+        lines += [f"{pad(depth + 1)}{esc(h)}" for h in group.hosts]
     return lines
 
 

@@ -6,6 +6,8 @@ Run as a script (the tests never import it, so pytest never imports ansible)::
 
     python3 tests/differential/fork_driver.py TOOL OUT_DIR INVENTORY [INVENTORY ...]
 
+The view is ``--list`` unless the environment sets ``FORK_DRIVER_VIEW=--graph``.
+
 ``TOOL``:
 
 - ``ansible``: the child runs ``InventoryCLI.cli_executor(["ansible-inventory", "-i", PATH,
@@ -36,18 +38,20 @@ import sys
 JOBS = 2
 #: Seconds one child may run (SIGALRM's default action ends it).
 CASE_TIMEOUT = 60
+#: What both tools print: ``--list`` (JSON) or ``--graph`` (the group tree).
+VIEW = os.environ.get("FORK_DRIVER_VIEW", "--list")
 
 
 def _run_ansible(path: str) -> None:
     from ansible.cli.inventory import InventoryCLI
 
-    InventoryCLI.cli_executor(["ansible-inventory", "-i", path, "--list"])
+    InventoryCLI.cli_executor(["ansible-inventory", "-i", path, VIEW])
 
 
 def _run_concurdeploy(path: str) -> None:
     from concurdeploy.cli.program import program
 
-    sys.argv = ["concurdeploy", "inventory", "--list", "-i", path]
+    sys.argv = ["concurdeploy", "inventory", VIEW, "-i", path]
     program.run()
 
 

@@ -29,6 +29,7 @@ could read, exit 0) is a corpus bug, reported as "reference failed".
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from tests.differential.corpus_case import Case, materialise
 
-__all__ = ["Outcome", "Side", "check_refusal", "differences", "normalise", "run_corpus", "run_tool",
+__all__ = ["Outcome", "Side", "check_refusal", "differences", "normalise", "judge_graph", "run_corpus", "run_tool",
            "summary_line"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,8 +121,10 @@ def collect(driver: subprocess.Popen, out_dir: Path, count: int) -> list[Side]:
             for i in range(count)]
 
 
-def run_corpus(cases: list[Case], work: Path) -> list[Outcome]:
+def run_corpus(cases: list[Case], work: Path, view: str = "--list") -> list[Outcome]:
     """Materialise ``cases`` under ``work``, run both tools, and judge each case.
+
+    :param view: ``--list`` (judged by :func:`judge`) or ``--graph`` (:func:`judge_graph`).
 
     :param work: an empty folder (``cases/``, ``project/``, ``home/``, ``ours/``,
         ``reference/`` are made in it).
@@ -133,7 +136,7 @@ def run_corpus(cases: list[Case], work: Path) -> list[Outcome]:
         folder.mkdir(parents=True)
     (project / "tasks.py").write_text("# empty: the differential test's project\n")
     paths = [materialise(case, work / "cases") for case in cases]
-    env = clean_env(home)
+    env = dict(clean_env(home), FORK_DRIVER_VIEW=view)
     drivers = {}
     try:
         for tool, folder in (("ansible", work / "reference"), ("concurdeploy", work / "ours")):
@@ -144,7 +147,8 @@ def run_corpus(cases: list[Case], work: Path) -> list[Outcome]:
             if driver.poll() is None:
                 driver.kill()
                 driver.wait()
-    return [judge(case, path, mine, ref) for case, path, mine, ref in zip(cases, paths, ours, refs)]
+    verdict = judge_graph if view == "--graph" else judge
+    return [verdict(case, path, mine, ref) for case, path, mine, ref in zip(cases, paths, ours, refs)]
 
 
 def normalise(data):
@@ -236,6 +240,23 @@ def judge(case: Case, path: Path, ours: Side, ref: Side) -> Outcome:
         return Outcome(case, path, ours, ref, DISAGREE, f"our stdout is not JSON: {ours.out.strip()[:200]!r}")
     diff = differences(mine, theirs)
     return Outcome(case, path, ours, ref, DISAGREE if diff else AGREE, "\n".join(diff))
+
+
+def judge_graph(case: Case, path: Path, ours: Side, ref: Side) -> Outcome:
+    """The verdict on one case's ``--graph``: the same text, line for line. Cases refused on
+    purpose and cases Ansible cannot read are judged by the ``--list`` run (:func:`judge`)."""
+    if case.refuse is not None:
+        return Outcome(case, path, ours, ref, REFUSED)
+    if ref.rc != 0 or "Unable to parse" in ref.err:
+        return Outcome(case, path, ours, ref, REFERENCE_FAILED, f"ansible-inventory exit {ref.rc}")
+    if ours.rc != 0:
+        return Outcome(case, path, ours, ref, DISAGREE, f"ours exit {ours.rc}: {ours.err.strip()[:400]}")
+    mine, theirs = ours.out.rstrip("\n").splitlines(), ref.out.rstrip("\n").splitlines()
+    if mine == theirs:
+        return Outcome(case, path, ours, ref, AGREE)
+    diff = "\n".join(difflib.unified_diff(theirs, mine, "ansible-inventory --graph", "concurdeploy inventory --graph",
+                                          lineterm="", n=2))
+    return Outcome(case, path, ours, ref, DISAGREE, diff[:3000])
 
 
 def summary_line(outcomes: list[Outcome]) -> str:
