@@ -1,6 +1,7 @@
 """The same fault cases through both executors: one run-loop policy (``executors/core.py``).
 
-Every test runs once with the local pool (2 worker processes, 1 thread each) and once with a
+Every test runs once with the local pool (2 worker processes, 1 thread each), once with the
+in-controller executor a run of a few hosts gets (``InlinePool``, no worker process), and once with a
 ``DaskPool`` on a real ``distributed.LocalCluster`` (2 worker processes with nannies, loopback;
 the cluster of ``test_dask.py``), both built by :func:`make_executor`, against real OpenSSH
 sshd hosts. The expected ``(host, status, error_kind)`` table is one constant per case, the
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.integration
 
 #: Seconds after which any run here is given up (a fan-out bug fails a test, never hangs it).
 BOUND = 60.0
-BACKENDS = ["local", "dask"]
+BACKENDS = ["local", "inline", "dask"]
+#: The back-ends with worker processes to lose (the inline executor has none: its hosts are
+#: threads of the controller, which a killed "worker" would be).
+POOLED = ["local", "dask"]
 
 
 # ---------------------------------------------------------------------------- actions (run in workers)
@@ -102,19 +106,33 @@ def spec_for(sshd_factory, client_keys, known_hosts_file):
     return make
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """``(kind, make(forks, retries=0) -> Executor)``; Dask runs settle the cluster back to 2 workers."""
+def _backend(request):
     kind = request.param
     cluster = request.getfixturevalue("dask_cluster") if kind == "dask" else None
 
     def make(forks: int, retries: int = 0) -> Executor:
+        if kind == "inline":  # what make_executor picks for a few hosts with --processes 0
+            pool = make_executor("local", forks=forks, hosts=[], processes=0, retries=retries)
+            assert type(pool).__name__ == "InlinePool"
+            return pool
         return make_executor(kind, forks=forks, hosts=[], processes=2, retries=retries,
                              scheduler=cluster[0] if cluster else "")
 
     yield kind, make
     if cluster:
         cluster[1].wait_for_workers(2, timeout=60)  # a killed worker's nanny has restarted it
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """``(kind, make(forks, retries=0) -> Executor)``; Dask runs settle the cluster back to 2 workers."""
+    yield from _backend(request)
+
+
+@pytest.fixture(params=POOLED)
+def pooled_backend(request):
+    """:func:`backend`, for the back-ends that have worker processes."""
+    yield from _backend(request)
 
 
 def table(results: list[HostResult]) -> list[tuple]:
@@ -161,10 +179,10 @@ def test_faults_of_one_host_stay_with_that_host(backend, spec_for):
 
 
 @pytest.mark.parametrize("retries", [0, 1])
-def test_a_worker_killed_mid_job_is_that_hosts_outcome_only(backend, spec_for, tmp_path, retries):
+def test_a_worker_killed_mid_job_is_that_hosts_outcome_only(pooled_backend, spec_for, tmp_path, retries):
     """The one policy: the host whose worker died is ``unreachable`` (``WorkerLost``) unless
     ``retries`` allows another worker to run it; every other host finishes; no hang."""
-    kind, make = backend
+    kind, make = pooled_backend
     marker = tmp_path / "killed.pid"
     jobs = [Job(spec_for("h1"), ok), Job(spec_for("h2"), killed_once, str(marker)),
             Job(spec_for("h3"), ok), Job(spec_for("h4"), ok)]
