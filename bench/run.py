@@ -55,7 +55,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from measure import Measurement, become_subreaper, run_measured  # noqa: E402 (after the sys.path lines)
+from measure import Measurement, become_subreaper, cgroup2_root, run_measured  # noqa: E402 (after the sys.path lines)
 
 from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys  # noqa: E402
 
@@ -515,7 +515,7 @@ def machine() -> dict:
     import resource
     return {"nproc": os.cpu_count(), "ram_gib": round(mem / 2**30, 1), "cpu": cpu,
             "kernel": platform.release(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-            "sshd": find_sshd(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            "sshd": find_sshd(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cgroup2": cgroup2_root()}
 
 
 # ------------------------------------------------------------------------------------------
@@ -532,7 +532,8 @@ def one_run(tool: str, w: Workload, prep: dict, reset: bool = True) -> dict:
     bad, left = w.verify()
     ok = m.returncode == 0 and bad == 0 and left == 0
     rec = {"wall_s": round(m.wall_s, 4), "cpu_s": round(m.cpu_s, 4), "peak_rss_mib": round(m.peak_rss / 2**20, 1),
-           "peak_procs": m.peak_procs, "ok": ok}
+           "peak_procs": m.peak_procs, "ok": ok, "cpu_method": m.cpu_method,
+           "cpu_rusage_s": round(m.cpu_rusage_s, 4)}
     if not ok:
         rec["error"] = (f"exit {m.returncode}, {bad} wrong destinations, {left} temp files left "
                         f"{getattr(w, 'left_names', [])[:3] if left else ''}; "
@@ -733,10 +734,23 @@ def write_report(data: dict, md_path: Path) -> None:
              "the benchmark checks every destination's SHA-256 and that no temporary file is left "
              "(a run that fails this is counted as failed, not timed).")
     L.append("- **wall**: median (min–max) seconds over the runs; tools are interleaved run by run, order rotating.")
-    L.append("- **controller CPU**: user+sys of the tool's whole process tree (`getrusage(RUSAGE_CHILDREN)` "
-             "deltas; left-behind processes such as ssh ControlPersist masters are re-parented to the "
-             "benchmark (child subreaper) and reaped, so they count). Median. sshd's CPU is not included, "
-             "but it runs on the same 2 cores, so it is inside every wall time.")
+    methods = {r.get("cpu_method", "rusage") for c in data["cells"] for r in c.get("runs", [])}
+    if methods == {"cgroup"}:
+        L.append(f"- **controller CPU** (cgroup method): each run starts in a fresh cgroup v2 group of its own "
+                 f"(under `{m.get('cgroup2') or '?'}`; a tiny `sh` writes its PID into `cgroup.procs` and `exec`s the "
+                 "tool), so the tool and *every* process it starts (fork server, workers, resource tracker, ssh, "
+                 "however re-parented) are counted in the group's `cpu.stat` `usage_usec` (user+system), read once "
+                 "nothing is left in the group (leftovers killed through `cgroup.kill`). Median. sshd and the delay "
+                 "relay run outside the group; they share the same 2 cores, so they are inside every wall time. "
+                 "The rusage figure (`getrusage(RUSAGE_CHILDREN)`, child subreaper) is kept in results.json as "
+                 "`cpu_rusage_s`.")
+    else:
+        L.append("- **controller CPU**: user+sys of the tool's whole process tree (`getrusage(RUSAGE_CHILDREN)` "
+                 "deltas; left-behind processes such as ssh ControlPersist masters are re-parented to the "
+                 "benchmark (child subreaper) and reaped, so they count). Median. sshd's CPU is not included, "
+                 "but it runs on the same 2 cores, so it is inside every wall time."
+                 + ("" if m.get("cgroup2") else " (No cgroup v2 group could be created here, so the cgroup "
+                                                 "method was not used.)"))
     L.append("- **controller memory**: peak over the run of RSS summed over the tool's processes, sampled every "
              "20 ms (shared pages count once per process); the median of the runs' peaks is shown.")
     L.append("- **ratio**: wall median / the `openssh` row's wall median of the same workload in the same run.")
@@ -797,7 +811,7 @@ def write_report(data: dict, md_path: Path) -> None:
                          f"{r['connections_per_push']} | {_fmt_turns(r.get('turns_per_push'))} |")
         L.append("")
     if data.get("targets"):
-        L.append("## Targets of issue 6 (item 3)\n")
+        L.append(f"## Targets of issue {data.get('issue', 6)}\n")
         L.append("| target | measured | verdict |")
         L.append("|---|---|---|")
         for t in data["targets"]:
@@ -891,6 +905,81 @@ def evaluate_targets(data: dict) -> list[dict]:
     return out
 
 
+def targets_for(data: dict) -> list[dict]:
+    """The targets of the issue this run was made for (16 with --issue16, else 6)."""
+    return evaluate_targets16(data) if data.get("issue") == 16 else evaluate_targets(data)
+
+
+def evaluate_targets16(data: dict) -> list[dict]:
+    """Issue #16's targets, each with its figure and a verdict (met / missed by how much)."""
+    cells = data["cells"]
+    out = []
+
+    def get(w, t):
+        c = find_cell(cells, w, t)
+        return c if c and "wall_median" in c else None
+
+    def verdict(ok: bool, miss: str) -> str:
+        return "**met**" if ok else f"**missed** by {miss}"
+
+    for n, goal in ((1, 1.8), (8, 1.3), (64, 1.05)):
+        cd = get(f"cfg-{n}", "concurdeploy")
+        if not cd:
+            continue
+        peers = {t: get(f"cfg-{n}", t) for t in ("fabric", "pssh")}
+        out.append({"target": f"start/scale: 23 KB to {n} host{'s' if n > 1 else ''}, wall ≤ ×{goal} of OpenSSH",
+                    "measured": f"×{cd['ratio_wall']:.2f} ({cd['wall_median']:.2f} s vs {cd['wall_median'] / cd['ratio_wall']:.2f} s)",
+                    "verdict": verdict(cd["ratio_wall"] <= goal, f"×{cd['ratio_wall'] / goal:.2f}")})
+        for t, p in peers.items():
+            if p:
+                out.append({"target": f"… ahead of {'Fabric' if t == 'fabric' else 'parallel-ssh'} at {n}",
+                            "measured": f"{cd['wall_median']:.2f} s vs {p['wall_median']:.2f} s (×{p['ratio_wall']:.2f})",
+                            "verdict": verdict(cd["wall_median"] < p["wall_median"],
+                                               f"{cd['wall_median'] - p['wall_median']:.2f} s")})
+    rts = {r["tool"]: r for r in data.get("round_trips") or [] if "round_trips" in r}
+    if "concurdeploy" in rts:
+        others = ", ".join(f"{t} {r['round_trips']:.1f}" for t, r in rts.items() if t != "concurdeploy")
+        out.append({"target": "round trips per host, counted and published (one channel per host where possible)",
+                    "measured": f"concurdeploy {rts['concurdeploy']['round_trips']:.1f} ({others})",
+                    "verdict": "published (no numeric target)"})
+    cd = get("cfg-64", "concurdeploy")
+    if cd:
+        per = cd["cpu_median"] / 64 * 1000
+        method = (cd["runs"][0].get("cpu_method") or "rusage") if cd.get("runs") else "?"
+        out.append({"target": f"controller CPU ≤ 20 ms per host at 64 hosts ({method} method, all processes)",
+                    "measured": f"{per:.0f} ms/host ({cd['cpu_median']:.2f} s)",
+                    "verdict": verdict(per <= 20, f"{per - 20:.0f} ms/host (×{per / 20:.2f})")})
+    big = get("big-4", "concurdeploy")
+    if big:
+        out.append({"target": "100 MB to 4 hosts: wall ≤ ×1.25 of OpenSSH",
+                    "measured": f"×{big['ratio_wall']:.2f} ({big['wall_median']:.2f} s)",
+                    "verdict": verdict(big["ratio_wall"] <= 1.25, f"×{big['ratio_wall'] / 1.25:.2f}")})
+    for sw, cw, goal, where in (("second-64", "cfg-64", 0.8, "loopback, 64 hosts"),
+                                ("second-8", "cfg-8", 0.8, "loopback, 8 hosts"),
+                                ("wan-second-64", "wan-cfg-64", 0.6, "delay relay (RTT 50 ms), 64 hosts")):
+        sp, ch = get(sw, "concurdeploy"), get(cw, "concurdeploy")
+        if sp and ch:
+            r = sp["wall_median"] / ch["wall_median"]
+            out.append({"target": f"unchanged second pass ≤ ×{goal} of a changing one ({where})",
+                        "measured": f"×{r:.2f} ({sp['wall_median']:.2f} s vs {ch['wall_median']:.2f} s)",
+                        "verdict": verdict(r <= goal, f"×{r / goal:.2f}")})
+    for n in (1, 8, 64):
+        w = get(f"wan-cfg-{n}", "concurdeploy")
+        if w:
+            out.append({"target": f"WAN (delay relay, RTT 50 ms), {n} host{'s' if n > 1 else ''}: wall ≤ ×1.2 of OpenSSH "
+                                  f"through the same relay",
+                        "measured": f"×{w['ratio_wall']:.2f} ({w['wall_median']:.2f} s)",
+                        "verdict": verdict(w["ratio_wall"] <= 1.2, f"×{w['ratio_wall'] / 1.2:.2f}")})
+    for n, goal in ((64, 200), (256, 300)):
+        c = get(f"cfg-{n}", "concurdeploy")
+        if c:
+            mem = c["mem_peak_mib"] * 2**20 / 1e6
+            out.append({"target": f"summed RSS ≤ {goal} MB at {n} hosts",
+                        "measured": f"{mem:.0f} MB (highest peak of the runs; median {c['mem_median_mib'] * 2**20 / 1e6:.0f} MB)",
+                        "verdict": verdict(mem <= goal, f"{mem - goal:.0f} MB")})
+    return out
+
+
 def summary_table(cells: list) -> list[str]:
     ns = sorted({c["n"] for c in cells if c["workload"] == f"cfg-{c['n']}"})
     tools = []
@@ -923,10 +1012,14 @@ def summary_table(cells: list) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="concurdeploy vs OpenSSH/Fabric/parallel-ssh/Ansible on loopback sshd")
+    ap.add_argument("--issue16", action="store_true",
+                    help="the workloads of issue #16 against openssh, fabric, pssh in one run (~25-35 min): "
+                         "N=1,8,64,256, second pass, 100 MB to 4, WAN at 1/8/64 + its second pass, round trips, "
+                         "start-up, profile; targets of issue 16 in RESULTS.md")
     ap.add_argument("--quick", action="store_true", help="~3-4 minute subset (N=1,8,32; 3 runs)")
     ap.add_argument("--runs", type=int, default=None, help="runs per cell (default 5, quick 3)")
     ap.add_argument("--ns", default=None, help="host counts for the 23 KB workload, e.g. 1,8,32,64,256")
-    ap.add_argument("--tools", default=",".join(ALL_TOOLS + ["cd+nodelay"]),
+    ap.add_argument("--tools", default=None,
                     help=f"rows to run; also available: {', '.join(EXPERIMENTS)}, cd-1proc (experiments, see bench/experiments/)")
     ap.add_argument("--runs-256", type=int, default=3, help="runs per cell at N=256 (default 3)")
     ap.add_argument("--ansible-max-n", type=int, default=64, help="skip Ansible above this N (default 64)")
@@ -949,12 +1042,16 @@ def main() -> int:
         prof_json = BENCH / "profile" / "summary.json"
         if prof_json.exists():
             (BENCH / "profile" / "summary.md").write_text(profile_markdown(json.loads(prof_json.read_text())))
-        data["targets"] = evaluate_targets(data)
+        data["targets"] = targets_for(data)
         data["summary_table"] = summary_table(data["cells"])
         write_report(data, Path(args.out_md))
         return 0
     t_start = time.monotonic()
     quick = args.quick
+    if args.issue16:
+        args.tools = args.tools or "openssh,concurdeploy,fabric,pssh"
+        args.ns = args.ns or "1,8,64,256"
+    args.tools = args.tools or ",".join(ALL_TOOLS + ["cd+nodelay"])
     runs = args.runs or (3 if quick else 5)
     ns = [int(x) for x in (args.ns or ("1,8,32" if quick else "1,8,32,64,256")).split(",")]
     tools = [t for t in args.tools.split(",") if t]
@@ -988,7 +1085,8 @@ def main() -> int:
         notes.append(f"user {BENCH_USER} missing (run bench/setup.sh as root): logged in as {lab.user}, whose "
                      f"login shell rc files run on every remote command")
     cfg, cfg_old = haproxy_cfg(), haproxy_cfg(maxconn=10000)
-    data = {"argv": sys.argv[1:], "mode": "quick" if quick else "full", "machine": machine(),
+    data = {"argv": sys.argv[1:], "mode": "issue16" if args.issue16 else "quick" if quick else "full",
+            "issue": 16 if args.issue16 else 6, "machine": machine(),
             "versions": versions(), "login_user": lab.user, "peer_status": status, "cells": [], "notes": notes}
     results = data["cells"]
     warm: set = set()
@@ -1170,7 +1268,7 @@ def _checkpoint(data: dict, args, t_start: float) -> None:
     data["elapsed_min"] = (time.monotonic() - t_start) / 60
     add_ratios(data["cells"])
     data["summary_table"] = summary_table(data["cells"])
-    data["targets"] = evaluate_targets(data)
+    data["targets"] = targets_for(data)
     Path(args.out_json).write_text(json.dumps(data, indent=1))
     write_report(data, Path(args.out_md))
 
