@@ -21,6 +21,7 @@ keeps the pool for such actions).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -69,6 +70,11 @@ class InlinePool(Executor):
 
     def __init__(self, forks: int = DEFAULT_FORKS, hosts_hint: int | None = None):
         self.forks = max(1, min(forks, hosts_hint or forks))
+        # paramiko logs transport-thread errors (e.g. a banner timeout) that are reported per
+        # host; without a handler Python would print them to stderr as tracebacks (as in a worker)
+        quiet = logging.getLogger("paramiko")
+        if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+            quiet.addHandler(logging.NullHandler())
         self._abort = threading.Event()
         self._stop_reason: str | None = None
         self._conns: dict[int, object] = {}  # index -> its Connection while the host is in flight

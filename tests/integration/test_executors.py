@@ -247,3 +247,64 @@ def test_deadline_fails_hosts_in_flight_within_the_grace_and_skips_the_rest(back
                               ("h3", "skipped", "Deadline"), ("h4", "skipped", "Deadline")], (kind, results)
     assert results[1].error.startswith("deadline exceeded")
     assert seconds <= took < seconds + DEADLINE_GRACE_S + 4, f"{kind}: returned after {took:.1f} s"
+
+
+# ---------------------------------------------------------------------------- the in-controller executor
+
+def ignores_abort_then_touches(conn, paths: tuple) -> HostResult:
+    """Never looks at the abort flag until ``release`` exists (bounded at 30 s), then creates
+    ``marker`` on the host through the transport itself (as a step already under way, an SFTP
+    write say, goes on without looking at the flag)."""
+    release, marker = paths
+    end = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < end:
+        time.sleep(0.05)
+    channel = conn.transport.open_session(timeout=10)
+    channel.settimeout(10)
+    channel.exec_command(f"touch {marker}")
+    channel.recv_exit_status()
+    return HostResult(conn.spec.name, Status.OK)
+
+
+def test_a_few_hosts_run_in_the_controllers_threads_with_no_process_started(spec_for):
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    jobs = [Job(spec_for(f"h{i}"), ok) for i in (1, 2, 3)]
+    with make_executor("local", forks=50, hosts=[object()] * 3, processes=0) as pool:
+        assert type(pool).__name__ == "InlinePool"
+        results, _ = run(pool, jobs)
+    assert table(results) == [(f"h{i}", "ok", None) for i in (1, 2, 3)]
+    assert {r.data["pid"] for r in results} == {os.getpid()}
+    assert set(multiprocessing.active_children()) == before
+
+
+def test_a_host_given_up_by_the_inline_executor_takes_no_further_step_on_the_host(spec_for, tmp_path):
+    """Past the deadline's grace the host is reported ``failed`` (``Deadline``); its thread cannot
+    be killed, so its connection is closed under it: when it wakes up, its next remote command
+    must not run (the report would otherwise be wrong about the host)."""
+    release, marker = tmp_path / "release", tmp_path / "marker"
+    os.chmod(tmp_path, 0o777)  # the login user of the host writes the marker (if it ever runs)
+    jobs = [Job(spec_for("h1"), ignores_abort_then_touches, (str(release), str(marker)))]
+    pool = make_executor("local", forks=1, hosts=[object()], processes=0)
+    try:
+        results, took = run(pool, jobs, deadline=time.monotonic() + 2)
+    finally:
+        release.write_text("go")
+        pool.close()  # joins the host's thread (bounded): it has tried its command by now
+    assert table(results) == [("h1", "failed", "Deadline")]
+    assert took < 2 + DEADLINE_GRACE_S + 4
+    assert not marker.exists(), "a host given up ran a command after its verdict"
+
+
+def test_the_automatic_choice_of_executor():
+    from concurdeploy.executors.inline import INLINE_MAX_HOSTS, InlinePool
+    from concurdeploy.executors.local import WorkerPool
+
+    few, many = [object()] * INLINE_MAX_HOSTS, [object()] * (INLINE_MAX_HOSTS + 1)
+    assert isinstance(make_executor("local", forks=50, hosts=few, processes=0), InlinePool)
+    assert isinstance(make_executor("local", forks=50, hosts=few, processes=None), InlinePool)
+    with make_executor("local", forks=50, hosts=few, processes=1) as pool:  # asked for: a pool
+        assert isinstance(pool, WorkerPool)
+    with make_executor("local", forks=50, hosts=many, processes=0) as pool:
+        assert isinstance(pool, WorkerPool)
