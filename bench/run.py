@@ -64,6 +64,9 @@ BENCH_USER = "cdbench"
 ALL_TOOLS = ["openssh", "concurdeploy", "fabric", "pssh", "ansible"]
 #: Experiment rows (not peers): concurdeploy with a change applied from outside, see bench/experiments/.
 EXPERIMENTS = {"cd+nodelay": BENCH / "experiments" / "nodelay", "cd+fixes": BENCH / "experiments" / "fixes"}
+#: Rows of concurdeploy with a setting: ``cd+pool`` = worker processes (one per CPU) at every
+#: size, where the automatic choice runs up to 64 hosts in the controller's threads.
+SETTING_ROWS = {"cd+pool": {"CONCURDEPLOY_PROCESSES": str(os.cpu_count() or 1)}}
 SSH_OPTS_COMMON = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                    "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
                    "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=120"]
@@ -321,7 +324,8 @@ class Workload:
                     bad += 1
             except OSError:
                 bad += 1
-            extra = [p.name for p in d.parent.iterdir() if p.name != d.name and not _is_backup(p.name)]
+            extra = [p.name for p in d.parent.iterdir()
+                     if p.name not in (d.name, LOCK_NAME) and not _is_backup(p.name)]
             left += len(extra)
             if extra:
                 self.left_names = extra
@@ -336,6 +340,10 @@ class Workload:
                         shutil.rmtree(p, ignore_errors=True)
                     else:
                         p.unlink(missing_ok=True)
+
+
+#: concurdeploy's per-folder run lock (operations.facts.LOCK_NAME, empty, 0600): it stays, by design.
+LOCK_NAME = ".concurdeploy.lock"
 
 
 def _is_backup(name: str) -> bool:
@@ -354,6 +362,8 @@ def _sha_file(path: Path) -> str:
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK",) and not k.startswith("CONCURDEPLOY_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # the concurdeploy measured is this checkout's (not another editable install of the package)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     # This machine sets PYTHONDONTWRITEBYTECODE=1; an operator's shell does not. Without it the
     # warm-up run writes each tool's .pyc files and later runs load them, as on a workstation.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -392,9 +402,14 @@ def prepare(tool: str, w: Workload) -> dict:
         prep = prepare("concurdeploy", w)
         prep["cmd"] = [sys.executable, str(BENCH / "experiments" / "inprocess.py"), "inventory.yaml", "bench", str(w.n)]
         return prep
+    if tool in SETTING_ROWS:
+        prep = prepare("concurdeploy", w)
+        prep["env"] = dict(prep["env"], **SETTING_ROWS[tool])
+        return prep
     if tool in EXPERIMENTS:
         prep = prepare("concurdeploy", w)
-        prep["env"] = dict(prep["env"], PYTHONPATH=str(EXPERIMENTS[tool]))
+        prep["env"] = dict(prep["env"], PYTHONPATH=os.pathsep.join(
+            filter(None, [str(EXPERIMENTS[tool]), prep["env"].get("PYTHONPATH", "")])))
         return prep
     if tool == "concurdeploy":
         (tdir / "files").mkdir(exist_ok=True)
@@ -447,7 +462,7 @@ def prepare(tool: str, w: Workload) -> dict:
 def peer_status() -> dict[str, str]:
     """Which peers can run here: {tool: "" (ok) or "n/a (reason)"}."""
     st = {"openssh": "" if shutil.which("ssh") and shutil.which("xargs") else "n/a (ssh or xargs missing)",
-          "concurdeploy": "", "cd-1proc": "", **{e: "" for e in EXPERIMENTS}}
+          "concurdeploy": "", "cd-1proc": "", **{e: "" for e in (*EXPERIMENTS, *SETTING_ROWS)}}
     if not VENV_PY.exists():
         for t in ("fabric", "pssh", "ansible"):
             st[t] = "n/a (bench/.venv missing: run bash bench/setup.sh)"
@@ -1020,7 +1035,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=None, help="runs per cell (default 5, quick 3)")
     ap.add_argument("--ns", default=None, help="host counts for the 23 KB workload, e.g. 1,8,32,64,256")
     ap.add_argument("--tools", default=None,
-                    help=f"rows to run; also available: {', '.join(EXPERIMENTS)}, cd-1proc (experiments, see bench/experiments/)")
+                    help=f"rows to run; also available: {', '.join([*EXPERIMENTS, *SETTING_ROWS])}, cd-1proc "
+                         "(experiments, see bench/experiments/; cd+pool: CONCURDEPLOY_PROCESSES=<cpus>)")
     ap.add_argument("--runs-256", type=int, default=3, help="runs per cell at N=256 (default 3)")
     ap.add_argument("--ansible-max-n", type=int, default=64, help="skip Ansible above this N (default 64)")
     ap.add_argument("--ansible-runs-large", type=int, default=3,
@@ -1049,7 +1065,7 @@ def main() -> int:
     t_start = time.monotonic()
     quick = args.quick
     if args.issue16:
-        args.tools = args.tools or "openssh,concurdeploy,fabric,pssh"
+        args.tools = args.tools or "openssh,concurdeploy,fabric,pssh,cd+pool"
         args.ns = args.ns or "1,8,64,256"
     args.tools = args.tools or ",".join(ALL_TOOLS + ["cd+nodelay"])
     runs = args.runs or (3 if quick else 5)
@@ -1069,6 +1085,14 @@ def main() -> int:
              "1-minute load average before each workload is shown in its heading. Tools are interleaved run by "
              "run on the same hosts, so ratios suffer less from that than absolute times."]
 
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the sshd hosts are stopped (finally)
+    if "cd+pool" in tools:
+        notes.append("`cd+pool` = the `concurdeploy` row with `CONCURDEPLOY_PROCESSES="
+                     f"{SETTING_ROWS['cd+pool']['CONCURDEPLOY_PROCESSES']}` (worker processes started from a fork "
+                     "server, as every run was before this branch); `concurdeploy` itself runs up to 64 hosts in "
+                     "its own threads (no worker process) and more in worker processes, so the two rows are the "
+                     "same program at 256 hosts.")
     if not become_subreaper():
         notes.append("could not become child subreaper: CPU of processes a tool leaves behind is not counted")
     import resource
@@ -1110,7 +1134,7 @@ def main() -> int:
                 continue
             w = Workload(lab, f"second-{n}", n, cfg, cfg_old, "cfg", second_pass=True)
             log(f"workload second-{n}: nothing changed, concurdeploy (and ansible at N<=8)")
-            sp_tools = [t for t in ("concurdeploy", *EXPERIMENTS, "ansible") if t in tools and (t != "ansible" or n <= 8)]
+            sp_tools = [t for t in ("concurdeploy", *EXPERIMENTS, *SETTING_ROWS, "ansible") if t in tools and (t != "ansible" or n <= 8)]
             run_cell_group(w, sp_tools, runs, status, results, warm)
             _checkpoint(data, args, t_start)
         if big and step("big"):
@@ -1135,11 +1159,13 @@ def main() -> int:
                 _checkpoint(data, args, t_start)
             w = Workload(lab, "wan-second-64", 64, cfg, cfg_old, "cfg", wan_ms=25.0, second_pass=True)
             log("workload wan-second-64: nothing changed at RTT 50 ms")
-            run_cell_group(w, [t for t in ("concurdeploy", *EXPERIMENTS) if t in tools], runs, status, results, warm)
+            run_cell_group(w, [t for t in ("concurdeploy", *EXPERIMENTS, *SETTING_ROWS) if t in tools], runs, status,
+                           results, warm)
             _checkpoint(data, args, t_start)
         if prof and step("roundtrips"):
             log("round trips per push (one host, RTT 0 vs 200 ms)")
-            data["round_trips"] = round_trips(lab, tools, status, cfg, cfg_old, runs=3)
+            data["round_trips"] = round_trips(lab, [t for t in tools if t not in SETTING_ROWS], status, cfg,
+                                              cfg_old, runs=3)
             _checkpoint(data, args, t_start)
         if prof and step("profile"):
             log("profile of one host's push")

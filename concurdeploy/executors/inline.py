@@ -1,6 +1,7 @@
-"""The in-controller executor: a few hosts, each in a thread of the controller itself.
+"""The in-controller executor: each host in a thread of the controller itself.
 
-For a run of a few hosts the local pool's machinery costs more than the hosts: a fork server
+For a run of up to :data:`INLINE_MAX_HOSTS` hosts the local pool's machinery costs more than it
+gives: a fork server
 that imports paramiko, a resource tracker, worker processes, pipes (≈1 s of wall time and
 ≈0.4 s of CPU before the first SSH packet on a 2-core machine; bench/RESULTS.md). When the
 run has at most :data:`INLINE_MAX_HOSTS` hosts and ``--processes`` is left at 0 (automatic),
@@ -46,9 +47,11 @@ from concurdeploy.records import HostResult
 
 __all__ = ["INLINE_MAX_HOSTS", "InlinePool", "fits_inline"]
 
-#: Runs of at most this many hosts go in the controller's own threads when ``--processes`` is
-#: 0 (automatic). Past it, the CPU of key exchange and hashing is spread over worker processes.
-INLINE_MAX_HOSTS = 16
+#: Runs of at most this many hosts go in the controller's own threads when ``processes`` is 0
+#: (automatic). Past it, the CPU of key exchange and hashing is spread over worker processes.
+#: Measured on 2 cores (bench/RESULTS.md, row ``cd+pool``): threads were faster and used a third
+#: of the memory at 1, 8 and 64 hosts.
+INLINE_MAX_HOSTS = 64
 
 
 def fits_inline(kind: str, processes: int | None, n_hosts: int) -> bool:
