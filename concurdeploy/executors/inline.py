@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -70,6 +71,8 @@ class InlinePool(Executor):
 
     processes = 0
     retries = 0
+    _open_pools = 0  # InlinePools of this process not yet closed (bastions are closed with the last)
+    _count_lock = threading.Lock()
 
     def __init__(self, forks: int = DEFAULT_FORKS, hosts_hint: int | None = None):
         self.forks = max(1, min(forks, hosts_hint or forks))
@@ -83,6 +86,9 @@ class InlinePool(Executor):
         self._conns: dict[int, object] = {}  # index -> its Connection while the host is in flight
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._closed = False
+        with InlinePool._count_lock:
+            InlinePool._open_pools += 1
 
     @property
     def pids(self) -> list[int]:
@@ -200,7 +206,8 @@ class InlinePool(Executor):
 
     def close(self) -> None:
         """Nothing to stop: the hosts' threads have ended (or were given up, their
-        connections closed); a thread given up ends at its next step."""
+        connections closed; a thread given up ends at its next step, waited for ≤ 2 s);
+        the cached bastion connections are closed with the process's last open pool."""
         end = time.monotonic() + (0 if self._hard else 2)
         with self._lock:
             conns = list(self._conns.values())
@@ -214,3 +221,17 @@ class InlinePool(Executor):
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        self._release_bastions()
+
+    def _release_bastions(self) -> None:
+        """As a worker process's end closes the bastion connections it cached, the last open
+        pool of this process closes them (a library caller's process outlives the run)."""
+        with InlinePool._count_lock:
+            if self._closed:
+                return
+            self._closed = True
+            InlinePool._open_pools -= 1
+            last = InlinePool._open_pools == 0
+        bastions = sys.modules.get("concurdeploy.ssh.bastions")  # never imported: nothing cached
+        if last and bastions is not None:
+            bastions.close_bastions()
