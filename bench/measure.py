@@ -1,7 +1,14 @@
 """Measuring one command: wall time, controller CPU (user+sys of its whole process tree) and
 controller peak memory (RSS summed over its processes, sampled every ~20 ms).
 
-- CPU: ``resource.getrusage(RUSAGE_CHILDREN)`` before and after. This process is made a
+- CPU, cgroup method (used when this process may create cgroups, i.e. as root with a cgroup v2
+  hierarchy mounted): the command starts inside a fresh cgroup v2 group of its own (a tiny
+  ``sh`` writes its PID into ``cgroup.procs`` and ``exec``s the command), so it and every process
+  it starts — fork server, workers, resource tracker, ssh masters, however they are parented —
+  are counted in that group's ``cpu.stat`` (``usage_usec``, user+system), read once nothing is
+  left in the group (leftovers are killed through ``cgroup.kill``). sshd and the delay relay are
+  not in it (they run before, outside it).
+- CPU, rusage method (always measured too; the only one without cgroups): ``resource.getrusage(RUSAGE_CHILDREN)`` before and after. This process is made a
   *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so processes that the tool leaves
   behind (multiprocessing's fork server, ssh ControlPersist masters) are re-parented to us;
   they are stopped and reaped after the wall time is taken, so their CPU is counted too.
@@ -24,6 +31,78 @@ from dataclasses import dataclass, field
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_S = 0.02
+
+
+def cgroup2_root() -> str | None:
+    """Where a cgroup v2 hierarchy is mounted (``/sys/fs/cgroup`` or, on a hybrid layout,
+    ``/sys/fs/cgroup/unified``), if this process can create a group in it; else None."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[2:3] == ["cgroup2"]]
+    except OSError:
+        return None
+    for root in mounts:
+        probe = os.path.join(root, f"cdbench-probe-{os.getpid()}")
+        try:
+            os.mkdir(probe)
+            os.rmdir(probe)
+            return root
+        except OSError:
+            continue
+    return None
+
+
+class CpuCgroup:
+    """One cgroup v2 group for one measured command (see the module doc)."""
+
+    _n = 0
+
+    def __init__(self, root: str):
+        CpuCgroup._n += 1
+        self.path = os.path.join(root, f"cdbench-{os.getpid()}-{CpuCgroup._n}")
+        os.mkdir(self.path)
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """``cmd`` started inside this group (a ``sh`` moves itself in, then ``exec``s it)."""
+        return ["/bin/sh", "-c", f'echo $$ > {self.path}/cgroup.procs && exec "$@"', "sh", *cmd]
+
+    def procs(self) -> list[int]:
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(x) for x in f.read().split()]
+        except OSError:
+            return []
+
+    def kill(self) -> None:
+        try:
+            with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:
+            for p in self.procs():
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def cpu(self) -> tuple[float, float]:
+        """(user s, system s) of everything that ever ran in the group."""
+        st = {}
+        with open(os.path.join(self.path, "cpu.stat")) as f:
+            for line in f:
+                k, v = line.split()
+                st[k] = int(v)
+        return st.get("user_usec", 0) / 1e6, st.get("system_usec", 0) / 1e6
+
+    def close(self, timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                if time.monotonic() > end:
+                    return
+                time.sleep(0.02)
 
 
 def become_subreaper() -> bool:
@@ -133,6 +212,8 @@ class Measurement:
     stderr: str = ""
     leftovers: int = 0
     extra: dict = field(default_factory=dict)
+    cpu_rusage_s: float = 0.0   # the rusage method's figure (cpu_s is the cgroup's when measured)
+    cpu_method: str = "rusage"
 
 
 def _orphans(exclude: set[int]) -> list[int]:
@@ -159,6 +240,9 @@ def _reap(pids: list[int], timeout: float) -> list[int]:
     return left
 
 
+_CG_ROOT: list = []  # [root or None], probed once
+
+
 def run_measured(cmd: list[str], *, exclude: set[int], env: dict | None = None, cwd: str | None = None,
                  timeout: float = 1800, stdin_path: str | None = None,
                  linger_ok: float = 5.0) -> Measurement:
@@ -167,6 +251,11 @@ def run_measured(cmd: list[str], *, exclude: set[int], env: dict | None = None, 
     :param exclude: PIDs of long-running servers below us (their subtrees are not the controller's).
     :param linger_ok: seconds to let left-behind processes exit by themselves before SIGTERM.
     """
+    if not _CG_ROOT:
+        _CG_ROOT.append(cgroup2_root())
+    group = CpuCgroup(_CG_ROOT[0]) if _CG_ROOT[0] else None
+    if group:
+        cmd = group.wrap(cmd)
     already = set(_children(os.getpid(), True))  # servers etc.: never treated as left-behind
     exclude = set(exclude) | already
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -202,5 +291,17 @@ def run_measured(cmd: list[str], *, exclude: set[int], env: dict | None = None, 
     sampler.stop()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Measurement(wall, cpu, sampler.peak, sampler.peak_procs, proc.returncode,
-                       out.decode(errors="replace"), err.decode(errors="replace"))
+    m = Measurement(wall, cpu, sampler.peak, sampler.peak_procs, proc.returncode,
+                    out.decode(errors="replace"), err.decode(errors="replace"), cpu_rusage_s=cpu)
+    if group:
+        if group.procs():  # left in the group however they were parented: end them, count them
+            m.leftovers = len(group.procs())
+            group.kill()
+            end = time.monotonic() + 5
+            while group.procs() and time.monotonic() < end:
+                time.sleep(0.02)
+            _reap(_orphans(exclude | {proc.pid}), 1.0)
+        user, system = group.cpu()
+        m.cpu_s, m.cpu_method = user + system, "cgroup"
+        group.close()
+    return m

@@ -55,7 +55,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from measure import Measurement, become_subreaper, run_measured  # noqa: E402 (after the sys.path lines)
+from measure import Measurement, become_subreaper, cgroup2_root, run_measured  # noqa: E402 (after the sys.path lines)
 
 from tests.sshd import OpenSSHServer, find_sshd, generate_client_keys  # noqa: E402
 
@@ -64,6 +64,9 @@ BENCH_USER = "cdbench"
 ALL_TOOLS = ["openssh", "concurdeploy", "fabric", "pssh", "ansible"]
 #: Experiment rows (not peers): concurdeploy with a change applied from outside, see bench/experiments/.
 EXPERIMENTS = {"cd+nodelay": BENCH / "experiments" / "nodelay", "cd+fixes": BENCH / "experiments" / "fixes"}
+#: Rows of concurdeploy with a setting: ``cd+pool`` = worker processes (one per CPU) at every
+#: size, where the automatic choice runs up to 64 hosts in the controller's threads.
+SETTING_ROWS = {"cd+pool": {"CONCURDEPLOY_PROCESSES": str(os.cpu_count() or 1)}}
 SSH_OPTS_COMMON = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                    "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
                    "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=120"]
@@ -321,7 +324,8 @@ class Workload:
                     bad += 1
             except OSError:
                 bad += 1
-            extra = [p.name for p in d.parent.iterdir() if p.name != d.name and not _is_backup(p.name)]
+            extra = [p.name for p in d.parent.iterdir()
+                     if p.name not in (d.name, LOCK_NAME) and not _is_backup(p.name)]
             left += len(extra)
             if extra:
                 self.left_names = extra
@@ -336,6 +340,10 @@ class Workload:
                         shutil.rmtree(p, ignore_errors=True)
                     else:
                         p.unlink(missing_ok=True)
+
+
+#: concurdeploy's per-folder run lock (operations.facts.LOCK_NAME, empty, 0600): it stays, by design.
+LOCK_NAME = ".concurdeploy.lock"
 
 
 def _is_backup(name: str) -> bool:
@@ -354,6 +362,8 @@ def _sha_file(path: Path) -> str:
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK",) and not k.startswith("CONCURDEPLOY_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # the concurdeploy measured is this checkout's (not another editable install of the package)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     # This machine sets PYTHONDONTWRITEBYTECODE=1; an operator's shell does not. Without it the
     # warm-up run writes each tool's .pyc files and later runs load them, as on a workstation.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -392,9 +402,14 @@ def prepare(tool: str, w: Workload) -> dict:
         prep = prepare("concurdeploy", w)
         prep["cmd"] = [sys.executable, str(BENCH / "experiments" / "inprocess.py"), "inventory.yaml", "bench", str(w.n)]
         return prep
+    if tool in SETTING_ROWS:
+        prep = prepare("concurdeploy", w)
+        prep["env"] = dict(prep["env"], **SETTING_ROWS[tool])
+        return prep
     if tool in EXPERIMENTS:
         prep = prepare("concurdeploy", w)
-        prep["env"] = dict(prep["env"], PYTHONPATH=str(EXPERIMENTS[tool]))
+        prep["env"] = dict(prep["env"], PYTHONPATH=os.pathsep.join(
+            filter(None, [str(EXPERIMENTS[tool]), prep["env"].get("PYTHONPATH", "")])))
         return prep
     if tool == "concurdeploy":
         (tdir / "files").mkdir(exist_ok=True)
@@ -447,7 +462,7 @@ def prepare(tool: str, w: Workload) -> dict:
 def peer_status() -> dict[str, str]:
     """Which peers can run here: {tool: "" (ok) or "n/a (reason)"}."""
     st = {"openssh": "" if shutil.which("ssh") and shutil.which("xargs") else "n/a (ssh or xargs missing)",
-          "concurdeploy": "", "cd-1proc": "", **{e: "" for e in EXPERIMENTS}}
+          "concurdeploy": "", "cd-1proc": "", **{e: "" for e in (*EXPERIMENTS, *SETTING_ROWS)}}
     if not VENV_PY.exists():
         for t in ("fabric", "pssh", "ansible"):
             st[t] = "n/a (bench/.venv missing: run bash bench/setup.sh)"
@@ -515,7 +530,7 @@ def machine() -> dict:
     import resource
     return {"nproc": os.cpu_count(), "ram_gib": round(mem / 2**30, 1), "cpu": cpu,
             "kernel": platform.release(), "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-            "sshd": find_sshd(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            "sshd": find_sshd(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cgroup2": cgroup2_root()}
 
 
 # ------------------------------------------------------------------------------------------
@@ -532,7 +547,8 @@ def one_run(tool: str, w: Workload, prep: dict, reset: bool = True) -> dict:
     bad, left = w.verify()
     ok = m.returncode == 0 and bad == 0 and left == 0
     rec = {"wall_s": round(m.wall_s, 4), "cpu_s": round(m.cpu_s, 4), "peak_rss_mib": round(m.peak_rss / 2**20, 1),
-           "peak_procs": m.peak_procs, "ok": ok}
+           "peak_procs": m.peak_procs, "ok": ok, "cpu_method": m.cpu_method,
+           "cpu_rusage_s": round(m.cpu_rusage_s, 4)}
     if not ok:
         rec["error"] = (f"exit {m.returncode}, {bad} wrong destinations, {left} temp files left "
                         f"{getattr(w, 'left_names', [])[:3] if left else ''}; "
@@ -712,7 +728,7 @@ def write_report(data: dict, md_path: Path) -> None:
     L = []
     L.append("# concurdeploy benchmark results\n")
     L.append(f"Generated by `python bench/run.py {' '.join(data['argv'])}` on {m['date']} "
-             f"({data['mode']} mode, {data['elapsed_min']:.1f} min). Raw numbers: `bench/results.json`.\n")
+             f"({data['mode']} mode, {data['elapsed_min']:.1f} min). Raw numbers: `{data.get('json_name', 'bench/results.json')}`.\n")
     L.append("How to run: `bash bench/setup.sh` once (as root), then `python bench/run.py --quick` (≈3 min) or "
              "`python bench/run.py` (full, ≈30 min); `python bench/run.py --report-only` rewrites this file from "
              "results.json and ANALYSIS.md. See bench/README.md.\n")
@@ -733,10 +749,23 @@ def write_report(data: dict, md_path: Path) -> None:
              "the benchmark checks every destination's SHA-256 and that no temporary file is left "
              "(a run that fails this is counted as failed, not timed).")
     L.append("- **wall**: median (min–max) seconds over the runs; tools are interleaved run by run, order rotating.")
-    L.append("- **controller CPU**: user+sys of the tool's whole process tree (`getrusage(RUSAGE_CHILDREN)` "
-             "deltas; left-behind processes such as ssh ControlPersist masters are re-parented to the "
-             "benchmark (child subreaper) and reaped, so they count). Median. sshd's CPU is not included, "
-             "but it runs on the same 2 cores, so it is inside every wall time.")
+    methods = {r.get("cpu_method", "rusage") for c in data["cells"] for r in c.get("runs", [])}
+    if methods == {"cgroup"}:
+        L.append(f"- **controller CPU** (cgroup method): each run starts in a fresh cgroup v2 group of its own "
+                 f"(under `{m.get('cgroup2') or '?'}`; a tiny `sh` writes its PID into `cgroup.procs` and `exec`s the "
+                 "tool), so the tool and *every* process it starts (fork server, workers, resource tracker, ssh, "
+                 "however re-parented) are counted in the group's `cpu.stat` `usage_usec` (user+system), read once "
+                 "nothing is left in the group (leftovers killed through `cgroup.kill`). Median. sshd and the delay "
+                 "relay run outside the group; they share the same 2 cores, so they are inside every wall time. "
+                 "The rusage figure (`getrusage(RUSAGE_CHILDREN)`, child subreaper) is kept in results.json as "
+                 "`cpu_rusage_s`.")
+    else:
+        L.append("- **controller CPU**: user+sys of the tool's whole process tree (`getrusage(RUSAGE_CHILDREN)` "
+                 "deltas; left-behind processes such as ssh ControlPersist masters are re-parented to the "
+                 "benchmark (child subreaper) and reaped, so they count). Median. sshd's CPU is not included, "
+                 "but it runs on the same 2 cores, so it is inside every wall time."
+                 + ("" if m.get("cgroup2") else " (No cgroup v2 group could be created here, so the cgroup "
+                                                 "method was not used.)"))
     L.append("- **controller memory**: peak over the run of RSS summed over the tool's processes, sampled every "
              "20 ms (shared pages count once per process); the median of the runs' peaks is shown.")
     L.append("- **ratio**: wall median / the `openssh` row's wall median of the same workload in the same run.")
@@ -797,7 +826,7 @@ def write_report(data: dict, md_path: Path) -> None:
                          f"{r['connections_per_push']} | {_fmt_turns(r.get('turns_per_push'))} |")
         L.append("")
     if data.get("targets"):
-        L.append("## Targets of issue 6 (item 3)\n")
+        L.append(f"## Targets of issue {data.get('issue', 6)}\n")
         L.append("| target | measured | verdict |")
         L.append("|---|---|---|")
         for t in data["targets"]:
@@ -891,6 +920,81 @@ def evaluate_targets(data: dict) -> list[dict]:
     return out
 
 
+def targets_for(data: dict) -> list[dict]:
+    """The targets of the issue this run was made for (16 with --issue16, else 6)."""
+    return evaluate_targets16(data) if data.get("issue") == 16 else evaluate_targets(data)
+
+
+def evaluate_targets16(data: dict) -> list[dict]:
+    """Issue #16's targets, each with its figure and a verdict (met / missed by how much)."""
+    cells = data["cells"]
+    out = []
+
+    def get(w, t):
+        c = find_cell(cells, w, t)
+        return c if c and "wall_median" in c else None
+
+    def verdict(ok: bool, miss: str) -> str:
+        return "**met**" if ok else f"**missed** by {miss}"
+
+    for n, goal in ((1, 1.8), (8, 1.3), (64, 1.05)):
+        cd = get(f"cfg-{n}", "concurdeploy")
+        if not cd:
+            continue
+        peers = {t: get(f"cfg-{n}", t) for t in ("fabric", "pssh")}
+        out.append({"target": f"start/scale: 23 KB to {n} host{'s' if n > 1 else ''}, wall ≤ ×{goal} of OpenSSH",
+                    "measured": f"×{cd['ratio_wall']:.2f} ({cd['wall_median']:.2f} s vs {cd['wall_median'] / cd['ratio_wall']:.2f} s)",
+                    "verdict": verdict(cd["ratio_wall"] <= goal, f"×{cd['ratio_wall'] / goal:.2f}")})
+        for t, p in peers.items():
+            if p:
+                out.append({"target": f"… ahead of {'Fabric' if t == 'fabric' else 'parallel-ssh'} at {n}",
+                            "measured": f"{cd['wall_median']:.2f} s vs {p['wall_median']:.2f} s (×{p['ratio_wall']:.2f})",
+                            "verdict": verdict(cd["wall_median"] < p["wall_median"],
+                                               f"{cd['wall_median'] - p['wall_median']:.2f} s")})
+    rts = {r["tool"]: r for r in data.get("round_trips") or [] if "round_trips" in r}
+    if "concurdeploy" in rts:
+        others = ", ".join(f"{t} {r['round_trips']:.1f}" for t, r in rts.items() if t != "concurdeploy")
+        out.append({"target": "round trips per host, counted and published (one channel per host where possible)",
+                    "measured": f"concurdeploy {rts['concurdeploy']['round_trips']:.1f} ({others})",
+                    "verdict": "published (no numeric target)"})
+    cd = get("cfg-64", "concurdeploy")
+    if cd:
+        per = cd["cpu_median"] / 64 * 1000
+        method = (cd["runs"][0].get("cpu_method") or "rusage") if cd.get("runs") else "?"
+        out.append({"target": f"controller CPU ≤ 20 ms per host at 64 hosts ({method} method, all processes)",
+                    "measured": f"{per:.0f} ms/host ({cd['cpu_median']:.2f} s)",
+                    "verdict": verdict(per <= 20, f"{per - 20:.0f} ms/host (×{per / 20:.2f})")})
+    big = get("big-4", "concurdeploy")
+    if big:
+        out.append({"target": "100 MB to 4 hosts: wall ≤ ×1.25 of OpenSSH",
+                    "measured": f"×{big['ratio_wall']:.2f} ({big['wall_median']:.2f} s)",
+                    "verdict": verdict(big["ratio_wall"] <= 1.25, f"×{big['ratio_wall'] / 1.25:.2f}")})
+    for sw, cw, goal, where in (("second-64", "cfg-64", 0.8, "loopback, 64 hosts"),
+                                ("second-8", "cfg-8", 0.8, "loopback, 8 hosts"),
+                                ("wan-second-64", "wan-cfg-64", 0.6, "delay relay (RTT 50 ms), 64 hosts")):
+        sp, ch = get(sw, "concurdeploy"), get(cw, "concurdeploy")
+        if sp and ch:
+            r = sp["wall_median"] / ch["wall_median"]
+            out.append({"target": f"unchanged second pass ≤ ×{goal} of a changing one ({where})",
+                        "measured": f"×{r:.2f} ({sp['wall_median']:.2f} s vs {ch['wall_median']:.2f} s)",
+                        "verdict": verdict(r <= goal, f"×{r / goal:.2f}")})
+    for n in (1, 8, 64):
+        w = get(f"wan-cfg-{n}", "concurdeploy")
+        if w:
+            out.append({"target": f"WAN (delay relay, RTT 50 ms), {n} host{'s' if n > 1 else ''}: wall ≤ ×1.2 of OpenSSH "
+                                  f"through the same relay",
+                        "measured": f"×{w['ratio_wall']:.2f} ({w['wall_median']:.2f} s)",
+                        "verdict": verdict(w["ratio_wall"] <= 1.2, f"×{w['ratio_wall'] / 1.2:.2f}")})
+    for n, goal in ((64, 200), (256, 300)):
+        c = get(f"cfg-{n}", "concurdeploy")
+        if c:
+            mem = c["mem_peak_mib"] * 2**20 / 1e6
+            out.append({"target": f"summed RSS ≤ {goal} MB at {n} hosts",
+                        "measured": f"{mem:.0f} MB (highest peak of the runs; median {c['mem_median_mib'] * 2**20 / 1e6:.0f} MB)",
+                        "verdict": verdict(mem <= goal, f"{mem - goal:.0f} MB")})
+    return out
+
+
 def summary_table(cells: list) -> list[str]:
     ns = sorted({c["n"] for c in cells if c["workload"] == f"cfg-{c['n']}"})
     tools = []
@@ -923,11 +1027,16 @@ def summary_table(cells: list) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="concurdeploy vs OpenSSH/Fabric/parallel-ssh/Ansible on loopback sshd")
+    ap.add_argument("--issue16", action="store_true",
+                    help="the workloads of issue #16 against openssh, fabric, pssh in one run (~25-35 min): "
+                         "N=1,8,64,256, second pass, 100 MB to 4, WAN at 1/8/64 + its second pass, round trips, "
+                         "start-up, profile; targets of issue 16 in RESULTS.md")
     ap.add_argument("--quick", action="store_true", help="~3-4 minute subset (N=1,8,32; 3 runs)")
     ap.add_argument("--runs", type=int, default=None, help="runs per cell (default 5, quick 3)")
     ap.add_argument("--ns", default=None, help="host counts for the 23 KB workload, e.g. 1,8,32,64,256")
-    ap.add_argument("--tools", default=",".join(ALL_TOOLS + ["cd+nodelay"]),
-                    help=f"rows to run; also available: {', '.join(EXPERIMENTS)}, cd-1proc (experiments, see bench/experiments/)")
+    ap.add_argument("--tools", default=None,
+                    help=f"rows to run; also available: {', '.join([*EXPERIMENTS, *SETTING_ROWS])}, cd-1proc "
+                         "(experiments, see bench/experiments/; cd+pool: CONCURDEPLOY_PROCESSES=<cpus>)")
     ap.add_argument("--runs-256", type=int, default=3, help="runs per cell at N=256 (default 3)")
     ap.add_argument("--ansible-max-n", type=int, default=64, help="skip Ansible above this N (default 64)")
     ap.add_argument("--ansible-runs-large", type=int, default=3,
@@ -944,17 +1053,23 @@ def main() -> int:
     ap.add_argument("--out-json", default=str(BENCH / "results.json"))
     args = ap.parse_args()
 
+    json_name = os.path.relpath(Path(args.out_json).resolve(), REPO)
     if args.report_only:
         data = json.loads(Path(args.out_json).read_text())
+        data["json_name"] = json_name
         prof_json = BENCH / "profile" / "summary.json"
         if prof_json.exists():
             (BENCH / "profile" / "summary.md").write_text(profile_markdown(json.loads(prof_json.read_text())))
-        data["targets"] = evaluate_targets(data)
+        data["targets"] = targets_for(data)
         data["summary_table"] = summary_table(data["cells"])
         write_report(data, Path(args.out_md))
         return 0
     t_start = time.monotonic()
     quick = args.quick
+    if args.issue16:
+        args.tools = args.tools or "openssh,concurdeploy,fabric,pssh,cd+pool"
+        args.ns = args.ns or "1,8,64,256"
+    args.tools = args.tools or ",".join(ALL_TOOLS + ["cd+nodelay"])
     runs = args.runs or (3 if quick else 5)
     ns = [int(x) for x in (args.ns or ("1,8,32" if quick else "1,8,32,64,256")).split(",")]
     tools = [t for t in args.tools.split(",") if t]
@@ -972,6 +1087,14 @@ def main() -> int:
              "1-minute load average before each workload is shown in its heading. Tools are interleaved run by "
              "run on the same hosts, so ratios suffer less from that than absolute times."]
 
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the sshd hosts are stopped (finally)
+    if "cd+pool" in tools:
+        notes.append("`cd+pool` = the `concurdeploy` row with `CONCURDEPLOY_PROCESSES="
+                     f"{SETTING_ROWS['cd+pool']['CONCURDEPLOY_PROCESSES']}` (worker processes started from a fork "
+                     "server, as every run was before this branch); `concurdeploy` itself runs up to 64 hosts in "
+                     "its own threads (no worker process) and more in worker processes, so the two rows are the "
+                     "same program at 256 hosts.")
     if not become_subreaper():
         notes.append("could not become child subreaper: CPU of processes a tool leaves behind is not counted")
     import resource
@@ -988,7 +1111,8 @@ def main() -> int:
         notes.append(f"user {BENCH_USER} missing (run bench/setup.sh as root): logged in as {lab.user}, whose "
                      f"login shell rc files run on every remote command")
     cfg, cfg_old = haproxy_cfg(), haproxy_cfg(maxconn=10000)
-    data = {"argv": sys.argv[1:], "mode": "quick" if quick else "full", "machine": machine(),
+    data = {"argv": sys.argv[1:], "mode": "issue16" if args.issue16 else "quick" if quick else "full",
+            "issue": 16 if args.issue16 else 6, "json_name": json_name, "machine": machine(),
             "versions": versions(), "login_user": lab.user, "peer_status": status, "cells": [], "notes": notes}
     results = data["cells"]
     warm: set = set()
@@ -1012,7 +1136,7 @@ def main() -> int:
                 continue
             w = Workload(lab, f"second-{n}", n, cfg, cfg_old, "cfg", second_pass=True)
             log(f"workload second-{n}: nothing changed, concurdeploy (and ansible at N<=8)")
-            sp_tools = [t for t in ("concurdeploy", *EXPERIMENTS, "ansible") if t in tools and (t != "ansible" or n <= 8)]
+            sp_tools = [t for t in ("concurdeploy", *EXPERIMENTS, *SETTING_ROWS, "ansible") if t in tools and (t != "ansible" or n <= 8)]
             run_cell_group(w, sp_tools, runs, status, results, warm)
             _checkpoint(data, args, t_start)
         if big and step("big"):
@@ -1037,11 +1161,13 @@ def main() -> int:
                 _checkpoint(data, args, t_start)
             w = Workload(lab, "wan-second-64", 64, cfg, cfg_old, "cfg", wan_ms=25.0, second_pass=True)
             log("workload wan-second-64: nothing changed at RTT 50 ms")
-            run_cell_group(w, [t for t in ("concurdeploy", *EXPERIMENTS) if t in tools], runs, status, results, warm)
+            run_cell_group(w, [t for t in ("concurdeploy", *EXPERIMENTS, *SETTING_ROWS) if t in tools], runs, status,
+                           results, warm)
             _checkpoint(data, args, t_start)
         if prof and step("roundtrips"):
             log("round trips per push (one host, RTT 0 vs 200 ms)")
-            data["round_trips"] = round_trips(lab, tools, status, cfg, cfg_old, runs=3)
+            data["round_trips"] = round_trips(lab, [t for t in tools if t not in SETTING_ROWS], status, cfg,
+                                              cfg_old, runs=3)
             _checkpoint(data, args, t_start)
         if prof and step("profile"):
             log("profile of one host's push")
@@ -1170,7 +1296,7 @@ def _checkpoint(data: dict, args, t_start: float) -> None:
     data["elapsed_min"] = (time.monotonic() - t_start) / 60
     add_ratios(data["cells"])
     data["summary_table"] = summary_table(data["cells"])
-    data["targets"] = evaluate_targets(data)
+    data["targets"] = targets_for(data)
     Path(args.out_json).write_text(json.dumps(data, indent=1))
     write_report(data, Path(args.out_md))
 

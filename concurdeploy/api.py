@@ -156,9 +156,18 @@ def _prepare(group: str, options: RunOptions, check=None) -> tuple[Inventory, li
     ask(h.vars["key_file"] for h in hosts
         if isinstance(h.vars.get("key_file"), str) and not h.vars.get("passphrase_env")
         and h.vars.get("connection", "ssh") == "ssh")
-    if options.executor == "local":  # its fork server's imports overlap our own work
+    if _pooled(options, hosts):  # its fork server's imports overlap our own work
         _warm_up_without_secrets(hosts)
     return inv, hosts
+
+
+def _pooled(options: RunOptions, hosts: list[Host]) -> bool:
+    """True when the run uses the local pool's worker processes (not the controller's own
+    threads, which a run of a few hosts uses: no fork server to warm up then)."""
+    from concurdeploy.executors.inline import fits_inline
+
+    local = str(options.executor or "local").strip().lower() == "local"
+    return local and not fits_inline("local", options.processes, len(hosts))
 
 
 def _warm_up_without_secrets(hosts: list[Host]) -> None:
@@ -355,13 +364,13 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     results: dict[int, HostResult] = {}
     signals = None
     reporting.check_reports(opts)
-    if str(opts.executor or "local").strip().lower() == "local":  # a tasks.py may call fan_out first
+    if _pooled(opts, hosts):  # a tasks.py may call fan_out first
         _warm_up_without_secrets(hosts)
     with contextlib.ExitStack() as stack:
         stack.enter_context(out)
         # everything that can refuse the run comes before its first line is printed
         pool = stack.enter_context(make_executor(opts.executor, forks=opts.forks, hosts=hosts,
-                                                 processes=opts.processes or None,
+                                                 processes=opts.processes or 0,
                                                  scheduler=opts.scheduler or "", retries=opts.retries))
         specs = _connect_specs(hosts, opts, stack, inventory)
         if title:

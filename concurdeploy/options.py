@@ -142,8 +142,8 @@ OPTIONS: tuple[Option, ...] = (
            "retried on another worker (default 0: reported unreachable); local and dask executors.",
            minimum=0, maximum=100, metavar="N", group="executor"),
     # -- settings without a flag
-    Option("processes", int, 0, "Worker processes; 0 = one per CPU (at most forks).", setting="processes",
-           minimum=0),
+    Option("processes", int, 0, "Worker processes; 0 = automatic: none for up to 64 hosts (they run in "
+           "the controller's threads), else one per CPU (at most forks).", setting="processes", minimum=0),
     Option("default_connect_timeout", float, None, "Config connect_timeout: below host vars and ssh_config.",
            setting="connect_timeout", minimum=0.1),
     Option("default_command_timeout", float, None, "Config command_timeout: below host vars.",

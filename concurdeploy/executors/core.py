@@ -81,7 +81,7 @@ class Job:
 
 # ---------------------------------------------------------------------------- one host
 
-def run_host(job: Job, abort=None, emit=None) -> HostResult:
+def run_host(job: Job, abort=None, emit=None, on_conn=None) -> HostResult:
     """Connect, run the job's action, close. Never raises: every outcome is a ``HostResult``.
 
     ``HostError`` subclasses keep their status (``unreachable`` for
@@ -103,6 +103,8 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
         point (see :class:`~concurdeploy.exceptions.Interrupted`).
     :param emit: ``callable(stream: str, data: bytes)`` for live output, set as
         ``conn.emit`` for actions that stream (``run``); None = no streaming.
+    :param on_conn: ``callable(conn)`` called with the host's ``Connection`` before it opens
+        (the in-controller executor closes it under a host it gives up); None = nothing.
     :returns: the host's ``HostResult`` with ``duration_s`` (seconds) and ``batch`` set.
     """
     from concurdeploy.exceptions import HostError
@@ -116,6 +118,8 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     name = job.spec.name
     conn = Connection(job.spec, abort=abort)
     conn.emit = emit
+    if on_conn is not None:
+        on_conn(conn)
     watchdog = Watchdog(conn, job.spec.connect_timeout)
     opened = False
     try:
@@ -188,7 +192,7 @@ def _open_with_retries(conn, abort) -> None:
             time.sleep(0.5 * 2 ** attempt + random.uniform(0, 0.25))
 
 
-def run_sendable(job: Job, abort=None, emit=None) -> HostResult:
+def run_sendable(job: Job, abort=None, emit=None, on_conn=None) -> HostResult:
     """:func:`run_host`, guaranteed to produce a result a worker can send back (pickle).
 
     ``multiprocessing.Queue.put`` pickles in a background thread and only prints a
@@ -197,7 +201,7 @@ def run_sendable(job: Job, abort=None, emit=None) -> HostResult:
     that host's ``failed`` result (see :func:`host_outcome`).
     """
     try:
-        result = run_host(job, abort, emit)
+        result = run_host(job, abort, emit, on_conn)
     except BaseException as e:  # SystemExit from an action, or an unprintable exception
         return host_outcome(job, Outcome.CRASHED, why=f"{type(e).__name__} raised on this host: {safe_str(e)}",
                             kind=type(e).__name__)
@@ -458,13 +462,17 @@ def make_executor(kind: str, *, forks: int, hosts: list, processes: int | None =
                   scheduler: str = "", retries: int = 0) -> Executor:
     """The executor for a run, from plain values (no invoke ``Context``).
 
-    :param kind: ``"local"`` (a :class:`~concurdeploy.executors.local.WorkerPool`) or ``"dask"``
+    :param kind: ``"local"`` (a :class:`~concurdeploy.executors.local.WorkerPool`, or an
+        :class:`~concurdeploy.executors.inline.InlinePool` for a few hosts) or ``"dask"``
         (a :class:`~concurdeploy.executors.dask.DaskPool`, connected before any host is
         touched); case and surrounding blanks are ignored, ``""`` means local.
     :param forks: hosts in flight at once (≥ 1).
     :param hosts: the run's hosts (objects with ``.name`` and ``.vars``; only read: the
         ``executor_pool`` and ``connection`` vars, and their count).
-    :param processes: local worker processes; None = one per CPU (at most ``forks``).
+    :param processes: local worker processes; 0 or None = automatic: none (the hosts run in
+        the controller's threads, :class:`~concurdeploy.executors.inline.InlinePool`) when
+        ``hosts`` are at most :data:`~.inline.INLINE_MAX_HOSTS`, else one
+        per CPU (at most ``forks``).
     :param scheduler: the Dask scheduler's address (``tcp://HOST:8786``); Dask only.
     :param retries: times a host whose worker died after beginning it is run again (both
         back-ends; see :func:`host_outcome`).
@@ -478,6 +486,10 @@ def make_executor(kind: str, *, forks: int, hosts: list, processes: int | None =
     if retries < 0:
         raise UsageError(f"--retries must be 0 or more (got {retries})")
     if name == "local":
+        from concurdeploy.executors.inline import InlinePool, fits_inline
+
+        if fits_inline(name, processes, len(hosts)):  # no process started, no multiprocessing imported
+            return InlinePool(forks=forks, hosts_hint=len(hosts) or None)
         from concurdeploy.executors.local import WorkerPool
 
         return WorkerPool(forks=forks, processes=processes or None, hosts_hint=len(hosts), retries=retries)

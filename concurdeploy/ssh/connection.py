@@ -177,7 +177,10 @@ class Connection:
             self.close()
             if failure:
                 raise HostUnreachable(f"SSH handshake with {where} failed: {failure}") from None
-            if not _timed_out(e):
+            # paramiko's handshake timer (= connect_timeout) ends the transport with a bare
+            # EOFError: a timeout racing start_client's own, not a closed connection
+            expired = isinstance(e, EOFError) and getattr(t.packetizer, "handshake_timed_out", bool)()
+            if not (_timed_out(e) or expired):
                 err = HostUnreachable(f"SSH handshake with {where} failed: {_one_line(e) or 'connection closed'}")
                 # Reset or closed before/at the banner: typically sshd's MaxStartups shedding load.
                 err.transient = True

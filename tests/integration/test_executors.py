@@ -1,6 +1,7 @@
 """The same fault cases through both executors: one run-loop policy (``executors/core.py``).
 
-Every test runs once with the local pool (2 worker processes, 1 thread each) and once with a
+Every test runs once with the local pool (2 worker processes, 1 thread each), once with the
+in-controller executor a run of a few hosts gets (``InlinePool``, no worker process), and once with a
 ``DaskPool`` on a real ``distributed.LocalCluster`` (2 worker processes with nannies, loopback;
 the cluster of ``test_dask.py``), both built by :func:`make_executor`, against real OpenSSH
 sshd hosts. The expected ``(host, status, error_kind)`` table is one constant per case, the
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.integration
 
 #: Seconds after which any run here is given up (a fan-out bug fails a test, never hangs it).
 BOUND = 60.0
-BACKENDS = ["local", "dask"]
+BACKENDS = ["local", "inline", "dask"]
+#: The back-ends with worker processes to lose (the inline executor has none: its hosts are
+#: threads of the controller, which a killed "worker" would be).
+POOLED = ["local", "dask"]
 
 
 # ---------------------------------------------------------------------------- actions (run in workers)
@@ -102,19 +106,33 @@ def spec_for(sshd_factory, client_keys, known_hosts_file):
     return make
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """``(kind, make(forks, retries=0) -> Executor)``; Dask runs settle the cluster back to 2 workers."""
+def _backend(request):
     kind = request.param
     cluster = request.getfixturevalue("dask_cluster") if kind == "dask" else None
 
     def make(forks: int, retries: int = 0) -> Executor:
+        if kind == "inline":  # what make_executor picks for a few hosts with --processes 0
+            pool = make_executor("local", forks=forks, hosts=[], processes=0, retries=retries)
+            assert type(pool).__name__ == "InlinePool"
+            return pool
         return make_executor(kind, forks=forks, hosts=[], processes=2, retries=retries,
                              scheduler=cluster[0] if cluster else "")
 
     yield kind, make
     if cluster:
         cluster[1].wait_for_workers(2, timeout=60)  # a killed worker's nanny has restarted it
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """``(kind, make(forks, retries=0) -> Executor)``; Dask runs settle the cluster back to 2 workers."""
+    yield from _backend(request)
+
+
+@pytest.fixture(params=POOLED)
+def pooled_backend(request):
+    """:func:`backend`, for the back-ends that have worker processes."""
+    yield from _backend(request)
 
 
 def table(results: list[HostResult]) -> list[tuple]:
@@ -161,10 +179,10 @@ def test_faults_of_one_host_stay_with_that_host(backend, spec_for):
 
 
 @pytest.mark.parametrize("retries", [0, 1])
-def test_a_worker_killed_mid_job_is_that_hosts_outcome_only(backend, spec_for, tmp_path, retries):
+def test_a_worker_killed_mid_job_is_that_hosts_outcome_only(pooled_backend, spec_for, tmp_path, retries):
     """The one policy: the host whose worker died is ``unreachable`` (``WorkerLost``) unless
     ``retries`` allows another worker to run it; every other host finishes; no hang."""
-    kind, make = backend
+    kind, make = pooled_backend
     marker = tmp_path / "killed.pid"
     jobs = [Job(spec_for("h1"), ok), Job(spec_for("h2"), killed_once, str(marker)),
             Job(spec_for("h3"), ok), Job(spec_for("h4"), ok)]
@@ -229,3 +247,64 @@ def test_deadline_fails_hosts_in_flight_within_the_grace_and_skips_the_rest(back
                               ("h3", "skipped", "Deadline"), ("h4", "skipped", "Deadline")], (kind, results)
     assert results[1].error.startswith("deadline exceeded")
     assert seconds <= took < seconds + DEADLINE_GRACE_S + 4, f"{kind}: returned after {took:.1f} s"
+
+
+# ---------------------------------------------------------------------------- the in-controller executor
+
+def ignores_abort_then_touches(conn, paths: tuple) -> HostResult:
+    """Never looks at the abort flag until ``release`` exists (bounded at 30 s), then creates
+    ``marker`` on the host through the transport itself (as a step already under way, an SFTP
+    write say, goes on without looking at the flag)."""
+    release, marker = paths
+    end = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < end:
+        time.sleep(0.05)
+    channel = conn.transport.open_session(timeout=10)
+    channel.settimeout(10)
+    channel.exec_command(f"touch {marker}")
+    channel.recv_exit_status()
+    return HostResult(conn.spec.name, Status.OK)
+
+
+def test_a_few_hosts_run_in_the_controllers_threads_with_no_process_started(spec_for):
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    jobs = [Job(spec_for(f"h{i}"), ok) for i in (1, 2, 3)]
+    with make_executor("local", forks=50, hosts=[object()] * 3, processes=0) as pool:
+        assert type(pool).__name__ == "InlinePool"
+        results, _ = run(pool, jobs)
+    assert table(results) == [(f"h{i}", "ok", None) for i in (1, 2, 3)]
+    assert {r.data["pid"] for r in results} == {os.getpid()}
+    assert set(multiprocessing.active_children()) == before
+
+
+def test_a_host_given_up_by_the_inline_executor_takes_no_further_step_on_the_host(spec_for, tmp_path):
+    """Past the deadline's grace the host is reported ``failed`` (``Deadline``); its thread cannot
+    be killed, so its connection is closed under it: when it wakes up, its next remote command
+    must not run (the report would otherwise be wrong about the host)."""
+    release, marker = tmp_path / "release", tmp_path / "marker"
+    os.chmod(tmp_path, 0o777)  # the login user of the host writes the marker (if it ever runs)
+    jobs = [Job(spec_for("h1"), ignores_abort_then_touches, (str(release), str(marker)))]
+    pool = make_executor("local", forks=1, hosts=[object()], processes=0)
+    try:
+        results, took = run(pool, jobs, deadline=time.monotonic() + 2)
+    finally:
+        release.write_text("go")
+        pool.close()  # joins the host's thread (bounded): it has tried its command by now
+    assert table(results) == [("h1", "failed", "Deadline")]
+    assert took < 2 + DEADLINE_GRACE_S + 4
+    assert not marker.exists(), "a host given up ran a command after its verdict"
+
+
+def test_the_automatic_choice_of_executor():
+    from concurdeploy.executors.inline import INLINE_MAX_HOSTS, InlinePool
+    from concurdeploy.executors.local import WorkerPool
+
+    few, many = [object()] * INLINE_MAX_HOSTS, [object()] * (INLINE_MAX_HOSTS + 1)
+    assert isinstance(make_executor("local", forks=50, hosts=few, processes=0), InlinePool)
+    assert isinstance(make_executor("local", forks=50, hosts=few, processes=None), InlinePool)
+    with make_executor("local", forks=50, hosts=few, processes=1) as pool:  # asked for: a pool
+        assert isinstance(pool, WorkerPool)
+    with make_executor("local", forks=50, hosts=many, processes=0) as pool:
+        assert isinstance(pool, WorkerPool)

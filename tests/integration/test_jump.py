@@ -280,6 +280,30 @@ def test_threads_of_one_process_share_one_bastion_connection(sshd_factory, known
     assert logins(bastion) == 2
 
 
+def test_the_in_controller_executor_closes_its_bastion_connections_when_done(sshd_factory, known_hosts_file,
+                                                                             client_keys):
+    """A run of a few hosts uses the controller's threads, whose process outlives the run (a
+    library caller): the bastion connection it cached is closed with the pool, as a worker
+    process's end closed it."""
+    import time
+
+    from concurdeploy.executors.core import make_executor
+
+    bastion = sshd_factory(1, extra_config=VERBOSE_LOG)[0]
+    target = sshd_factory(1, ports_per_server=2)[0]
+    kh = known_hosts_file([bastion, target])
+    hop = spec_for(bastion.port, kh, client_keys.ed25519, name="bastion")
+    jobs = [Job(spec_for(p, kh, client_keys.ed25519, jump=[hop], name=f"t{i}"), run_command, RunJob("true"))
+            for i, p in enumerate(target.ports)]
+    with make_executor("local", forks=2, hosts=[object()] * 2, processes=0) as pool:
+        assert type(pool).__name__ == "InlinePool"
+        results = pool.run(jobs, deadline=time.monotonic() + 60)
+        assert [r.status for r in results] == [Status.OK] * 2, [r.error for r in results]
+        assert _tcp_inodes_to(bastion.port) & _socket_inodes("self"), "no bastion connection was cached"
+    assert not _tcp_inodes_to(bastion.port) & _socket_inodes("self"), "the bastion connection outlived the pool"
+    assert logins(bastion) == 1
+
+
 def test_several_processes_at_most_one_bastion_login_each(sshd_factory, known_hosts_file, client_keys):
     bastion = sshd_factory(1, extra_config=VERBOSE_LOG)[0]
     target = sshd_factory(1, ports_per_server=8)[0]

@@ -147,7 +147,10 @@ def test_leak_scan_every_output_every_secret(sudo_fleet, tmp_path, capsys):  # n
             [sys.executable, "-m", "concurdeploy", "run", "haproxy", cmd, "--sudo", "-vv", "--no-progress",
              "--report-json", str(paths["json"]), "--junit", str(paths["xml"]),
              "--report-html", str(paths["html"])],
-            cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env)
+            # worker processes (a run of one host would use the controller's threads): their
+            # environments and command lines are what this scan reads
+            cwd=f.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**run_env, "CONCURDEPLOY_PROCESSES": "2"})
         try:
             beacon.wait(1, timeout=60, proc=proc)
             outputs.update(_proc_texts(proc.pid, {"CD_KEY", "CD_PASSPHRASE", PW_ENV}))

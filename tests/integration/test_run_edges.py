@@ -85,13 +85,14 @@ def test_nothing_is_printed_before_a_refused_connection_var(fleet):
 def test_a_pool_whose_workers_cannot_start_fails_its_hosts(fleet, tmp_path):
     """A script calling the API without ``if __name__ == "__main__":`` makes every worker
     process die while starting (multiprocessing re-imports the script): the hosts were never
-    run, and the result must say so — failed, not skipped with exit 0."""
+    run, and the result must say so — failed, not skipped with exit 0. (Worker processes are
+    asked for: a run of a few hosts would otherwise use the script's own threads.)"""
     f = fleet(2)
     script = tmp_path / "noguard.py"
     script.write_text(textwrap.dedent(f"""
         import concurdeploy
         result = concurdeploy.push("haproxy", inventory={str(f.project / "inventories" / "hosts.yaml")!r},
-                                   project_dir={str(f.project)!r})
+                                   project_dir={str(f.project)!r}, processes=2)
         print("RESULT", result.ok, result.exit_code, sorted({{(r.status.value, r.error_kind) for r in result.hosts}}))
     """))
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
@@ -99,3 +100,22 @@ def test_a_pool_whose_workers_cannot_start_fails_its_hosts(fleet, tmp_path):
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT"))
     assert line == "RESULT False 1 [('failed', 'PoolBroken')]", res.stdout[-2000:] + res.stderr[-2000:]
     assert not f.dest("h1").exists() and not f.dest("h2").exists()
+
+
+def test_a_script_without_the_main_guard_runs_a_few_hosts_in_its_own_threads(fleet, tmp_path):
+    """No worker process for a run of a few hosts: the script is not imported again, so the
+    missing ``if __name__ == "__main__":`` guard does not matter there (README, library use)."""
+    f = fleet(2)
+    script = tmp_path / "noguard.py"
+    script.write_text(textwrap.dedent(f"""
+        import concurdeploy, multiprocessing
+        result = concurdeploy.push("haproxy", inventory={str(f.project / "inventories" / "hosts.yaml")!r},
+                                   project_dir={str(f.project)!r})
+        print("RESULT", result.ok, result.exit_code, sorted({{(r.status.value, r.error_kind) for r in result.hosts}}),
+              multiprocessing.active_children())
+    """))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("RESULT"))
+    assert line == "RESULT True 0 [('changed', None)] []", res.stdout[-2000:] + res.stderr[-2000:]
+    assert f.dest("h1").exists() and f.dest("h2").exists()
