@@ -318,9 +318,11 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
     if job.reload:
         res = privilege.run(conn, reload_command(job, marker))
         if res.exited != 0:
-            raise RollbackFailed(f"{why}; previous files restored but reloading them failed too "
+            err = RollbackFailed(f"{why}; previous files restored but reloading them failed too "
                                  f"(exit {res.exited}) — this host needs attention",
                                  output=tail(output + "\n" + res.stdout + res.stderr))
+            err.changes = ()  # the previous files are back: none of this run's stays
+            raise err
     err = ReloadFailed(f"{why}; rolled back: previous files restored"
                        f"{' and reloaded' if job.reload else ''}", output=tail(output))
     err.rolled_back = True

@@ -254,13 +254,13 @@ def test_a_connection_dropped_at_reload_is_unreachable(fleet, beacon):
     assert f.dest("h1").read_bytes() == HAPROXY_CFG  # replaced before the drop
 
 
-@pytest.mark.xfail(strict=True, reason="operations/push.py drops the list of files already replaced when "
-                                       "the reload raises; it must set e.changes on the error it raises "
-                                       "(executors/core.py reports them): not this branch's file")
 def test_a_connection_dropped_at_reload_says_which_files_were_replaced(fleet, beacon):
     f = fleet(1)
-    h1 = _drop_at_reload(f, beacon).host("h1")
+    run = _drop_at_reload(f, beacon)
+    h1 = run.host("h1")
     assert [c["dest"] for c in h1["changes"]] == [str(f.dest("h1"))], h1
+    line = next(ln for ln in run.out.splitlines() if ln.startswith("h1 "))
+    assert f"already {f.dest('h1')} replaced" in line, run.out
 
 
 def test_a_banner_then_silence_host_is_unreachable_within_the_connect_timeout_once(fleet):
