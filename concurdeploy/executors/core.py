@@ -110,6 +110,7 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
     from concurdeploy.ssh.connection import (
         Connection,  # imported in the worker, never by the CLI
     )
+    from concurdeploy.ssh.spill import notes
 
     start = time.monotonic()
     name = job.spec.name
@@ -149,7 +150,8 @@ def run_host(job: Job, abort=None, emit=None) -> HostResult:
                                 error=f"{_first_line(e)}{where}")
     finally:
         conn.close()
-    return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch)
+    return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch,
+                   warnings=result.warnings + notes(conn.spilled))
 
 
 def _changes_of(e: BaseException) -> tuple:
