@@ -140,6 +140,44 @@ def _lock_lines(dirs: list[str], wait: float, create: bool = True) -> list[str]:
     return lines
 
 
+_HEX32 = "[0-9a-f]" * 32
+
+#: ``cd_sweep LABEL FILE…``: remove each FILE (a temporary upload or staging file of this tool)
+#: left by a run that is over: its name ends ``-<PID>`` (before any suffix) of the run's
+#: lock-holding command, and that process is gone; a name without a PID (older versions) once
+#: it is 10 minutes old. Prints ``WARN - swept N LABEL`` when it removed any.
+_SWEEP_FN = r"""cd_sweep() {
+  cd_l=$1; cd_n=0; shift
+  for cd_f do
+    [ -f "$cd_f" ] && [ ! -L "$cd_f" ] || continue
+    cd_p=${cd_f##*/}; cd_p=${cd_p#*-HEX32}
+    case $cd_p in
+      -[0-9]*) cd_p=${cd_p#-}; cd_p=${cd_p%%[!0-9]*}
+               if [ "$cd_p" -le 1 ] || [ -d "/proc/$cd_p" ] || kill -0 "$cd_p" 2>/dev/null; then continue; fi ;;
+      *) [ -n "$(find "$cd_f" -maxdepth 0 -mmin +10 2>/dev/null)" ] || continue ;;
+    esac
+    rm -f -- "$cd_f" 2>/dev/null && cd_n=$((cd_n+1))
+  done
+  [ "$cd_n" -eq 0 ] || printf '%s - swept %s %s\n' WARN "$cd_n" "$cd_l"
+}
+""".replace("HEX32", _HEX32).replace("WARN", WARN)
+
+
+def _sweep_lines(job: PushJob, dirs: list[str]) -> list[str]:
+    """Shell lines removing what runs that died left (:data:`_SWEEP_FN`): temporary uploads in
+    each destination directory (now locked) and beside each followed link's target, and this
+    tool's staging files in ``/tmp`` (``become``). A file whose run is still alive is kept."""
+    temps = f".*.concurdeploy-{_HEX32}*"
+    lines = [_SWEEP_FN.rstrip("\n")]
+    lines += [f"cd_sweep {q(d)} {q(d)}/{temps}" for d in dirs]
+    for f in job.files:
+        if f.follow:
+            lines.append(f"cd_t=$(readlink -e -- {q(f.dest)} 2>/dev/null) && "
+                         f"cd_sweep \"${{cd_t%/*}}\" \"${{cd_t%/*}}\"/{temps}")
+    lines.append(f"cd_sweep /tmp /tmp/.concurdeploy-stage-{_HEX32}*")
+    return lines
+
+
 def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     """Lock every destination directory (:func:`_lock_lines`: ``flock -w lock_timeout`` on its
     ``.concurdeploy.lock``, sorted, held until the controller sends a line or closes stdin),
@@ -152,12 +190,8 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
     lines += ["  " + ln for ln in _lock_lines(dirs, job.lock_timeout, create=not job.check)]
     lines.append(f"else printf '%s\\n' '{WARN} - noflock'; fi")
-    # Temporary uploads older than 10 minutes in a directory we now hold locked are
-    # leftovers of a run whose connection died (a live run would hold the lock): remove them.
-    hexes = "[0-9a-f]" * 32
-    for d in dirs if not job.check else ():  # check mode removes nothing either
-        lines.append(f"[ -d {q(d)} ] && find {q(d)} -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
-                     f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null")
+    if not job.check:  # check mode removes nothing either
+        lines += _sweep_lines(job, dirs)
     lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]
     if marker:
         lines.append(f"{{ [ -L {q(marker)} ] || [ -e {q(marker)} ]; }} && printf '%s\\n' {PENDING}")
@@ -183,6 +217,10 @@ def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, lis
     for ln in text.splitlines():
         if ln == PENDING:
             pending = True
+        elif ln.startswith(f"{WARN} - swept "):
+            _, _, _, n, where = ln.split(" ", 4)
+            notes.append(f"removed {n} temporary file{'s' if n != '1' else ''} in {where} left by an earlier "
+                         f"run that did not finish")
         elif ln.startswith(f"{WARN} - nolockfile "):
             notes.append(f"cannot create {LOCK_NAME} in {ln.split(' ', 3)[3]}: the directory itself is "
                          f"locked (a user who can read it could hold that lock and block pushes)")

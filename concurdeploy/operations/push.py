@@ -117,6 +117,7 @@ def _push(conn: Connection, job: PushJob) -> HostResult:
                            f"(waited {job.lock_timeout:g} s, lock_timeout); try again when it "
                            f"has finished") from None
         raise
+    privilege.owner = held.pid  # named in this run's temporary files: see temp_name
     try:
         return _push_locked(conn, privilege, job, marker, *parse_facts(dests, text))
     finally:
@@ -199,7 +200,7 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
                 raise DestinationError(f"cannot create {', '.join(missing_dirs)}",
                                        output=tail(res.stdout + res.stderr))
         for f, fact in todo:
-            tmp = temp_name(fact.target)
+            tmp = temp_name(fact.target, privilege.owner)
             items.append((f, fact, tmp))
             _upload(conn, privilege, f, tmp, _final_mode(f, fact))
         if items or marker:

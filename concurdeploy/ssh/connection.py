@@ -444,7 +444,7 @@ class Connection:
             raise
         text = b"\n" + out.data
         before = text[1:text.index(marker) + 1]
-        return HeldCommand(chan), decode(before)
+        return HeldCommand(chan, out.pid), decode(before)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
