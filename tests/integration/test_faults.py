@@ -93,6 +93,7 @@ def test_second_sigint_is_a_hard_stop_still_130_with_the_report(fleet, beacon):
         doc = run.consistent(130)
         assert doc["signal"] == 2
         assert run.statuses() == {"h1": "failed", "h2": "skipped"}
+        assert run.host("h1")["error_kind"] == "Interrupted", run.host("h1")  # not "Deadline"
     finally:
         thaw(frozen)
 
