@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from concurdeploy.exceptions import RemoteCommandFailed
 from concurdeploy.operations.jobs import PushJob
-from concurdeploy.operations.shell import BUSY, PENDING, READY, WARN, q
+from concurdeploy.operations.shell import BUSY, OWNER, PENDING, READY, WARN, q
 from concurdeploy.records import tail
 from concurdeploy.ssh.connection import Connection
 
-__all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "parse_facts"]
+__all__ = ["DestFacts", "gather_facts", "lock_and_facts_script", "owner_of", "parse_facts"]
 
 _FACTS_FN = r"""cd_mounts=$(cut -d' ' -f5 /proc/self/mountinfo 2>/dev/null) || cd_mounts=ALL
 cd_fact() {
@@ -143,17 +143,26 @@ def _lock_lines(dirs: list[str], wait: float, create: bool = True) -> list[str]:
 _HEX32 = "[0-9a-f]" * 32
 
 #: ``cd_sweep LABEL FILE…``: remove each FILE (a temporary upload or staging file of this tool)
-#: left by a run that is over: its name ends ``-<PID>`` (before any suffix) of the run's
-#: lock-holding command, and that process is gone; a name without a PID (older versions) once
-#: it is 10 minutes old. Prints ``WARN - swept N LABEL`` when it removed any.
-_SWEEP_FN = r"""cd_sweep() {
+#: left by a run that is over: its name ends ``-<PID>`` (before any suffix) of the process
+#: that held the run's locks (:func:`owner_of`), and that process has ended (gone, or a zombie
+#: nobody reaps: its locks went with its exit); a name without a PID (older versions) once it
+#: is 10 minutes old. Prints ``WARN - swept N LABEL`` when it removed any. ``cd_alive PID``:
+#: the process runs (without ``/proc``: ``kill -0``).
+_SWEEP_FN = r"""cd_alive() {
+  if [ -d /proc/self ]; then
+    cd_s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    cd_s=${cd_s##*) }; cd_s=${cd_s%% *}
+    [ "$cd_s" != Z ] && [ "$cd_s" != X ]
+  else kill -0 "$1" 2>/dev/null; fi
+}
+cd_sweep() {
   cd_l=$1; cd_n=0; shift
   for cd_f do
     [ -f "$cd_f" ] && [ ! -L "$cd_f" ] || continue
     cd_p=${cd_f##*/}; cd_p=${cd_p#*-HEX32}
     case $cd_p in
       -[0-9]*) cd_p=${cd_p#-}; cd_p=${cd_p%%[!0-9]*}
-               if [ "$cd_p" -le 1 ] || [ -d "/proc/$cd_p" ] || kill -0 "$cd_p" 2>/dev/null; then continue; fi ;;
+               if [ "$cd_p" -le 1 ] || cd_alive "$cd_p"; then continue; fi ;;
       *) [ -n "$(find "$cd_f" -maxdepth 0 -mmin +10 2>/dev/null)" ] || continue ;;
     esac
     rm -f -- "$cd_f" 2>/dev/null && cd_n=$((cd_n+1))
@@ -190,6 +199,9 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     lines = ["set -u", _FACTS_FN, "if command -v flock >/dev/null 2>&1; then"]
     lines += ["  " + ln for ln in _lock_lines(dirs, job.lock_timeout, create=not job.check)]
     lines.append(f"else printf '%s\\n' '{WARN} - noflock'; fi")
+    # the run's owner: the first lock holder (it exits, releasing the locks, when the run
+    # ends however it ends), else (no flock) this shell
+    lines.append(f"set -- ${{cd_holders:-}}; printf '%s %s\\n' {OWNER} \"${{1:-$$}}\"; set --")
     if not job.check:  # check mode removes nothing either
         lines += _sweep_lines(job, dirs)
     lines += [_fact_line(f.dest, f.follow).rstrip("\n") for f in job.files]
@@ -206,6 +218,16 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def owner_of(text: str) -> int | None:
+    """The PID the facts script names as holding this run's locks (``OWNER`` line), or None.
+    Named in the run's temporary files, so that a later run can tell whether their run is
+    over (:data:`_SWEEP_FN`)."""
+    for ln in text.splitlines():
+        if ln.startswith(OWNER + " ") and ln[len(OWNER) + 1:].isdigit():
+            return int(ln[len(OWNER) + 1:])
+    return None
+
+
 def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, list[str]]:
     """Read the facts script's output.
 
@@ -217,6 +239,8 @@ def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, lis
     for ln in text.splitlines():
         if ln == PENDING:
             pending = True
+        elif ln.startswith(OWNER + " "):
+            continue
         elif ln.startswith(f"{WARN} - swept "):
             _, _, _, n, where = ln.split(" ", 4)
             notes.append(f"removed {n} temporary file{'s' if n != '1' else ''} in {where} left by an earlier "

@@ -45,7 +45,7 @@ from concurdeploy.exceptions import (
     UploadCorrupted,
 )
 from concurdeploy.operations.become import Privilege, privilege_for
-from concurdeploy.operations.facts import DestFacts, gather_facts, lock_and_facts_script, parse_facts
+from concurdeploy.operations.facts import DestFacts, gather_facts, lock_and_facts_script, owner_of, parse_facts
 from concurdeploy.operations.handler import marker_path, reload_and_check
 from concurdeploy.operations.jobs import FileSpec, PushJob
 from concurdeploy.operations.masking import mask, masked
@@ -117,7 +117,7 @@ def _push(conn: Connection, job: PushJob) -> HostResult:
                            f"(waited {job.lock_timeout:g} s, lock_timeout); try again when it "
                            f"has finished") from None
         raise
-    privilege.owner = held.pid  # named in this run's temporary files: see temp_name
+    privilege.owner = owner_of(text) or held.pid  # named in this run's temporary files: see temp_name
     try:
         return _push_locked(conn, privilege, job, marker, *parse_facts(dests, text))
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-__all__ = ["BACKUP", "BUSY", "FAIL", "PENDING", "READY", "WARN", "q"]
+__all__ = ["BACKUP", "BUSY", "FAIL", "OWNER", "PENDING", "READY", "WARN", "q"]
 
 FAIL = "@@concurdeploy-fail"        # "<FAIL> <file index> <step> [detail]": a prepare step failed
 WARN = "@@concurdeploy-warn"        # "<WARN> <file index> owner" / "<WARN> - noflock": a note
@@ -14,6 +14,7 @@ BUSY = "@@concurdeploy-busy"        # "<BUSY> <dir>": another run holds the dire
 READY = "@@concurdeploy-ready"      # locks taken, facts printed: the held command waits
 PENDING = "@@concurdeploy-pending"  # a reload owed by an earlier run (its marker file exists)
 BACKUP = "@@concurdeploy-backup"    # "<BACKUP> <file index> <path>": the backup kept
+OWNER = "@@concurdeploy-owner"      # "<OWNER> <PID>": the process holding this run's locks
 
 
 def q(arg: str) -> str:
