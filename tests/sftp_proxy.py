@@ -6,9 +6,13 @@ extension from the VERSION packet and answers every ``posix-rename@openssh.com``
 with ``SSH_FX_OP_UNSUPPORTED``, as a server that lacks the extension does (older OpenSSH,
 appliances, other SFTP servers). Every other packet passes through unchanged.
 
-Usage (sshd_config): ``Subsystem sftp /usr/bin/python3 /path/sftp_proxy.py [--keep] [--log FILE] SFTP_SERVER``.
+Usage (sshd_config): ``Subsystem sftp /usr/bin/python3 /path/sftp_proxy.py [--keep] [--log FILE]
+[--beacon FIFO --hold SECONDS] SFTP_SERVER``.
 ``--keep`` keeps the extension (a plain pass-through); ``--log FILE`` appends one line per OPEN
-request, ``<pflags hex> <permissions octal or -> <path>``, so a test can see how files are created.
+request, ``<pflags hex> <permissions octal or -> <path>``, so a test can see how files are created;
+``--beacon FIFO --hold SECONDS`` writes ``rename`` to the FIFO (a :class:`tests.sshd.Beacon`) at
+each rename request (plain or ``posix-rename@openssh.com``), then holds it SECONDS before passing
+it on: the rename step of a push, reached as an event (the fault matrix).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 EXT = b"posix-rename@openssh.com"
 FXP_VERSION, FXP_STATUS, FXP_EXTENDED = 2, 101, 200
 FX_OP_UNSUPPORTED = 8
 FXP_OPEN = 3
+FXP_RENAME = 18
 ATTR_SIZE, ATTR_UIDGID, ATTR_PERMISSIONS = 0x1, 0x2, 0x4
 
 
@@ -75,7 +81,10 @@ def main() -> int:
     args = sys.argv[1:]
     keep = "--keep" in args
     log = args[args.index("--log") + 1] if "--log" in args else None
-    server = args[-1] if args and not args[-1].startswith("-") and args[-1] != log else "/usr/lib/openssh/sftp-server"
+    beacon = args[args.index("--beacon") + 1] if "--beacon" in args else None
+    hold = float(args[args.index("--hold") + 1]) if "--hold" in args else 0.0
+    values = {args[args.index(o) + 1] for o in ("--log", "--beacon", "--hold") if o in args}
+    server = args[-1] if args and not args[-1].startswith("-") and args[-1] not in values else "/usr/lib/openssh/sftp-server"
     proc = subprocess.Popen([server], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     out, lock = sys.stdout.buffer, threading.Lock()
 
@@ -96,6 +105,11 @@ def main() -> int:
     while (body := _packet(stdin)) is not None:
         if log and body[:1] == bytes([FXP_OPEN]):
             _log_open(log, body)
+        if beacon and (body[:1] == bytes([FXP_RENAME]) or body[:1] == bytes([FXP_EXTENDED])
+                       and _string(body, 5)[0] == EXT):
+            with open(beacon, "w") as fh:  # the test holds the FIFO's read end open
+                fh.write("rename\n")
+            time.sleep(hold)
         if body[:1] == bytes([FXP_EXTENDED]) and not keep:
             req_id = body[1:5]
             name, _ = _string(body, 5)
