@@ -320,6 +320,7 @@ class Connection:
         out, err = (remote.Demux(nonce, s == "stdout", spill=spill_for(self.spec, s, self.secrets))
                     for s in ("stdout", "stderr"))
         chan = self._channel()
+        look = 0.0  # when the timeout and abort are next looked at while output keeps coming
         try:
             chan.exec_command(remote.bootstrap(nonce))
             chan.sendall(remote.frame(remote.prelude(nonce) + command, stdin))
@@ -336,8 +337,9 @@ class Connection:
                     got = True
                     if on_output and data:
                         on_output("stderr", data)
-                if got:
+                if got and time.monotonic() < look:  # a flood of output must not hide the clock
                     continue
+                look = time.monotonic() + 0.2
                 if chan.exit_status_ready() and (chan.eof_received or chan.closed):
                     if not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
@@ -356,7 +358,8 @@ class Connection:
                 if self.abort is not None and self.abort.is_set():
                     (kill or self._kill)(out.pid, nonce)
                     self.check_abort()
-                _wait(chan, min(remaining, 0.5))
+                if not got:
+                    _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()
             if status == -1 and (self.transport is None or not self.transport.is_active()):
                 # The channel closed because the transport died, not because the command ended.

@@ -168,7 +168,8 @@ class Demux:
             # The header never came (the script did not start): show what there was.
             return bytes(self._pending)
         if dropped and spill is not None and spill.path and not spill.error:
-            return f"[{dropped} bytes of output before this not kept here: they are in {spill.path}]\n".encode() \
+            which = f"the first {spill.stored} of them" if spill.full else "they"
+            return f"[{dropped} bytes of output before this not kept here: {which} are in {spill.path}]\n".encode() \
                 + bytes(data)
         if dropped:
             why = f" ({spill.error})" if spill is not None and spill.error else ""

@@ -19,10 +19,14 @@ import re
 
 from concurdeploy.secretset import mask
 
-__all__ = ["OUTPUT_FOLDER", "Spill", "notes", "settle", "spill_for"]
+__all__ = ["MAX_SPILL_BYTES", "OUTPUT_FOLDER", "Spill", "notes", "settle", "spill_for"]
 
 #: The folder, under the project, holding one folder per run whose output passed the cap.
 OUTPUT_FOLDER = ".concurdeploy-output"
+
+#: Bytes written to one output file at most (a command printing without end must not fill the
+#: controller's disk): past it the bytes are counted, not kept (:attr:`Spill.full`).
+MAX_SPILL_BYTES = 256 << 20
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_FILES = 1000  # files per host and stream in one run (each a command over the cap)
@@ -38,7 +42,8 @@ class Spill:
         still caught: a partial last line is held back, up to :data:`LINE_LIMIT` bytes).
 
     After :meth:`close`: ``path`` (None: nothing was written), ``error`` (why the bytes could
-    not be written, or None), ``written`` (bytes received).
+    not be written, or None), ``written`` (bytes received), ``full`` (the file reached
+    :data:`MAX_SPILL_BYTES`: what came after is not in it).
     """
 
     LINE_LIMIT = 65536
@@ -50,6 +55,8 @@ class Spill:
         self.path: str | None = None
         self.error: str | None = None
         self.written = 0
+        self.stored = 0
+        self.full = False
         self._fd: int | None = None
         self._partial = b""
 
@@ -83,6 +90,12 @@ class Spill:
             return
         if self.secrets:
             data = mask(data.decode("utf-8", "surrogateescape"), self.secrets).encode("utf-8", "surrogateescape")
+        if self.stored + len(data) > MAX_SPILL_BYTES:
+            self.full = True
+            data = data[:max(0, MAX_SPILL_BYTES - self.stored)]
+            if not data:
+                return
+        self.stored += len(data)
         try:
             if self._fd is None:
                 self._fd = self._create()

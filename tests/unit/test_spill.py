@@ -79,3 +79,14 @@ def test_a_folder_that_cannot_be_written_is_said_and_the_bytes_counted(tmp_path)
     assert first.decode() == (f"[90 bytes of output before this not kept (could not write them to "
                               f"{tmp_path / 'afile' / 'run'}: Not a directory)]")
     assert kept == b"x" * 10 and d.spill.path is None
+
+
+def test_a_file_stops_at_its_size_limit_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr("concurdeploy.ssh.spill.MAX_SPILL_BYTES", 500)
+    nonce = new_nonce()
+    d = Demux(nonce, True, keep=100, spill=Spill(str(tmp_path / "run"), "h1", "stdout"))
+    feed_all(d, nonce, [bytes([65 + i % 26]) * 100 for i in range(20)])  # 2000 bytes
+    first, kept = d.text().split(b"\n", 1)
+    path = tmp_path / "run" / "h1-stdout.out"
+    assert first.decode() == f"[1900 bytes of output before this not kept here: the first 500 of them are in {path}]"
+    assert path.read_bytes() == b"".join(bytes([65 + i % 26]) * 100 for i in range(5)) and len(kept) == 100
