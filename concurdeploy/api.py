@@ -372,7 +372,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
         pool = stack.enter_context(make_executor(opts.executor, forks=opts.forks, hosts=hosts,
                                                  processes=opts.processes or 0,
                                                  scheduler=opts.scheduler or "", retries=opts.retries))
-        specs = _connect_specs(hosts, opts, stack, inventory)
+        specs = reporting.with_output_dir(_connect_specs(hosts, opts, stack, inventory), _project_dir(opts))
         if title:
             extra = f", {len(groups)} batches" if len(groups) > 1 else ""
             out.line(f"{title}: {len(hosts)} host{'s' if len(hosts) != 1 else ''}, "

@@ -14,7 +14,7 @@ from concurdeploy.exceptions import UsageError
 from concurdeploy.options import RunOptions
 from concurdeploy.records import RunRecord
 
-__all__ = ["Null", "Streamer", "check_reports", "write_reports"]
+__all__ = ["Null", "Streamer", "check_reports", "with_output_dir", "write_reports"]
 
 _REPORTS = (("report_json", "--report-json", "JSON report"), ("junit", "--junit", "JUnit report"),
             ("report_html", "--report-html", "HTML report"))
@@ -55,6 +55,22 @@ class Streamer:
 
         for key in [k for k in self.partial if k[0] == host]:
             self.out.line(f"{report.name(host):<{self.width}}| {report.clean(self.partial.pop(key))}")
+
+
+def with_output_dir(specs: list, project_dir: str) -> list:
+    """``specs`` (:class:`~concurdeploy.ssh.specs.ConnectSpec`) with this run's output folder,
+    ``<project_dir>/.concurdeploy-output/<UTC time>-<6 hex>/``: where a command's output past
+    the in-memory cap is written (:mod:`concurdeploy.ssh.spill`). Nothing is created here: the
+    folder appears only when some output does pass the cap."""
+    import secrets
+    import time
+    from dataclasses import replace
+
+    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    from concurdeploy.ssh.spill import OUTPUT_FOLDER
+
+    folder = os.path.join(os.path.abspath(project_dir), OUTPUT_FOLDER, run)
+    return [replace(s, output_dir=folder) for s in specs]
 
 
 def check_reports(opts: RunOptions) -> None:

@@ -335,8 +335,9 @@ def check_sandbox(inv: Inventory) -> None:
 
 def check_key_env(hosts: list[Host], executor: str) -> None:
     """Refuse the run, before any host is contacted, when a host's ``key_env`` names an
-    environment variable that is not set (a CI secret not passed in): with the local executor the
-    workers read this process's environment, so the run could only fail every such host.
+    environment variable that is not set, or set but empty (a CI secret not passed in: CI
+    systems often set a missing secret to ""): with the local executor the workers read this
+    process's environment, so the run could only fail every such host.
     (A Dask worker has its own environment: not checked here.)
 
     :param hosts: the selected hosts; ``executor``: ``"local"`` or ``"dask"``.
@@ -346,9 +347,13 @@ def check_key_env(hosts: list[Host], executor: str) -> None:
         return
     for h in hosts:
         name = h.vars.get("key_env")
-        if h.vars.get("connection", "ssh") == "ssh" and isinstance(name, str) and name and name not in os.environ:
+        if h.vars.get("connection", "ssh") != "ssh" or not isinstance(name, str) or not name:
+            continue
+        value = os.environ.get(name)
+        if value is None or not value.strip():
             where = h.origins.get("key_env", h.source)
-            raise UsageError(f"host {h.name}: key_env {name} is not set (set in {where}): it must hold the "
+            state = "is not set" if value is None else "is set but empty"
+            raise UsageError(f"host {h.name}: key_env {name} {state} (set in {where}): it must hold the "
                              f"private key, e.g. a CI secret; export {name} (in CI: pass the secret into the "
                              f"job's environment) or remove key_env to use key_file or ssh-agent; nothing "
                              f"was touched")

@@ -7,14 +7,17 @@ with ``SSH_FX_OP_UNSUPPORTED``, as a server that lacks the extension does (older
 appliances, other SFTP servers). Every other packet passes through unchanged.
 
 Usage (sshd_config): ``Subsystem sftp /usr/bin/python3 /path/sftp_proxy.py [--keep] [--log FILE]
-[--swap VICTIM [--hardlink]] SFTP_SERVER``.
+[--swap VICTIM [--hardlink]] [--beacon FIFO --hold SECONDS] SFTP_SERVER``.
 ``--keep`` keeps the extension (a plain pass-through); ``--log FILE`` appends one line per OPEN
 request, ``<pflags hex> <permissions octal or -> <path>``, so a test can see how files are created,
 then per opened file ``fsetstat <path> <uid:gid or -> <permissions octal or ->`` for each
 FSETSTAT on its handle and ``write <path>`` for its first WRITE. ``--swap VICTIM``: when the
 client closes a temporary upload (a name holding ``.concurdeploy-``), the file is removed and a
 symlink to VICTIM (``--hardlink``: a hard link) put at its path before the CLOSE goes on: another
-user swapping the path.
+user swapping the path. ``--beacon FIFO --hold SECONDS`` writes ``rename`` to the FIFO (a
+:class:`tests.sshd.Beacon`) at each rename request (plain or ``posix-rename@openssh.com``), then
+holds it SECONDS before passing it on: the rename step of a push, reached as an event (the fault
+matrix).
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 EXT = b"posix-rename@openssh.com"
 FXP_VERSION, FXP_STATUS, FXP_EXTENDED = 2, 101, 200
 FX_OP_UNSUPPORTED = 8
 FXP_OPEN, FXP_CLOSE, FXP_WRITE, FXP_FSETSTAT, FXP_HANDLE = 3, 4, 6, 10, 102
+FXP_RENAME = 18
 ATTR_SIZE, ATTR_UIDGID, ATTR_PERMISSIONS = 0x1, 0x2, 0x4
 
 
@@ -101,7 +106,10 @@ def main() -> int:
     keep = "--keep" in args
     log = args[args.index("--log") + 1] if "--log" in args else None
     victim = args[args.index("--swap") + 1] if "--swap" in args else None
-    server = args[-1] if args and not args[-1].startswith("-") and args[-1] not in (log, victim) \
+    beacon = args[args.index("--beacon") + 1] if "--beacon" in args else None
+    hold = float(args[args.index("--hold") + 1]) if "--hold" in args else 0.0
+    values = {args[args.index(o) + 1] for o in ("--log", "--beacon", "--hold", "--swap") if o in args}
+    server = args[-1] if args and not args[-1].startswith("-") and args[-1] not in values \
         else "/usr/lib/openssh/sftp-server"
     opening: dict[bytes, str] = {}  # OPEN request id -> path
     handles: dict[bytes, str] = {}  # handle -> path
@@ -145,6 +153,11 @@ def main() -> int:
                 if victim and ".concurdeploy-" in os.path.basename(path):
                     os.unlink(path)
                     (os.link if "--hardlink" in args else os.symlink)(victim, path)
+        if beacon and (body[:1] == bytes([FXP_RENAME]) or body[:1] == bytes([FXP_EXTENDED])
+                       and _string(body, 5)[0] == EXT):
+            with open(beacon, "w") as fh:  # the test holds the FIFO's read end open
+                fh.write("rename\n")
+            time.sleep(hold)
         if body[:1] == bytes([FXP_EXTENDED]) and not keep:
             req_id = body[1:5]
             name, _ = _string(body, 5)

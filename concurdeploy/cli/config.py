@@ -33,7 +33,7 @@ import yaml
 from invoke import Config as _InvokeConfig
 
 from concurdeploy.exceptions import UsageError
-from concurdeploy.inputs import InputTooLarge, read_bounded_text
+from concurdeploy.inputs import AliasBomb, InputTooLarge, read_bounded_text, safe_load
 from concurdeploy.options import OPTIONS, check_value
 from concurdeploy.ssh.specs import DEFAULTS as _CONNECTION
 
@@ -138,7 +138,9 @@ class Config(_InvokeConfig):
     def _load_yaml(self, path):
         text = _read(path)
         try:
-            data = yaml.safe_load(text)
+            data = safe_load(text)
+        except AliasBomb as e:
+            raise UsageError(f"{path}{f':{e.line}' if e.line else ''}: {e}; nothing was run") from None
         except yaml.YAMLError as e:
             raise UsageError(_yaml_error(str(path), e)) from None
         return check_file_data(str(path), data, _key_lines(text))

@@ -113,6 +113,7 @@ def run_host(job: Job, abort=None, emit=None, on_conn=None) -> HostResult:
     from concurdeploy.ssh.connection import (
         Connection,  # imported in the worker, never by the CLI
     )
+    from concurdeploy.ssh.spill import notes
 
     start = time.monotonic()
     name = job.spec.name
@@ -158,7 +159,8 @@ def run_host(job: Job, abort=None, emit=None, on_conn=None) -> HostResult:
     finally:
         conn.close()
     return replace(result, duration_s=round(time.monotonic() - start, 3), batch=job.batch,
-                   timings=result.timings or timing.relative(conn, start))
+                   timings=result.timings or timing.relative(conn, start),
+                   warnings=result.warnings + notes(conn.spilled))
 
 
 def _changes_of(e: BaseException) -> tuple:
@@ -280,7 +282,10 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
     NOT_STARTED           ``skipped`` ("not started: <why>")              NotStarted
     POOL_BROKEN           ``failed`` ("not started: <why>"): never        PoolBroken
                           ``skipped``, so the run cannot look fine
-    GIVEN_UP              in flight: ``failed``; queued: ``skipped``      Deadline
+    GIVEN_UP              in flight: ``failed``; queued: ``skipped``      Deadline (the
+                                                                          deadline), else
+                                                                          ``kind`` or
+                                                                          Interrupted
     JOB_UNSENDABLE        ``failed``                                      JobNotPicklable
     RESULT_UNSENDABLE     ``failed``                                      ResultNotPicklable
     RESULT_UNREADABLE     ``failed``                                      ResultNotLoadable
@@ -299,7 +304,8 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
     :param attempts: retries already used for this host; ``retries``: the ``--retries`` limit.
     :param resends: resends already used for this host (jobs never begun).
     :param retryable: False when nothing can take the host again (e.g. the scheduler is gone).
-    :param kind: ``error_kind`` for ``CRASHED`` (the exception's class name).
+    :param kind: ``error_kind`` for ``CRASHED`` (the exception's class name); for ``GIVEN_UP``
+        other than the deadline (default ``Interrupted``: a signal, a hard stop, ``abort()``).
     :returns: a ``HostResult`` (``batch`` from the job) or :class:`Again`.
     """
     name, batch = job.spec.name, job.batch
@@ -321,7 +327,8 @@ def host_outcome(job: Job, what: Outcome, *, why: str = "", started: bool = True
     if what is Outcome.POOL_BROKEN:
         return HostResult(name, Status.FAILED, error_kind="PoolBroken", error=f"not started: {why}", batch=batch)
     if what is Outcome.GIVEN_UP:
-        return HostResult(name, Status.FAILED if started else Status.SKIPPED, error_kind="Deadline",
+        given_up = "Deadline" if why == DEADLINE_REASON else kind or "Interrupted"
+        return HostResult(name, Status.FAILED if started else Status.SKIPPED, error_kind=given_up,
                           error=why, batch=batch)
     if what is Outcome.JOB_UNSENDABLE:
         return HostResult(name, Status.FAILED, error_kind="JobNotPicklable", batch=batch,

@@ -293,12 +293,12 @@ class WorkerPool(Executor):
                 run.settle(index, host_outcome(run.jobs[index], Outcome.POOL_BROKEN, why=self._stop_reason),
                            report=False)
             if not self._workers:  # nobody left to finish what is in flight
-                self._give_up(run, str(self._stop_reason))
+                self._give_up(run, str(self._stop_reason), kind="PoolBroken")
             return
         if self._stop_reason is None or run.pending:
             self._start()  # replace the dead so queued hosts still run
 
-    def _give_up(self, run: _Run, why: str) -> None:
+    def _give_up(self, run: _Run, why: str, kind: str | None = None) -> None:
         for w in self._workers:  # results already sent must not be thrown away
             if not w.dead:
                 self._read(w, run)
@@ -306,7 +306,7 @@ class WorkerPool(Executor):
         self.terminate()
         for i, job in enumerate(run.jobs):
             if i not in run.done:
-                result = host_outcome(job, Outcome.GIVEN_UP, why=why, started=i in started)
+                result = host_outcome(job, Outcome.GIVEN_UP, why=why, started=i in started, kind=kind)
                 run.settle(i, result, report=result.status.is_failure)
 
     def terminate(self) -> None:

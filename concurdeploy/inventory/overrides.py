@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 import yaml
 
 from concurdeploy.exceptions import InventoryError, UsageError
+from concurdeploy.inputs import AliasBomb, read_bounded_text, safe_load
 from concurdeploy.inventory.builder import Builder
 from concurdeploy.inventory.model import Host, Inventory, YamlMapping, where
 from concurdeploy.inventory.vars import ALIASES, CONNECTION_VARS, is_template, normalise_vars
@@ -109,10 +110,14 @@ def extra_vars(items: Iterable, cwd: str | None = None) -> dict:
             if not os.path.exists(path) and cwd and not os.path.isabs(os.path.expanduser(item[1:])):
                 path = os.path.join(cwd, item[1:])  # as an inventory path: from the project root
             try:
-                with open(path, encoding="utf-8") as fh:
-                    data = yaml.safe_load(fh)
+                data = safe_load(read_bounded_text(path))
             except OSError as e:
                 raise UsageError(f"-e {item}: cannot read {path}: {e.strerror or e}") from None
+            except UnicodeDecodeError:
+                raise UsageError(f"-e {item}: {path} is not UTF-8 text") from None
+            except AliasBomb as e:
+                at = f"{path}:{e.line}" if e.line else path
+                raise UsageError(f"-e {item}: {at}: {e}") from None
             except yaml.YAMLError as e:
                 raise UsageError(f"-e {item}: {path} is not YAML: {str(e).splitlines()[0]}") from None
             label = f"-e {item}"
@@ -121,7 +126,9 @@ def extra_vars(items: Iterable, cwd: str | None = None) -> dict:
                                  f"{type(data).__name__}")
         elif item.lstrip().startswith("{"):
             try:
-                data = yaml.safe_load(item)
+                data = safe_load(item)
+            except AliasBomb as e:
+                raise UsageError(f"-e {item[:40]!r}…: {e}") from None
             except yaml.YAMLError as e:
                 raise UsageError(f"-e {item!r}: not a YAML/JSON mapping: {str(e).splitlines()[0]}") from None
             label = f"-e {item!r}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import yaml
 
 from concurdeploy.exceptions import InventoryError
-from concurdeploy.inputs import read_bounded_text
+from concurdeploy.inputs import AliasBomb, check_alias_expansion, read_bounded_text
 from concurdeploy.inventory.model import Unsafe, YamlMapping
 from concurdeploy.inventory.vars import PLAINTEXT_PASSWORD_VARS
 
@@ -120,12 +120,17 @@ def read_yaml(path: str):
 
     :param path: the file to read (UTF-8).
     :returns: the document (``YamlMapping``, list, scalar, or None if empty).
-    :raises InventoryError: unreadable file, malformed YAML (with its line), duplicate key.
+    :raises InventoryError: unreadable file, malformed YAML (with its line), duplicate key,
+        aliases expanding to too many values (:func:`~concurdeploy.inputs.check_alias_expansion`).
     """
     text = read_text(path)
     loader = _Loader(text, path)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        check_alias_expansion(node)
+        return None if node is None else loader.construct_document(node)
+    except AliasBomb as err:
+        raise InventoryError(str(err), path, err.line) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -9,7 +9,7 @@ operations call only that object's methods (``run``, ``hold``, ``open_upload``,
 * :class:`AsLoginUser` — commands run as they are, SFTP writes, renames and reads directly;
 * :class:`Sudo` — every command runs through ``sudo … /bin/sh -c``; SFTP (which acts as the
   login user) only writes a private staging file the user can write
-  (``/tmp/.concurdeploy-stage-<uuid>``, mode 0600), which a root command copies beside the
+  (``/tmp/.concurdeploy-stage-<uuid>-<owner PID>``, mode 0600), which a root command copies beside the
   destination; every remote step — copy, checksum, mode and owner, validate, backup, the
   atomic ``mv`` (``rename(2)`` in the same directory), reload, rollback — runs as root.
 
@@ -147,6 +147,9 @@ class Privilege(Protocol):
     #: temporary path beside a destination → the staging upload a command copies there
     #: (empty when uploads go straight to the temporary path).
     staged: dict[str, str]
+    #: PID on the host of the run's lock-holding command, named in its temporary files
+    #: (:func:`~concurdeploy.operations.replace.temp_name`), or None.
+    owner: int | None
 
     def run(self, conn, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
             on_output=None):
@@ -196,6 +199,7 @@ class AsLoginUser:
 
     def __init__(self):
         self.staged: dict[str, str] = {}
+        self.owner: int | None = None
         self._no_posix_rename = False  # the server lacks or refused it once: use ``mv`` from then on
 
     def run(self, conn, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
@@ -250,6 +254,7 @@ class Sudo:
     def __init__(self, become: Become):
         self.become = become
         self.staged: dict[str, str] = {}
+        self.owner: int | None = None
 
     @property
     def user(self) -> str:
@@ -305,7 +310,7 @@ class Sudo:
             raise
 
     def open_upload(self, conn, tmp: str, mode: int = 0o600, owner: tuple = (None, None)):
-        staging = f"/tmp/.concurdeploy-stage-{uuid.uuid4().hex}"
+        staging = f"/tmp/.concurdeploy-stage-{uuid.uuid4().hex}{f'-{self.owner}' if self.owner else ''}"
         self.staged[tmp] = staging  # before the open: a failed upload's leftover is removed too
         return create_exclusive(conn.sftp, staging, 0o600)
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from concurdeploy.exceptions import RemoteCommandFailed
 from concurdeploy.operations.jobs import PushJob
-from concurdeploy.operations.shell import BUSY, ID, PENDING, READY, WARN, q
+from concurdeploy.operations.shell import BUSY, ID, OWNER, PENDING, READY, WARN, q
 from concurdeploy.records import tail
 from concurdeploy.ssh.connection import Connection
 
-__all__ = ["DestFacts", "facts_script", "gather_facts", "lock_and_facts_script", "parse_facts"]
+__all__ = ["DestFacts", "facts_script", "gather_facts", "lock_and_facts_script", "owner_of", "parse_facts"]
 
 _FACTS_FN = r"""cd_mounts=$(cut -d' ' -f5 /proc/self/mountinfo 2>/dev/null) || cd_mounts=ALL
 cd_nl='
@@ -194,6 +194,51 @@ def _lock_lines(wait: float, create: bool = True) -> list[str]:
     ]
 
 
+_HEX32 = "[0-9a-f]" * 32
+
+#: ``cd_sweep LABEL FILE…``: remove each FILE (a temporary upload or staging file of this tool)
+#: left by a run that is over: its name ends ``-<PID>`` (before any suffix) of the process
+#: that held the run's locks (:func:`owner_of`), and that process has ended (gone, or a zombie
+#: nobody reaps: its locks went with its exit); a name without a PID (older versions) once it
+#: is 10 minutes old. Prints ``WARN - swept N LABEL`` when it removed any. ``cd_alive PID``:
+#: the process runs (without ``/proc``: ``kill -0``).
+_SWEEP_FN = r"""cd_alive() {
+  if [ -d /proc/self ]; then
+    cd_s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    cd_s=${cd_s##*) }; cd_s=${cd_s%% *}
+    [ "$cd_s" != Z ] && [ "$cd_s" != X ]
+  else kill -0 "$1" 2>/dev/null; fi
+}
+cd_sweep() {
+  cd_l=$1; cd_n=0; shift
+  for cd_f do
+    [ -f "$cd_f" ] && [ ! -L "$cd_f" ] || continue
+    cd_p=${cd_f##*/}; cd_p=${cd_p#*-HEX32}
+    case $cd_p in
+      -[0-9]*) cd_p=${cd_p#-}; cd_p=${cd_p%%[!0-9]*}
+               if [ "$cd_p" -le 1 ] || cd_alive "$cd_p"; then continue; fi ;;
+      *) [ -n "$(find "$cd_f" -maxdepth 0 -mmin +10 2>/dev/null)" ] || continue ;;
+    esac
+    rm -f -- "$cd_f" 2>/dev/null && cd_n=$((cd_n+1))
+  done
+  [ "$cd_n" -eq 0 ] || printf '%s - swept %s %s\n' WARN "$cd_n" "$cd_l"
+}
+""".replace("HEX32", _HEX32).replace("WARN", WARN)
+
+
+def _sweep_lines() -> list[str]:
+    """Shell lines removing what runs that died left (:data:`_SWEEP_FN`): temporary uploads in
+    each real directory written (``$cd_dirs``, now locked; with ``follow`` the link target's),
+    and this tool's staging files in ``/tmp`` (``become``). A file whose run is still alive is kept."""
+    temps = f".*.concurdeploy-{_HEX32}*"
+    return [_SWEEP_FN.rstrip("\n"),
+            "set -f; IFS=$cd_nl",
+            "for d in $cd_dirs; do IFS=$cd_ifs",
+            f"  [ -d \"$d\" ] && {{ set +f; cd_sweep \"$d\" \"${{d%/}}\"/{temps}; set -f; }}",
+            "done", "IFS=$cd_ifs; set +f",
+            f"cd_sweep /tmp /tmp/.concurdeploy-stage-{_HEX32}*"]
+
+
 def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     """Resolve every destination to the path written (:data:`_FACTS_FN` ``cd_where``: its
     directory's real path, or with ``follow`` the file its link points to), lock each real
@@ -211,15 +256,11 @@ def lock_and_facts_script(job: PushJob, marker: str | None) -> str:
     lines.append("if command -v flock >/dev/null 2>&1; then")
     lines += ["  " + ln for ln in _lock_lines(job.lock_timeout, create=not job.check)]
     lines.append(f"else printf '%s\\n' '{WARN} - noflock'; fi")
+    # the run's owner: the first lock holder (it exits, releasing the locks, when the run
+    # ends however it ends), else (no flock) this shell
+    lines.append(f"set -- ${{cd_holders:-}}; printf '%s %s\\n' {OWNER} \"${{1:-$$}}\"; set --")
     if not job.check:  # check mode removes nothing either
-        # Temporary uploads older than 10 minutes in a directory we now hold locked are
-        # leftovers of a run whose connection died (a live run would hold the lock): remove them.
-        hexes = "[0-9a-f]" * 32
-        lines += ["set -f; IFS=$cd_nl",
-                  "for d in $cd_dirs; do IFS=$cd_ifs",
-                  f"  [ -d \"$d\" ] && find \"$d\" -maxdepth 1 -type f -name '.*.concurdeploy-{hexes}*' "
-                  f"-mmin +10 -exec rm -f -- {{}} + 2>/dev/null",
-                  "done", "IFS=$cd_ifs; set +f"]
+        lines += _sweep_lines()
     lines += _fact_lines(dests)
     for kind, name in sorted({("u", f.owner) for f in job.files if f.owner and not f.owner.isdigit()}
                              | {("g", f.group) for f in job.files if f.group and not f.group.isdigit()}):
@@ -256,6 +297,16 @@ def _fact(dest: str, line: str) -> DestFacts:
     return DestFacts(dest, state, line.split("\t", 1)[-1])
 
 
+def owner_of(text: str) -> int | None:
+    """The PID the facts script names as holding this run's locks (``OWNER`` line), or None.
+    Named in the run's temporary files, so that a later run can tell whether their run is
+    over (:data:`_SWEEP_FN`)."""
+    for ln in text.splitlines():
+        if ln.startswith(OWNER + " ") and ln[len(OWNER) + 1:].isdigit():
+            return int(ln[len(OWNER) + 1:])
+    return None
+
+
 def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, list[str], dict]:
     """Read the facts script's output.
 
@@ -272,6 +323,12 @@ def parse_facts(dests: list[str], text: str) -> tuple[list[DestFacts], bool, lis
         elif ln.startswith(f"{ID} "):
             _, kind, name, *num = ln.split(" ")
             ids[(kind, name)] = int(num[0]) if num and num[0].isdigit() else None
+        elif ln.startswith(OWNER + " "):
+            continue
+        elif ln.startswith(f"{WARN} - swept "):
+            _, _, _, n, where = ln.split(" ", 4)
+            notes.append(f"removed {n} temporary file{'s' if n != '1' else ''} in {where} left by an earlier "
+                         f"run that did not finish")
         elif ln.startswith(f"{WARN} - nolockfile "):
             notes.append(f"cannot create {LOCK_NAME} in {ln.split(' ', 3)[3]}: the directory itself is "
                          f"locked (a user who can read it could hold that lock and block pushes)")

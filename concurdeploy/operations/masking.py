@@ -71,6 +71,7 @@ def masked(action, conn, job) -> HostResult:
     secrets = secrets_of(conn, job)
     if not secrets:
         return action(conn, job)
+    conn.secrets = secrets  # masked in output the connection writes to files too
     try:
         result = action(conn, job)
     except HostError as e:

@@ -46,7 +46,7 @@ from concurdeploy.exceptions import (
     UploadCorrupted,
 )
 from concurdeploy.operations.become import Privilege, privilege_for
-from concurdeploy.operations.facts import DestFacts, gather_facts, lock_and_facts_script, parse_facts
+from concurdeploy.operations.facts import DestFacts, gather_facts, lock_and_facts_script, owner_of, parse_facts
 from concurdeploy.operations.handler import marker_path, reload_and_check
 from concurdeploy.operations.jobs import FileSpec, PushJob
 from concurdeploy.operations.masking import mask, masked
@@ -121,6 +121,7 @@ def _push(conn: Connection, job: PushJob) -> HostResult:
                            f"(waited {job.lock_timeout:g} s, lock_timeout); try again when it "
                            f"has finished") from None
         raise
+    privilege.owner = owner_of(text) or held.pid  # named in this run's temporary files: see temp_name
     try:
         return _push_locked(conn, privilege, job, marker, *parse_facts(dests, text))
     finally:
@@ -224,7 +225,7 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
                                        output=tail(res.stdout + res.stderr))
         with phase(conn, "upload"):
             for f, fact in todo:
-                tmp = temp_name(fact.target)
+                tmp = temp_name(fact.target, privilege.owner)
                 items.append((f, fact, tmp))
                 _upload(conn, privilege, f, tmp, _final_mode(f, fact), _owner_ids(f, fact, ids))
         if items or marker:
@@ -238,28 +239,56 @@ def _push_locked(conn: Connection, privilege: Privilege, job: PushJob, marker: s
                     backups[int(i)] = path
         conn.check_abort()  # last safe point: from here on the host is finished, not abandoned
         with conn.shielded():
-            with phase(conn, "rename"):
-                for i, (f, fact, tmp) in enumerate(items):
-                    try:
-                        install(conn, privilege, f, fact, tmp)
-                    except HostError:
-                        if not done and marker and not pending:  # nothing replaced: no reload owed
-                            _remove_quietly(conn, privilege, [marker])
-                        raise
-                    done.append((i, (f, fact, tmp)))
-            shown = ""
             try:
-                shown = reload_and_check(conn, privilege, job, marker)
-            except (ReloadFailed, CommandTimeout) as e:
-                rollback(conn, privilege, done, backups, job, e.message, e.output, marker)
-            if job.backups == 0:  # the prepare step kept this run's backup for a rollback
-                prune_backups(conn, privilege, [it for _, it in done], 0)
+                shown = _install_and_reload(conn, privilege, job, marker, pending, items, done, backups)
+            except BaseException as e:
+                _tell_replaced(e, [changes[i] for i, _ in done])
+                raise
     finally:
         installed = {it[2] for _, it in done}
         leftovers = [it[2] for it in items if it[2] not in installed]
         _remove_quietly(conn, privilege, leftovers + list(privilege.staged.values()))
     return HostResult(name, Status.CHANGED, changes=tuple(changes), reloaded=bool(job.reload),
                       warnings=tuple(warnings), diff=diff, output=tail(mask(shown, job.secrets)))
+
+
+def _install_and_reload(conn: Connection, privilege: Privilege, job: PushJob, marker: str | None,
+                        pending: bool, items: list, done: list, backups: dict[int, str]) -> str:
+    """Replace each uploaded file (appending ``(index, item)`` to ``done``), reload and check,
+    roll back if either fails, prune this run's backup when none are kept.
+
+    :returns: the reload/healthcheck output shown in the result.
+    """
+    with phase(conn, "rename"):
+        for i, (f, fact, tmp) in enumerate(items):
+            try:
+                install(conn, privilege, f, fact, tmp)
+            except HostError:
+                if not done and marker and not pending:  # nothing replaced: no reload owed
+                    _remove_quietly(conn, privilege, [marker])
+                raise
+            done.append((i, (f, fact, tmp)))
+    shown = ""
+    try:
+        shown = reload_and_check(conn, privilege, job, marker)
+    except (ReloadFailed, CommandTimeout) as e:
+        rollback(conn, privilege, done, backups, job, e.message, e.output, marker)
+    if job.backups == 0:  # the prepare step kept this run's backup for a rollback
+        prune_backups(conn, privilege, [it for _, it in done], 0)
+    return shown
+
+
+def _tell_replaced(e: BaseException, replaced: list[FileChange]) -> None:
+    """Attach to ``e`` (as ``e.changes``) the files this run had replaced when it raised, so
+    that the host's result lists them even when the connection then dropped (e.g. during the
+    reload). Not when the files were put back: a rollback that restored them says so itself
+    (``rolled_back``, or ``changes`` already set to ``()``)."""
+    if not replaced or getattr(e, "rolled_back", False) or getattr(e, "changes", None) is not None:
+        return
+    try:
+        e.changes = tuple(replaced)
+    except (AttributeError, TypeError):  # an exception type without attributes: nothing to say
+        pass
 
 
 def _final_mode(f: FileSpec, fact: DestFacts) -> int:

@@ -61,11 +61,15 @@ __all__ = ["install", "prepare_failure", "prepare_script", "prune_backups", "pru
 Item = tuple[FileSpec, DestFacts, str]
 
 
-def temp_name(target: str) -> str:
-    """A unique temporary path beside ``target``: ``dir/.<stem>.concurdeploy-<uuid hex>[.<suffix>]``.
+def temp_name(target: str, owner: int | None = None) -> str:
+    """A unique temporary path beside ``target``:
+    ``dir/.<stem>.concurdeploy-<uuid hex>[-<owner>][.<suffix>]``.
 
-    The suffix (at most 32 characters) is kept for validators that look at it; the name
-    stays within NAME_MAX (255 bytes).
+    ``owner``: the PID on the host of the run's lock-holding command (alive as long as the
+    run holds its locks), so that a later run can tell a leftover of a run that died (its
+    PID gone: removed at once, :func:`~concurdeploy.operations.facts.lock_and_facts_script`)
+    from a live run's upload. The suffix (at most 32 characters) is kept for validators that
+    look at it; the name stays within NAME_MAX (255 bytes).
     """
     directory, base = posixpath.split(target)
     stem, dot, suffix = base.rpartition(".")
@@ -73,8 +77,9 @@ def temp_name(target: str) -> str:
         stem, dot, suffix = base, "", ""
     if len(suffix) > 32:  # not a suffix a validator cares about
         stem, dot, suffix = base, "", ""
-    stem = stem.lstrip(".")[:255 - 48 - len(suffix)]  # stay within NAME_MAX (255 bytes)
-    return posixpath.join(directory, f".{stem}.concurdeploy-{uuid.uuid4().hex}{dot}{suffix}")
+    stem = stem.lstrip(".")[:255 - 60 - len(suffix)]  # stay within NAME_MAX (255 bytes)
+    pid = f"-{owner}" if owner else ""
+    return posixpath.join(directory, f".{stem}.concurdeploy-{uuid.uuid4().hex}{pid}{dot}{suffix}")
 
 
 def replace_atomically(conn: Connection, tmp: str, dest: str, privilege: Privilege | None = None) -> str:
@@ -370,9 +375,11 @@ def rollback(conn: Connection, privilege: Privilege, done: list[tuple[int, Item]
     if job.reload:
         res = privilege.run(conn, reload_command(job, marker))
         if res.exited != 0:
-            raise RollbackFailed(f"{why}; previous files restored but reloading them failed too "
+            err = RollbackFailed(f"{why}; previous files restored but reloading them failed too "
                                  f"(exit {res.exited}) — this host needs attention",
                                  output=tail(output + "\n" + res.stdout + res.stderr))
+            err.changes = ()  # the previous files are back: none of this run's stays
+            raise err
     err = ReloadFailed(f"{why}; rolled back: previous files restored"
                        f"{' and reloaded' if job.reload else ''}", output=tail(output))
     err.rolled_back = True

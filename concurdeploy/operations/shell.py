@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-__all__ = ["BACKUP", "BUSY", "FAIL", "ID", "PENDING", "READY", "WARN", "q"]
+__all__ = ["BACKUP", "BUSY", "FAIL", "ID", "OWNER", "PENDING", "READY", "WARN", "q"]
 
 FAIL = "@@concurdeploy-fail"        # "<FAIL> <file index> <step> [detail]": a prepare step failed
 WARN = "@@concurdeploy-warn"        # "<WARN> <file index> owner" / "<WARN> - noflock": a note
@@ -15,6 +15,7 @@ READY = "@@concurdeploy-ready"      # locks taken, facts printed: the held comma
 PENDING = "@@concurdeploy-pending"  # a reload owed by an earlier run (its marker file exists)
 BACKUP = "@@concurdeploy-backup"    # "<BACKUP> <file index> <path>": the backup kept
 ID = "@@concurdeploy-id"            # "<ID> u|g <name> <number>": a declared owner/group's id on the host
+OWNER = "@@concurdeploy-owner"      # "<OWNER> <PID>": the process holding this run's locks
 
 
 def q(arg: str) -> str:

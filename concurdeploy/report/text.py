@@ -72,6 +72,8 @@ def host_line(r: HostResult, width: int = 12) -> str:
         detail = f"{r.error_kind}: {r.error}" if r.error_kind else (r.error or "")
         if r.status is Status.SKIPPED:
             detail = r.error or ""
+        elif r.changes:  # replaced before the failure (e.g. a connection dropped at the reload)
+            detail += "; already " + ", ".join(change_text(c) for c in r.changes)
     elif r.changes:
         verb = "would be " if r.data.get("check") else ""
         detail = ", ".join(change_text(c, verb) for c in r.changes)

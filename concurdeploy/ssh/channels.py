@@ -16,10 +16,14 @@ __all__ = ["HeldCommand", "decode", "one_line", "short", "timed_out", "wait_even
 
 
 class HeldCommand:
-    """A remote command left running on purpose (see :meth:`Connection.hold`)."""
+    """A remote command left running on purpose (see :meth:`Connection.hold`).
 
-    def __init__(self, chan: paramiko.Channel):
+    ``pid``: its shell's PID on the host (alive exactly as long as the command), or None.
+    """
+
+    def __init__(self, chan: paramiko.Channel, pid: int | None = None):
         self._chan = chan
+        self.pid = pid
 
     def release(self) -> None:
         """Send a newline, close the command's stdin and its channel (it then exits).

@@ -54,6 +54,7 @@ from concurdeploy.ssh.channels import timed_out as _timed_out
 from concurdeploy.ssh.channels import wait_event as _wait
 from concurdeploy.ssh.keys import credentials, load_private_key
 from concurdeploy.ssh.specs import ConnectSpec
+from concurdeploy.ssh.spill import settle, spill_for
 
 # close_bastions, HeldCommand and load_private_key live in bastions, channels and keys;
 # they stay importable from here, where callers have always found them.
@@ -81,6 +82,10 @@ class Connection:
         self.spec = spec
         self.abort = abort
         self.warnings: list[str] = []
+        #: Values masked in output written to files (set by the operation: its secrets).
+        self.secrets: tuple[str, ...] = ()
+        #: ``(stream, bytes, path)`` of each output file written (past the cap: :mod:`.spill`).
+        self.spilled: list[tuple[str, int, str]] = []
         self.transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.Lock()
@@ -304,7 +309,8 @@ class Connection:
             process group (e.g. as root through sudo); None = as the login user (:meth:`_kill`).
         :returns: :class:`CommandResult`; output decoded as UTF-8, invalid bytes replaced,
             at most :data:`~concurdeploy.ssh.remote.KEEP_BYTES` per stream kept (the end;
-            a first line counts the bytes not kept).
+            a first line counts the bytes not kept, and names the file of the run's output
+            folder that holds them: :mod:`concurdeploy.ssh.spill`).
         :raises CommandTimeout: ran past ``timeout`` (its process group is killed).
         :raises Interrupted: the run is being interrupted (its process group is killed).
         :raises HostUnreachable: the transport dropped.
@@ -314,8 +320,10 @@ class Connection:
         start = time.monotonic()
         deadline = start + timeout
         nonce = remote.new_nonce()
-        out, err = remote.Demux(nonce, True), remote.Demux(nonce, False)
+        out, err = (remote.Demux(nonce, s == "stdout", spill=spill_for(self.spec, s, self.secrets))
+                    for s in ("stdout", "stderr"))
         chan = self._channel()
+        look = 0.0  # when the timeout and abort are next looked at while output keeps coming
         try:
             chan.exec_command(remote.bootstrap(nonce))
             chan.sendall(remote.frame(remote.prelude(nonce) + command, stdin))
@@ -332,8 +340,9 @@ class Connection:
                     got = True
                     if on_output and data:
                         on_output("stderr", data)
-                if got:
+                if got and time.monotonic() < look:  # a flood of output must not hide the clock
                     continue
+                look = time.monotonic() + 0.2
                 if chan.exit_status_ready() and (chan.eof_received or chan.closed):
                     if not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
@@ -352,7 +361,8 @@ class Connection:
                 if self.abort is not None and self.abort.is_set():
                     (kill or self._kill)(out.pid, nonce)
                     self.check_abort()
-                _wait(chan, min(remaining, 0.5))
+                if not got:
+                    _wait(chan, min(remaining, 0.5))
             status = chan.recv_exit_status()
             if status == -1 and (self.transport is None or not self.transport.is_active()):
                 # The channel closed because the transport died, not because the command ended.
@@ -363,6 +373,7 @@ class Connection:
             raise HostUnreachable(f"connection dropped while running {short(command)}: {_one_line(e)}") from None
         finally:
             chan.close()
+            settle((out, err), self.spilled)
         return CommandResult(command=command, exited=None if status == -1 else status,
                              stdout=decode(out.text()), stderr=decode(err.text()),
                              duration_s=time.monotonic() - start)
@@ -439,7 +450,7 @@ class Connection:
             raise
         text = b"\n" + out.data
         before = text[1:text.index(marker) + 1]
-        return HeldCommand(chan), decode(before)
+        return HeldCommand(chan, out.pid), decode(before)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:

@@ -103,7 +103,8 @@ def credentials(spec: ConnectSpec) -> Iterator[tuple[str, paramiko.PKey | None, 
         text = envsecrets.getenv(spec.key_env)
         if not text:
             raise CredentialsMissing(
-                f"key_env {spec.key_env} is not set (it must hold a private key, e.g. a CI secret)")
+                f"key_env {spec.key_env} {'is not set' if text is None else 'is set but empty'} "
+                f"(it must hold a private key, e.g. a CI secret)")
         explicit = True
         label = f"key_env {spec.key_env}"
         yield label, load_private_key(text=text, passphrase=passphrase, what=label), None

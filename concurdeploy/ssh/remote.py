@@ -16,8 +16,9 @@ command as a session leader and ``exec`` keeps the PID, that PID is also the com
 process group: :func:`kill_script` ends the whole group (TERM, then KILL after a grace)
 from a second channel when the command runs past its timeout or the run is interrupted.
 
-Output kept in memory is capped per stream (:data:`KEEP_BYTES`); the rest is counted and
-noted, never kept (:class:`Demux`).
+Output kept in memory is capped per stream (:data:`KEEP_BYTES`, the end of it); the bytes
+before are written to a file of the run's output folder when there is one
+(:class:`~concurdeploy.ssh.spill.Spill`), else counted and noted (:class:`Demux`).
 """
 
 from __future__ import annotations
@@ -90,17 +91,20 @@ def kill_script(pid: int | None, nonce: str, grace: float = KILL_GRACE) -> str:
 
 class Demux:
     """One stream of one command's output: drops start-up noise before the nonce line,
-    keeps at most ``keep`` bytes (the end), counts the rest.
+    keeps at most ``keep`` bytes (the end), counts the rest and hands it to ``spill`` (a
+    :class:`~concurdeploy.ssh.spill.Spill`, or None: not kept anywhere).
 
     Feed raw chunks with :meth:`feed`; it returns the bytes that belong to the command (for
-    live output). ``pid`` is set once the stdout header arrived.
+    live output). ``pid`` is set once the stdout header arrived. :meth:`settle` when the
+    command is over (:meth:`text` does it).
     """
 
     #: Bytes of noise searched for the header at most (start-up files printing more than
     #: this before it: the header is then looked for in the last bytes only).
     NOISE_KEEP = 65536
 
-    def __init__(self, nonce: str, with_pid: bool, keep: int = KEEP_BYTES):
+    def __init__(self, nonce: str, with_pid: bool, keep: int = KEEP_BYTES, spill=None):
+        self.spill = spill
         self._head = nonce.encode()
         self._with_pid = with_pid
         self._keep = keep
@@ -123,10 +127,22 @@ class Demux:
             self._pending.clear()
         self.data += chunk
         if len(self.data) > 2 * self._keep:
-            cut = len(self.data) - self._keep
-            del self.data[:cut]
-            self.dropped += cut
+            self._cut(len(self.data) - self._keep)
         return chunk
+
+    def _cut(self, n: int) -> None:
+        if self.spill is not None:
+            self.spill.write(bytes(self.data[:n]))
+        del self.data[:n]
+        self.dropped += n
+
+    def settle(self) -> None:
+        """The command is over: keep only the last ``keep`` bytes, the rest to the spill file
+        (closed). Idempotent."""
+        if len(self.data) > self._keep:
+            self._cut(len(self.data) - self._keep)
+        if self.spill is not None:
+            self.spill.close()
 
     def _find_header(self) -> int | None:
         """Offset just after the header line in the pending bytes, or None (sets ``pid``)."""
@@ -144,17 +160,20 @@ class Demux:
         return nl + 1
 
     def text(self) -> bytes:
-        """The kept output; when bytes were dropped, a first line saying how many."""
-        data = self.data
-        dropped = self.dropped
-        if len(data) > self._keep:
-            dropped += len(data) - self._keep
-            data = data[len(data) - self._keep:]
+        """The kept output; when bytes were not kept, a first line saying how many, and
+        where they are (the spill file) or why they are nowhere. Settles first (:meth:`settle`)."""
+        self.settle()
+        data, dropped, spill = self.data, self.dropped, self.spill
         if not self.found and not data:
             # The header never came (the script did not start): show what there was.
             return bytes(self._pending)
+        if dropped and spill is not None and spill.path and not spill.error:
+            which = f"the first {spill.stored} of them" if spill.full else "they"
+            return f"[{dropped} bytes of output before this not kept here: {which} are in {spill.path}]\n".encode() \
+                + bytes(data)
         if dropped:
-            return f"[{dropped} bytes of output before this not kept]\n".encode() + bytes(data)
+            why = f" ({spill.error})" if spill is not None and spill.error else ""
+            return f"[{dropped} bytes of output before this not kept{why}]\n".encode() + bytes(data)
         return bytes(data)
 
 

@@ -69,6 +69,8 @@ class ConnectSpec:
         ``/bin/sh`` and used as the connection instead of a TCP socket
         (:mod:`concurdeploy.ssh.proxycommand`). Only on a host without ``jump`` or on the
         first hop of a chain.
+    :param output_dir: the run's output folder: a command's output past the in-memory cap is
+        written there (:mod:`concurdeploy.ssh.spill`); None = counted, not kept.
     """
 
     name: str
@@ -89,6 +91,7 @@ class ConnectSpec:
     proxy_command: str | None = None
     identity_agent: str | None = None
     host_key_alias: str | None = None
+    output_dir: str | None = None
 
     @property
     def known_hosts_name(self) -> tuple[str, int]:

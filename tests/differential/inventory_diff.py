@@ -46,7 +46,7 @@ __all__ = ["Outcome", "Side", "check_refusal", "differences", "normalise", "judg
 REPO = Path(__file__).resolve().parents[2]
 FORK_DRIVER = Path(__file__).resolve().parent / "fork_driver.py"
 #: Seconds the whole run of one tool may take (each case is also bounded: fork_driver.CASE_TIMEOUT).
-RUN_TIMEOUT = 150.0
+RUN_TIMEOUT = 420.0
 
 AGREE, REFUSED, DISAGREE, REFUSAL_MISSING, REFERENCE_FAILED = (
     "agree", "refused on purpose", "disagree", "refusal missing", "reference failed")

@@ -7,6 +7,8 @@
 * :class:`BannerServer`: accepts, sends an SSH banner, then says nothing more.
 * :func:`freeze` / :func:`thaw`: SIGSTOP / SIGCONT an sshd's session processes.
 * :func:`workers_of`: the pool's worker processes of a controller (via /proc).
+* :func:`session_processes` / :func:`remote_leftovers`: the processes an sshd's sessions
+  started (their ``SSH_CONNECTION``), and those still there after a bounded wait.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 
 import pytest
 
-from tests.sshd import _children_map, _descendants
+from tests.sshd import _children_map, _descendants, _wait_pids_gone
 
 #: Strings that must never reach an operator: a library's internals or a raw exception.
 LEAKS = ("Traceback", "site-packages", "paramiko/", ".py:", "EOFError", "SSHException")
@@ -262,3 +264,35 @@ class BannerServer:
         self._listener.close()
         for c in self._held:
             c.close()
+
+
+def session_processes(port: int) -> list[int]:
+    """PIDs of the processes started by a session of the sshd listening on ``port``: those whose
+    environment holds ``SSH_CONNECTION=… <port>`` (sshd sets it in every session; children
+    inherit it, also once re-parented after their session ended). Root reads every environ."""
+    found = []
+    suffix = f" {port}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        if any(v.startswith(b"SSH_CONNECTION=") and v.endswith(suffix) for v in env.split(b"\0")):
+            found.append(int(entry))
+    return found
+
+
+def remote_leftovers(port: int, timeout: float) -> list[str]:
+    """Wait up to ``timeout`` s (on pidfds) for every process of the sshd on ``port``'s sessions
+    to end (:func:`session_processes`; those that start meanwhile too); returns
+    ``"PID command line"`` of the ones still there."""
+    deadline = time.monotonic() + timeout
+    while True:  # bounded by the deadline: each turn waits for the processes seen, or returns
+        pids = session_processes(port)
+        left = deadline - time.monotonic()
+        if not pids or left <= 0:
+            return [f"{p} {cmdline(p)}" for p in pids]
+        _wait_pids_gone(pids, left)

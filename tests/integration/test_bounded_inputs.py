@@ -72,3 +72,49 @@ def test_an_oversized_group_vars_file_is_refused(fleet):
     (f.project / "inventories" / "group_vars").mkdir()
     huge(f.project / "inventories" / "group_vars" / "haproxy.yml")
     assert "haproxy.yml" in refused(f, "-i", "inventories")
+
+
+# ---------------------------------------------------------------------------- YAML alias bombs
+
+def alias_bomb(indent: str = "") -> str:
+    """YAML lines of mappings ``l0`` … ``l8``, each anchored list repeating the previous one
+    ten times: about 550 bytes standing for 10^9 strings."""
+    lines = [f'{indent}l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 9):
+        lines.append(f"{indent}l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_bomb_is_small():
+    assert len(alias_bomb()) < 1500
+
+
+def test_an_alias_bomb_in_an_inventory_file_is_refused_promptly(fleet):
+    f = fleet(1)
+    (f.project / "inventories" / "zz-bomb.yml").write_text("bombers:\n  vars:\n" + alias_bomb("    "))
+    err = refused(f, "-i", "inventories", says="MAX_ALIAS_EXPANSION")
+    assert "zz-bomb.yml:8:" in err and "MAX_ALIAS_EXPANSION" in err, err  # l5: the first over 10^6
+
+
+def test_an_alias_bomb_in_a_group_vars_file_is_refused_promptly(fleet):
+    f = fleet(1)
+    (f.project / "inventories" / "group_vars").mkdir()
+    (f.project / "inventories" / "group_vars" / "haproxy.yml").write_text(alias_bomb())
+    assert "haproxy.yml" in refused(f, "-i", "inventories", says="alias")
+
+
+def test_an_alias_bomb_in_an_extra_vars_file_is_refused_promptly(fleet, tmp_path):
+    f = fleet(1)
+    (tmp_path / "vars.yml").write_text(alias_bomb())
+    assert "vars.yml" in refused(f, "-e", f"@{tmp_path / 'vars.yml'}", says="alias")
+
+
+def test_an_alias_bomb_inline_in_extra_vars_is_refused_promptly(fleet):
+    bomb = "{" + ", ".join(ln.strip() for ln in alias_bomb().splitlines()) + "}"
+    refused(fleet(1), "-e", bomb, says="alias")
+
+
+def test_an_alias_bomb_in_the_project_config_is_refused_promptly(fleet):
+    f = fleet(1)
+    (f.project / "concurdeploy.yaml").write_text("run:\n  env:\n" + alias_bomb("    "))  # invoke's own section
+    assert "concurdeploy.yaml:8:" in refused(f, says="MAX_ALIAS_EXPANSION")

@@ -229,6 +229,27 @@ def test_abort_stops_hosts_in_flight_at_a_safe_point_and_skips_the_rest(backend,
     assert took < 30, f"{kind}: h2 did not stop at its next safe point ({took:.1f} s)"
 
 
+def test_a_hard_stop_gives_a_host_in_flight_up_as_interrupted_not_deadline(backend, spec_for, tmp_path):
+    """The second Ctrl-C (``hard_stop``): h2 never reaches a safe point, so it is given up at
+    once, ``failed`` as ``Interrupted`` (the exit code is 130), never labelled ``Deadline``."""
+    kind, make = backend
+    release = tmp_path / "release"
+    jobs = [Job(spec_for("h1"), ok), Job(spec_for("h2"), ignores_abort, str(release))]
+
+    def on_result(r: HostResult) -> None:
+        if r.host == "h1":
+            pool.hard_stop("interrupted (SIGINT, then SIGINT: hard stop)")
+
+    try:
+        with make(forks=2) as pool:
+            results, took = run(pool, jobs, on_result=on_result)
+    finally:
+        release.write_text("go")  # lets a Dask worker's stuck thread end
+    assert table(results) == [("h1", "ok", None), ("h2", "failed", "Interrupted")], (kind, results)
+    assert results[1].error.startswith("interrupted (SIGINT, then SIGINT: hard stop)"), results[1]
+    assert took < 25, f"{kind}: h2 was waited for ({took:.1f} s)"  # it would hold 30 s
+
+
 def test_deadline_fails_hosts_in_flight_within_the_grace_and_skips_the_rest(backend, spec_for, tmp_path):
     """h1 stops at its safe point (``Interrupted``); h2 never looks at the flag, so it is given
     up once the grace has run out (``Deadline``); h3 and h4 never start (``skipped``, ``Deadline``)."""

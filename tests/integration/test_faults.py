@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +93,7 @@ def test_second_sigint_is_a_hard_stop_still_130_with_the_report(fleet, beacon):
         doc = run.consistent(130)
         assert doc["signal"] == 2
         assert run.statuses() == {"h1": "failed", "h2": "skipped"}
+        assert run.host("h1")["error_kind"] == "Interrupted", run.host("h1")  # not "Deadline"
     finally:
         thaw(frozen)
 
@@ -163,9 +166,8 @@ def test_a_worker_killed_mid_run_is_retried_with_retries(fleet, beacon, tmp_path
     run.consistent(0)
     assert run.statuses() == {"h1": "changed"}
     assert f.dest("h1").read_bytes() == HAPROXY_CFG
-    # the killed attempt's upload stays until a later run's sweep (operations/facts.py: older
-    # than 10 minutes) -- reported to the lead, not this area's code; never more than that one
-    assert len(f.temp_files()) <= 1, f.temp_files()
+    # the killed attempt's upload is removed by the retry: its run's lock-holding process is gone
+    assert f.temp_files() == [], f.temp_files()
     assert run.took < 30, run.took  # not after the first attempt's sleep
 
 
@@ -254,13 +256,13 @@ def test_a_connection_dropped_at_reload_is_unreachable(fleet, beacon):
     assert f.dest("h1").read_bytes() == HAPROXY_CFG  # replaced before the drop
 
 
-@pytest.mark.xfail(strict=True, reason="operations/push.py drops the list of files already replaced when "
-                                       "the reload raises; it must set e.changes on the error it raises "
-                                       "(executors/core.py reports them): not this branch's file")
 def test_a_connection_dropped_at_reload_says_which_files_were_replaced(fleet, beacon):
     f = fleet(1)
-    h1 = _drop_at_reload(f, beacon).host("h1")
+    run = _drop_at_reload(f, beacon)
+    h1 = run.host("h1")
     assert [c["dest"] for c in h1["changes"]] == [str(f.dest("h1"))], h1
+    line = next(ln for ln in run.out.splitlines() if ln.startswith("h1 "))
+    assert f"already {f.dest('h1')} replaced" in line, run.out
 
 
 def test_a_banner_then_silence_host_is_unreachable_within_the_connect_timeout_once(fleet):
@@ -397,3 +399,40 @@ def test_files_an_action_says_it_replaced_are_reported_even_when_it_then_failed(
     result = run_host(Job(spec, _replaced_then_dropped))
     assert result.status.value == "unreachable"
     assert [c.dest for c in result.changes] == ["/etc/haproxy/haproxy.cfg"]
+
+
+# ---------------------------------------------------------------------------- #14.5 clean-up
+
+def _dead_pid() -> int:
+    """The PID of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+def test_leftovers_of_a_run_that_died_are_removed_at_once_and_a_live_runs_kept(fleet, tmp_path):
+    f = fleet(1)
+    d = f.dest("h1").parent
+    hexes = "%032x"
+    zombie = subprocess.Popen(["true"])  # ended, never reaped (as under a PID 1 that reaps nothing)
+    dead, alive = _dead_pid(), os.getpid()  # the host is this machine: one PID space
+    stale = d / f".haproxy.concurdeploy-{hexes % 1}-{zombie.pid}.cfg"  # a minute old: not the 10 minutes
+    live = d / f".haproxy.concurdeploy-{hexes % 2}-{alive}.cfg"  # a run still holding its lock
+    stage_stale = Path(f"/tmp/.concurdeploy-stage-{hexes % 3}-{dead}")
+    stage_live = Path(f"/tmp/.concurdeploy-stage-{hexes % 4}-{alive}")
+    try:
+        assert _wait_pids_gone([zombie.pid], 30) == []  # it has exited: a zombie from here on
+        for p in (stale, live, stage_stale, stage_live):
+            p.write_text("upload\n")
+            os.utime(p, (time.time() - 60, time.time() - 60))
+        run = Run(f)
+        assert run.finish() == 0, run.err
+        assert not stale.exists() and not stage_stale.exists()
+        assert live.exists() and stage_live.exists()
+        warnings = run.host("h1")["warnings"]
+        assert f"removed 1 temporary file in {d} left by an earlier run that did not finish" in warnings, warnings
+        # (/tmp is the machine's: another run of this code may have swept stage_stale first)
+    finally:
+        zombie.wait(timeout=30)
+        for p in (stale, live, stage_stale, stage_live):
+            p.unlink(missing_ok=True)

@@ -338,3 +338,26 @@ def test_help_imports_neither_rich_nor_paramiko(tmp_path):
     imported = re.findall(r"\|\s+([\w.]+)\s*$", res.stderr, re.MULTILINE)
     assert imported, res.stderr[:500]
     assert not [m for m in imported if m.split(".")[0] in ("rich", "paramiko")]
+
+
+def test_output_past_the_cap_is_in_a_0600_file_named_in_the_report_byte_for_byte(fleet):
+    from concurdeploy.ssh.remote import KEEP_BYTES
+
+    f = fleet(1)
+    f.host_vars = {"h1": {"api_token": "tok-3f9a1c"}}
+    f.write_inventory()
+    whole = b"token tok-3f9a1c\n" + "".join(f"{i}\n" for i in range(1, 500_001)).encode()  # 3.4 MB
+    report = f.project / "run.json"
+    res = f.run("run", "haproxy", "echo token tok-3f9a1c; seq 1 500000; echo err-line >&2",
+                "--report-json", str(report))
+    assert res.returncode == 0, res.stderr[-2000:]
+    files = list((f.project / ".concurdeploy-output").glob("*/h1-stdout.out"))
+    assert len(files) == 1, files
+    path = files[0]
+    assert path.read_bytes() == whole[:len(whole) - KEEP_BYTES].replace(b"tok-3f9a1c", b"********")
+    assert os.stat(path).st_mode & 0o777 == 0o600 and os.stat(path.parent).st_mode & 0o777 == 0o700
+    assert list(path.parent.iterdir()) == [path]  # stderr stayed under the cap: no file
+    h1 = json.loads(report.read_text())["hosts"][0]
+    assert [w for w in h1["warnings"] if str(path) in w], h1["warnings"]
+    assert f"warning: {len(whole) - KEEP_BYTES} bytes of stdout" in res.stdout and str(path) in res.stdout
+    assert "tok-3f9a1c" not in res.stdout + report.read_text()
