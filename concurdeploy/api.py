@@ -355,6 +355,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     limit = batches.parse_max_fail(opts.max_fail)
     groups = batches.split(list(range(len(hosts))), opts.serial)
     from concurdeploy.report.text import name as shown
+    from concurdeploy.operations.timing import on_run_clock
 
     width = max((len(shown(h.name)) for h in hosts), default=4) + 1
     stdout = sys.stdout if opts.console else reporting.Null()
@@ -415,7 +416,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                     jobs.append(Job(specs[i], action, payloads[i], batch=tag))
                     index.append(i)
             for i, r in zip(index, pool.run(jobs, on_result=on_result, deadline=end, on_output=on_output)):
-                results[i] = _timed(r, arrived.get(r.host))
+                results[i] = on_run_clock(r, arrived.get(r.host))
             tried = [r for r in results.values() if r.status is not Status.SKIPPED]
             failed = sum(1 for r in tried if r.status.is_failure)
             if pool.stopped is None and batches.exceeded(failed, len(tried), limit):
@@ -444,19 +445,6 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
 
         raise HostsFailed([r.host for r in result.failed])
     return result
-
-
-def _timed(r: HostResult, arrived_s: float | None) -> HostResult:
-    """``r`` with its timings on the run's clock: the host began ``duration_s`` before it arrived
-    (``arrived_s``, seconds from the run's start); its phases, timed by the worker from the
-    host's own start (:mod:`concurdeploy.operations.timing`), are shifted by that; a host
-    without phases gets one ``("host", start_s, duration_s)`` bar."""
-    if arrived_s is None or not r.duration_s:
-        return r
-    began = max(0.0, arrived_s - r.duration_s)
-    if r.timings:
-        return replace(r, timings=tuple((p, round(began + s, 3), d) for p, s, d in r.timings))
-    return replace(r, timings=(("host", round(began, 3), round(r.duration_s, 3)),))
 
 
 def _connect_specs(hosts, opts: RunOptions, stack, inventory=None) -> list:

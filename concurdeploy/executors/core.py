@@ -8,9 +8,9 @@ wrong lives here, so the two back-ends cannot drift apart:
   result) and :func:`run_sendable` also guarantees a result that can be pickled back.
 * :class:`Executor`: the surface ``api.fan_out`` drives (``run``, ``stop``, ``abort``,
   ``stopped``, ``close``, context manager).
-* :class:`StopClock`: when a run stops waiting for hosts in flight (the deadline, the grace
-  after an abort), with the constants :data:`ABORT_GRACE_S`, :data:`DEADLINE_GRACE_S`,
-  :data:`POLL_S`.
+* The constants :data:`ABORT_GRACE_S`, :data:`DEADLINE_GRACE_S`, :data:`POLL_S` that
+  :class:`concurdeploy.executors.clock.StopClock` applies (when a run stops waiting for hosts
+  in flight).
 * :func:`host_outcome`: the table of what a lost worker, a job or result that cannot cross
   the process boundary, a host never started or given up means for that host.
 * :func:`make_executor`: the choice of back-end from plain values.
@@ -34,7 +34,7 @@ from concurdeploy.ssh.specs import ConnectSpec
 
 __all__ = [
     "ABORT_GRACE_S", "DEADLINE_GRACE_S", "DEADLINE_REASON", "DEFAULT_FORKS", "POLL_S",
-    "Again", "Executor", "Job", "Outcome", "StopClock", "host_outcome", "make_executor",
+    "Again", "Executor", "Job", "Outcome", "host_outcome", "make_executor",
     "not_started", "pickle_problem", "restart_budget", "run_host", "run_sendable", "safe_str",
 ]
 
@@ -359,38 +359,6 @@ def not_started(jobs: list[Job], done: dict[int, HostResult], reason: str | None
             done[i] = host_outcome(job, Outcome.NOT_STARTED, why=str(reason))
 
 
-class StopClock:
-    """When a run stops waiting for hosts in flight; call :meth:`check` once per loop turn.
-
-    * Past ``deadline`` (a ``time.monotonic()`` value; checked every turn, so hosts finishing
-      back to back cannot defer it) the executor is aborted with :data:`DEADLINE_REASON` and
-      the grace shrinks to :data:`DEADLINE_GRACE_S`.
-    * From the first turn that sees the executor aborting, hosts in flight have ``grace_s``
-      seconds to reach a safe point; then :meth:`check` returns True and the executor gives
-      them up (``GIVEN_UP`` in :func:`host_outcome`).
-    """
-
-    def __init__(self, executor: Executor, deadline: float | None, grace_s: float = ABORT_GRACE_S):
-        self.executor, self.deadline, self.grace_s = executor, deadline, grace_s
-        self.aborted_at: float | None = None
-
-    @property
-    def deadline_passed(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
-
-    def check(self) -> bool:
-        """Apply the deadline; True once the grace after the abort has run out."""
-        now = time.monotonic()
-        if self.deadline is not None and now > self.deadline and not self.executor.aborting:
-            self.executor.abort(DEADLINE_REASON)
-            self.grace_s = min(self.grace_s, DEADLINE_GRACE_S)
-        if self.executor.aborting and self.aborted_at is None:
-            self.aborted_at = now
-        if self.executor.hard:  # a second Ctrl-C: no grace at all
-            return True
-        return self.aborted_at is not None and now - self.aborted_at > self.grace_s
-
-
 # ---------------------------------------------------------------------------- the surface
 
 class Executor:
@@ -414,8 +382,8 @@ class Executor:
         """Run ``jobs``; return one result per job, in the order given (never raises for a host).
 
         :param on_result: called in the controller as each host finishes.
-        :param deadline: ``time.monotonic()`` value; see :class:`StopClock`.
-        :param grace_s: seconds in-flight hosts get after :meth:`abort` (see :class:`StopClock`).
+        :param deadline: ``time.monotonic()`` value; see :class:`~concurdeploy.executors.clock.StopClock`.
+        :param grace_s: seconds in-flight hosts get after :meth:`abort` (see :class:`~concurdeploy.executors.clock.StopClock`).
         :param on_output: ``callable(host, stream, data: bytes)`` for streamed output.
         """
         raise NotImplementedError  # pragma: no cover - every executor defines it
@@ -430,7 +398,7 @@ class Executor:
 
     def abort(self, reason: str) -> None:
         """:meth:`stop`, and ask in-flight hosts to stop at their next safe point (safe in a
-        signal handler; see :class:`StopClock` for how long they are waited for)."""
+        signal handler; see :class:`~concurdeploy.executors.clock.StopClock` for how long they are waited for)."""
         self.stop(reason)
         self._aborting = True
         self._on_abort()

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from concurdeploy.executors.clock import StopClock
 from concurdeploy.executors.core import (
     ABORT_GRACE_S,
     DEADLINE_REASON,
@@ -38,7 +39,6 @@ from concurdeploy.executors.core import (
     Executor,
     Job,
     Outcome,
-    StopClock,
     host_outcome,
     not_started,
     pickle_problem,

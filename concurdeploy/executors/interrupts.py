@@ -49,7 +49,7 @@ def announce_hard(signum: int) -> None:
 class Interrupts:
     """While active (a context manager), SIGINT and SIGTERM call ``executor.abort(...)``:
     no new host starts and hosts in flight stop at their next safe point (see
-    :class:`~concurdeploy.executors.core.StopClock`); a second signal calls
+    :class:`~concurdeploy.executors.clock.StopClock`); a second signal calls
     ``executor.hard_stop(...)`` (no grace: workers killed, results still returned).
 
     Under the CLI (a :class:`Lifecycle` installed) the signals are delivered by it, also

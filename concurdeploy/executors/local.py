@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from multiprocessing.connection import wait
 
+from concurdeploy.executors.clock import StopClock
 from concurdeploy.executors.core import (
     ABORT_GRACE_S,
     DEADLINE_REASON,
@@ -40,7 +41,6 @@ from concurdeploy.executors.core import (
     Executor,
     Job,
     Outcome,
-    StopClock,
     host_outcome,
     not_started,
     restart_budget,
@@ -168,7 +168,7 @@ class WorkerPool(Executor):
         :param on_result: called in the controller as each host finishes (for live output).
         :param deadline: ``time.monotonic()`` value after which unfinished hosts are given
             up: in flight → ``failed`` (deadline exceeded), never started → ``skipped``
-            (see :class:`~concurdeploy.executors.core.StopClock`).
+            (see :class:`~concurdeploy.executors.clock.StopClock`).
         :param grace_s: after :meth:`abort`, seconds to wait for in-flight hosts to reach a
             safe point before their workers are terminated (0 after :meth:`hard_stop`).
         :param on_output: ``callable(host, stream, data)`` for output streamed by actions

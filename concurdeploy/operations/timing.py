@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
-__all__ = ["phase", "record", "relative", "timed_action"]
+from concurdeploy.records import HostResult
+
+__all__ = ["on_run_clock", "phase", "record", "relative", "timed_action"]
 
 
 @contextmanager
@@ -57,3 +60,16 @@ def relative(conn, start: float) -> tuple[tuple[str, float, float], ...]:
     """``conn``'s phases as ``(phase, start_s, duration_s)``, seconds from ``start`` (the host's)."""
     return tuple((name, round(max(0.0, b - start), 3), round(max(0.0, e - b), 3))
                  for name, b, e in getattr(conn, "phases", None) or ())
+
+
+def on_run_clock(r: HostResult, arrived_s: float | None) -> HostResult:
+    """``r`` with its timings on the run's clock: the host began ``duration_s`` before it arrived
+    (``arrived_s``, seconds from the run's start); its phases, timed by the worker from the
+    host's own start (:func:`phase`), are shifted by that; a host
+    without phases gets one ``("host", start_s, duration_s)`` bar."""
+    if arrived_s is None or not r.duration_s:
+        return r
+    began = max(0.0, arrived_s - r.duration_s)
+    if r.timings:
+        return replace(r, timings=tuple((p, round(began + s, 3), d) for p, s, d in r.timings))
+    return replace(r, timings=(("host", round(began, 3), round(r.duration_s, 3)),))

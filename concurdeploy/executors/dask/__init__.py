@@ -40,7 +40,7 @@ How a run goes:
   :func:`concurdeploy.executors.core.host_outcome`, the same as the local pool's.)
 * **Interrupts and deadline**: an abort is broadcast to the workers (in-flight hosts stop at
   their next safe point, as locally); after the grace of
-  :class:`~concurdeploy.executors.core.StopClock` the controller stops waiting and reports
+  :class:`~concurdeploy.executors.clock.StopClock` the controller stops waiting and reports
   in-flight hosts ``failed``.
 
 Modules: :mod:`.pool` (the controller: :class:`DaskPool`), :mod:`.cluster` (workers,

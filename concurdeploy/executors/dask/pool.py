@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from concurdeploy.exceptions import UsageError
+from concurdeploy.executors.clock import StopClock
 from concurdeploy.executors.core import (
     ABORT_GRACE_S,
     DEADLINE_REASON,
@@ -29,7 +30,6 @@ from concurdeploy.executors.core import (
     Executor,
     Job,
     Outcome,
-    StopClock,
     host_outcome,
     retry_note,
     safe_str,
@@ -157,7 +157,7 @@ class DaskPool(Executor):
         """Run ``jobs`` on the cluster; one result per job, in the order given (see the package doc).
 
         The parameters and the deadline/abort rules are :meth:`Executor.run`'s and
-        :class:`~concurdeploy.executors.core.StopClock`'s, as for the local pool.
+        :class:`~concurdeploy.executors.clock.StopClock`'s, as for the local pool.
         """
         jobs = list(jobs)
         if not jobs:
