@@ -8,9 +8,11 @@ Steps, each reached as an event: ``connect`` (a relay holds the accepted TCP con
 ``upload`` (the relay pauses after 1 MiB of a 4 MiB file; 4 KiB files elsewhere), ``validate``,
 ``reload`` and ``healthcheck`` (the command writes to a FIFO, then runs 2 s), ``rename`` (the
 host's SFTP server, behind ``tests/sftp_proxy.py``, writes to the FIFO at the rename request and
-holds it 2 s). Executors: ``local`` (one worker process), every fault × every step; ``dask`` (a
+holds it 2 s). Executors: ``local`` (one worker process), every fault × every step; ``inline``
+(the hosts in the controller's own threads: the default for up to 64 hosts) and ``dask`` (a
 ``distributed.LocalCluster`` of 2 worker processes, the cluster of ``test_dask.py``), every fault
-× the steps of :data:`DASK_STEPS` (all of them with ``CD_FULL_FAULT_MATRIX=1``).
+× the steps of :data:`SOME_STEPS` (all of them with ``CD_FULL_FAULT_MATRIX=1``); ``inline`` has
+no worker to kill.
 
 Asserted in every cell: the exit code is the fault's (1 for a host/worker fault, 130, 143)
 and the JSON report's; the host's status is one the fault allows; the destination is the
@@ -40,15 +42,20 @@ from tests.sshd import Beacon, _descendants
 
 pytestmark = pytest.mark.integration
 
-EXECUTORS = ["local", "dask"]
+EXECUTORS = ["local", "inline", "dask"]
 FAULTS = ["sshd_killed", "sshd_stopped", "sigint", "sigterm", "worker_killed"]
 STEPS = ["connect", "upload", "validate", "rename", "reload", "healthcheck"]
-#: Steps run through Dask in the serial part of CI (every fault at each): the handshake, a
-#: step before the last safe point (validate: abort and kill switch) and one after it (rename:
-#: the shielded finish); ``CD_FULL_FAULT_MATRIX=1`` runs every step (≈ 7 more minutes).
-DASK_STEPS = STEPS if os.environ.get("CD_FULL_FAULT_MATRIX") else ["connect", "validate", "rename"]
+#: Steps run through Dask and the controller's threads in the serial part of CI (every fault
+#: at each): the handshake, a step before the last safe point (validate: abort and kill
+#: switch) and one after it (rename: the shielded finish); ``CD_FULL_FAULT_MATRIX=1`` runs
+#: every step (≈ 10 more minutes).
+SOME_STEPS = STEPS if os.environ.get("CD_FULL_FAULT_MATRIX") else ["connect", "validate", "rename"]
 CELLS = [(kind, fault, step) for kind in EXECUTORS for fault in FAULTS
-         for step in (STEPS if kind == "local" else DASK_STEPS)]
+         for step in (STEPS if kind == "local" else SOME_STEPS)
+         if not (kind == "inline" and fault == "worker_killed")]
+#: ``CONCURDEPLOY_PROCESSES`` per executor: 1 = one worker process, 0 = automatic (a few
+#: hosts: the controller's threads); Dask ignores it.
+PROCESSES = {"local": "1", "inline": "0", "dask": "1"}
 CONNECT_TIMEOUT = 3
 STEP_S = 2
 GRACE = 10
@@ -100,7 +107,7 @@ def dask_cluster(client_keys, tmp_path_factory):
 def executor(request, kind):
     """``(kind, extra CLI args, Dask client or None)``; a Dask cell ends with the cluster back
     at 2 workers (a killed worker's nanny starts a new one)."""
-    if kind == "local":
+    if kind in ("local", "inline"):
         yield kind, (), None
         return
     address, client = request.getfixturevalue("dask_cluster")
@@ -166,7 +173,7 @@ def test_fault_at_step(fleet, tmp_path, executor, kind, fault, step):
                                   "validate": f"{hold}; test -s {{tmp}}" if step == "validate" else "test -s {tmp}"}],
                           reload=hold if step == "reload" else "true",
                           **({"healthcheck": hold} if step == "healthcheck" else {}))
-        run = Run(f, *args, env={"CONCURDEPLOY_PROCESSES": "1"})
+        run = Run(f, *args, env={"CONCURDEPLOY_PROCESSES": PROCESSES[kind]})
         try:
             if step == "connect":
                 assert relay.accepted.wait(30), "the controller never connected"
