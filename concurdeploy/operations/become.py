@@ -31,6 +31,9 @@ variable, never its value.
 
 from __future__ import annotations
 
+import errno
+import stat
+
 import base64
 import shlex
 import uuid
@@ -219,12 +222,16 @@ class AsLoginUser:
                 if want != (st.st_uid, st.st_gid):
                     try:  # chown first: it clears setuid/setgid bits that chmod sets
                         fh.chown(*want)
-                    except OSError:
-                        pass  # refused: the prepare step compares owners and says what to do
+                    except OSError as e:
+                        if _unsupported(e):
+                            _by_path(conn.sftp, tmp, lambda: conn.sftp.chown(tmp, *want))
+                        # refused: the prepare step compares owners and says what to do
             try:
                 fh.chmod(mode & 0o777)  # the server's umask narrowed it at the open: exact from here
-            except OSError:
-                pass  # never wider than asked; the prepare step checks the mode
+            except OSError as e:
+                if _unsupported(e):
+                    _by_path(conn.sftp, tmp, lambda: conn.sftp.chmod(tmp, mode & 0o777))
+                # else never wider than asked; the prepare step checks the mode
         except BaseException:
             fh.close()
             raise
@@ -320,6 +327,22 @@ class Sudo:
     def read_bytes(self, conn, path: str) -> bytes:
         res = self.run(conn, f"base64 -- {shlex.quote(path)}")
         return base64.b64decode(res.stdout) if res.exited == 0 else b""
+
+
+def _unsupported(e: OSError) -> bool:
+    """True when the SFTP server does not implement the request (e.g. no ``fsetstat``)."""
+    return getattr(e, "errno", None) in (errno.EOPNOTSUPP, errno.ENOTSUP) or "unsupported" in str(e).lower()
+
+
+def _by_path(sftp, path: str, change) -> None:
+    """For a server without ``fsetstat`` only: ``change()`` by path, if ``path`` is still a
+    regular file (``lstat``: not a link put in its place). The prepare step then checks that
+    the upload is still a regular file of its own, with one link, and the owner and mode."""
+    try:
+        if stat.S_ISREG(sftp.lstat(path).st_mode or 0):
+            change()
+    except OSError:
+        pass  # the prepare step says what is wrong
 
 
 def create_exclusive(sftp, path: str, mode: int):
