@@ -47,6 +47,7 @@ import shlex
 import stat
 import socket
 import tempfile
+import time
 from collections import Counter
 
 from concurdeploy import __version__
@@ -165,6 +166,46 @@ def _target(path) -> tuple[str, bool]:
     return os.path.realpath(path), False
 
 
+#: Marks found in the first bytes of each kind of report this tool writes (JSON's schema id,
+#: JUnit's testsuite name, the HTML page's title): an existing file holding none is not replaced.
+_REPORT_MARKS = (b'"schema": "concurdeploy.report/', b'<testsuite name="concurdeploy', b"<title>concurdeploy: ")
+
+
+def _replaceable(target: str) -> bool:
+    """True when a report may replace ``target``: it does not exist, is empty, or is a report
+    this tool wrote (one of :data:`_REPORT_MARKS` in its first 8 KiB)."""
+    try:
+        with open(target, "rb") as fh:
+            head = fh.read(8192)
+    except FileNotFoundError:
+        return True
+    return not head or any(mark in head for mark in _REPORT_MARKS)
+
+
+#: Seconds a report waits for a reader to open the FIFO it is given.
+FIFO_READER_WAIT_S = 10.0
+
+
+def _open_stream(path: str):
+    """Open an existing non-regular file (``/dev/stdout``, a device, a FIFO) for writing. A FIFO
+    gets :data:`FIFO_READER_WAIT_S` seconds for a reader to open it (looked at every 50 ms), then
+    ``ENXIO``: a FIFO nobody reads never blocks the run (and its signals) for ever.
+
+    :raises OSError: ``ENXIO`` (no reader), or what the open says."""
+    end = time.monotonic() + FIFO_READER_WAIT_S
+    while True:  # bounded by FIFO_READER_WAIT_S
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or time.monotonic() > end:
+                raise OSError(e.errno, f"{e.strerror} (a FIFO nobody reads)"
+                              if e.errno == errno.ENXIO else e.strerror, path) from None
+            time.sleep(0.05)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")
+
+
 def _atomic_write(path, data: bytes, what: str) -> None:
     """Write ``data`` to ``path``: a regular file (or a new one) through a temporary file in the
     same directory + ``os.replace`` (a missing folder is not created: an error); an existing device,
@@ -176,7 +217,7 @@ def _atomic_write(path, data: bytes, what: str) -> None:
     try:
         path, stream = _target(path)
         if stream:
-            with open(path, "wb") as f:
+            with _open_stream(path) as f:
                 f.write(data)
             return
         parent = os.path.dirname(path)
@@ -226,6 +267,11 @@ def check_writable(path) -> None:
             raise UsageError(f"cannot write a report to {shown}: its folder {folder} does not exist; "
                              f"create it first (mkdir -p {shlex.quote(folder)}) or give a path in an "
                              f"existing folder; nothing was touched")
+        if not _replaceable(target):
+            raise UsageError(f"cannot write a report to {shown}: it is an existing file that is not a "
+                             f"concurdeploy report (a report replaces the file it is given; this one "
+                             f"may be a config, an inventory, a key or tasks.py); give a new path or a "
+                             f"report's own; nothing was touched")
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".concurdeploy-probe-")
         os.close(fd)
         os.unlink(probe)

@@ -440,6 +440,9 @@ def test_invoke_core_options_are_refused_before_and_after_the_task_name(fleet):
     (["--report-json", "missing/x.json"], "its folder"),
     (["--junit", "missing/x.xml"], "--junit: cannot write a report to missing/x.xml: its folder"),
     (["--report-html", "missing/deeper/x.html"], "missing/deeper does not exist"),
+    (["--report-json", "files/haproxy/haproxy.cfg"], "is an existing file that is not a concurdeploy report"),
+    (["--report-html", "inventories/hosts.yaml"], "--report-html: cannot write a report to inventories/hosts.yaml: it is an existing file"),
+    (["--junit", "inventories/hosts.yaml"], "that is not a concurdeploy report"),
 ])
 def test_bad_flag_values_before_the_task_name_exit_2(fleet, args, needle):
     f = fleet(1)
@@ -447,6 +450,7 @@ def test_bad_flag_values_before_the_task_name_exit_2(fleet, args, needle):
     assert_usage_error(f.run("push", "haproxy", *args), needle)
     assert not f.dest("h1").exists()
     assert not (f.project / "missing").exists()  # a report's missing folder is refused, not created
+    assert (f.project / "files" / "haproxy" / "haproxy.cfg").read_bytes() == HAPROXY_CFG  # never a report
 
 
 def test_every_option_a_task_takes_is_in_its_help(fleet):

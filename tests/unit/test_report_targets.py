@@ -13,6 +13,7 @@ import pytest
 from concurdeploy.exceptions import UsageError
 from concurdeploy.records import HostResult, RunRecord, Status
 from concurdeploy.report import files as reports
+from concurdeploy.report import html
 
 
 def _record() -> RunRecord:
@@ -42,7 +43,7 @@ def test_a_regular_file_is_replaced(tmp_path):
 
 def test_a_symlink_is_kept_and_its_target_gets_the_report(tmp_path):
     target = tmp_path / "target.json"
-    target.write_text("old")
+    target.write_text("")  # empty (or an earlier report): may be replaced
     link = tmp_path / "link.json"
     link.symlink_to(target)
     reports.check_writable(link)
@@ -87,3 +88,32 @@ def test_the_probe_refuses_what_the_write_would_fail_on(tmp_path, make, why):
     assert why in str(e.value) and "nothing was touched" in str(e.value)
     with pytest.raises(UsageError):
         reports.write_json(path, _record())
+
+
+@pytest.mark.parametrize("write, other", [
+    (reports.write_json, b"global\n    maxconn 2000\n"),          # the config being pushed
+    (reports.write_junit, b"all:\n  hosts:\n    lb1:\n"),         # an inventory
+    (reports.write_json, b"-----BEGIN OPENSSH PRIVATE KEY-----\n"),  # a key
+])
+def test_an_existing_file_that_is_not_a_report_is_refused_and_kept(tmp_path, write, other):
+    path = tmp_path / "precious"
+    path.write_bytes(other)
+    with pytest.raises(UsageError, match="not a concurdeploy report"):
+        reports.check_writable(path)
+    assert path.read_bytes() == other
+
+
+@pytest.mark.parametrize("write", [reports.write_json, reports.write_junit, html.write_html])
+def test_a_report_may_replace_an_earlier_report(tmp_path, write):
+    path = tmp_path / "report"
+    write(path, _record())
+    reports.check_writable(path)  # the run's own report of last time: replaced
+    write(path, _record())
+
+
+def test_a_fifo_nobody_reads_fails_instead_of_hanging(tmp_path, monkeypatch):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(reports, "FIFO_READER_WAIT_S", 0.2)
+    with pytest.raises(UsageError, match="a FIFO nobody reads"):
+        reports.write_json(fifo, _record())
