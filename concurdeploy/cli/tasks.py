@@ -212,11 +212,34 @@ def inventory(c, inventory=None, graph=False, list=False):
     inv = _load(c, inventory)
     if list:
         from concurdeploy.inventory.listing import dumps
+        from concurdeploy.report.masking import _secret_var_values
 
-        print(dumps(inv, mask=_list_mask))
+        values: set[str] = set()  # every host's secret values, rendered and as written
+        for h in inv.hosts.values():
+            names = h.vars.get("secret_vars")
+            values.update(_secret_var_values(h.vars, {n for n in names if isinstance(n, str)}
+                                             if isinstance(names, type([])) else set()))
+        print(dumps(inv, mask=lambda key, value, names: _hidden(_list_mask(key, value, names), values)))
         return
     for line in _graph(inv, "all", 0, frozenset({"all"})):
         print(line)
+
+
+def _hidden(value, values: set[str]):
+    """``value`` with every secret of ``values`` hidden in each string it holds (lists and dicts
+    walked): a var that only *holds* a secret (the source of ``db_password: "{{ vault_db }}"``)
+    is masked too, as ``hosts --vars`` masks it."""
+    from concurdeploy.report.masking import _hide
+
+    if not values:
+        return value
+    if isinstance(value, str):
+        return _hide(value, values)
+    if isinstance(value, dict):
+        return {k: _hidden(v, values) for k, v in value.items()}
+    if isinstance(value, (type([]), tuple)):
+        return [_hidden(v, values) for v in value]
+    return value
 
 
 def _list_mask(key: str, value, names: set):

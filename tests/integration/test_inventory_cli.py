@@ -131,6 +131,21 @@ def test_secret_vars_are_masked_key_files_are_not(project):
     assert "hello" not in done.stdout and "t0k" not in done.stdout
 
 
+def test_the_source_of_a_secret_var_is_masked_too(project):
+    """``api_tok: "{{ lookup_val }}"`` with ``secret_vars: [api_tok]``: the var holding the
+    secret (``lookup_val``) must not show it either (as ``hosts --vars`` masks it)."""
+    path = inventory_file(project, """\
+        all:
+          hosts:
+            h1: {lookup_val: s3cr3t-v4lue, api_tok: "{{ lookup_val }}", secret_vars: [api_tok]}
+        """)
+    done = concurdeploy(project, "inventory", "--list", "-i", str(path))
+    assert done.returncode == 0, done.stderr
+    hv = json.loads(done.stdout)["_meta"]["hostvars"]["h1"]
+    assert hv["api_tok"] == hv["lookup_val"] == "********"
+    assert "s3cr3t-v4lue" not in done.stdout
+
+
 def test_list_and_graph_together_exit_2(project):
     path = inventory_file(project, INVENTORY)
     done = concurdeploy(project, "inventory", "--list", "--graph", "-i", str(path))
