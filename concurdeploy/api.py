@@ -342,7 +342,7 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
     :raises RunInterrupted: SIGINT/SIGTERM arrived (in the main thread only).
     """
     from concurdeploy.executors import batches
-    from concurdeploy.executors.core import Job, make_executor
+    from concurdeploy.executors.core import DEADLINE_REASON, Job, make_executor
     from concurdeploy.executors.interrupts import Interrupts
     from concurdeploy.report import console
 
@@ -426,8 +426,11 @@ def fan_out(hosts: list[Host], action, payloads: list, options: RunOptions | Non
                     for i, h in enumerate(hosts))
     elapsed = time.monotonic() - start
     signum = signals.signum if signals else 0
-    # "stopped early" only when it stopped something: a host not started, or a signal
-    stopped = pool.stopped if signum or any(r.error_kind == "NotStarted" for r in ordered) else None
+    # "stopped early" only when it stopped something: a host not started, a signal, or the
+    # deadline (hosts in flight then stop at a safe point: Interrupted, or are given up: Deadline)
+    stopped = pool.stopped if signum or any(r.error_kind == "NotStarted" for r in ordered) \
+        or (pool.stopped == DEADLINE_REASON and any(r.error_kind in ("Interrupted", "Deadline") for r in ordered)) \
+        else None
     out.finish(ordered, elapsed, stopped=stopped)
     command = opts.command or " ".join(["concurdeploy", *sys.argv[1:]])
     # the report's command line may quote a secret (run 'echo $TOKEN' typed out): mask it

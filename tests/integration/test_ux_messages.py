@@ -141,3 +141,17 @@ def test_check_mode_recap_says_would_change_even_when_nothing_would(fleet):
     res = f.run("push", "haproxy", "--check")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 ok, 0 would change, 0 failed" in res.stdout and not re.search(r"\bchanged\b", res.stdout), res.stdout
+
+
+def test_a_deadline_that_stops_hosts_says_so_in_the_recap_and_report(fleet):
+    """Hosts stopped at a safe point by ``--deadline`` are not a silent "interrupted": the run
+    says it stopped early because of the deadline (recap line and JSON ``stopped``)."""
+    f = fleet(1)
+    f.write_inventory(files=[{"src": "files/haproxy/haproxy.cfg", "dest": "{{ root }}/etc/haproxy/haproxy.cfg",
+                              "validate": "sleep 30; test -s {tmp}"}])
+    res = f.run("push", "haproxy", "--deadline", "3", "--report-json", "run.json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    doc = json.loads((f.project / "run.json").read_text())
+    assert doc["stopped"] == "deadline exceeded", doc
+    assert "deadline exceeded" in res.stdout, res.stdout
+    assert not f.dest("h1").exists()
