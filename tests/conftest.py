@@ -63,7 +63,7 @@ pytest_plugins = ("pytester",)
 
 #: Test files that measure timing, signals or the whole machine's processes and temp files:
 #: marked ``serial`` (run apart, after the parallel run: see the README's test command).
-SERIAL_FILES = {"test_faults.py", "test_fault_matrix.py", "test_dask.py", "test_push_property.py"}
+SERIAL_FILES = {"test_faults.py", "test_fault_matrix.py", "test_dask.py"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

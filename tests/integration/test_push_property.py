@@ -29,6 +29,7 @@ MODES = st.one_of(st.sampled_from([0o600, 0o640, 0o644, 0o400, 0o755, 0o750, 0o2
                   st.integers(0o400, 0o777))
 
 
+@pytest.mark.timeout(600)  # 25 pushes; in the parallel part of CI (-n 4), beside other tests
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
           derandomize=True, database=None)
 @given(name=NAME, content=st.binary(max_size=4096), mode=MODES, declare=st.booleans(),
