@@ -19,6 +19,7 @@ project that are not in the list are never touched.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from importlib import resources
@@ -101,6 +102,13 @@ def init(c, dir=None, force=False):
     if os.path.exists(target) and not os.path.isdir(target):
         raise Exit(f"concurdeploy: init {dir}: {target} exists and is not a folder; give a folder "
                    f"(new or existing); nothing was written", code=2)
+    try:
+        os.makedirs(target, exist_ok=True)
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "Permission denied")
+    except OSError as e:
+        raise Exit(f"concurdeploy: init {dir or '.'}: cannot create or write the folder {target}: "
+                   f"{e.strerror or e}; give a folder you can write; nothing was written", code=2) from None
     files = scaffold_files()
     taken = [rel for rel in files if os.path.lexists(os.path.join(target, rel))]
     not_files = [rel for rel in taken if not os.path.isfile(os.path.join(target, rel))

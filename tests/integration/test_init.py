@@ -63,6 +63,16 @@ def test_init_writes_the_scaffold_then_refuses_to_overwrite_unless_force(tmp_pat
     assert (tmp_path / "afile").read_text() == "x"
 
 
+@pytest.mark.parametrize("where", ["under-a-file", "/proc/concurdeploy-init"])
+def test_init_where_no_folder_can_be_made_exits_2_without_a_traceback(tmp_path, where):
+    (tmp_path / "file").write_text("x")
+    target = str(tmp_path / "file" / "sub") if where == "under-a-file" else where
+    res = _cd("init", target, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and "cannot create or write the folder" in res.stderr
+    assert "nothing was written" in res.stderr
+
+
 def test_init_then_push_with_the_sandbox_and_the_example_task(tmp_path):
     res = _cd("init", "proj", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
